@@ -1,0 +1,117 @@
+"""``apr-sched`` / ``python -m apr_sched``: the headless daemon and its helper commands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from apr_sched import __version__
+from apr_sched.config import SchedulerConfig, hosts_toml, load_config, resolve_state_dir
+from apr_sched.errors import AprError
+from apr_sched.scheduler import DB_NAME, Scheduler
+from apr_sched.store import Store
+
+log = logging.getLogger("apr_sched")
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE",
+                        help="hosts.toml: scheduler settings and hosts to register")
+    parser.add_argument("--state-dir", metavar="DIR",
+                        help="where the database, logs and lock live (default: $APR_SCHED_HOME, "
+                             "$EDX_TMP_BASE/apr_sched, ~/.local/state/apr_sched)")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more logging (-vv for debug)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="apr-sched", description="Job scheduler for APR (place-and-route) runs.")
+    parser.add_argument("--version", action="version", version=f"apr_sched {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the scheduler daemon (the default command)")
+    _add_common(serve)
+    serve.add_argument("--stop-jobs-on-exit", action="store_true",
+                       help="stop running jobs on shutdown instead of leaving them to be "
+                            "found again at the next start")
+
+    config = sub.add_parser("config", help="configuration helpers")
+    config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    export = config_sub.add_parser("export", help="write the registered hosts as TOML")
+    _add_common(export)
+    export.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
+        argv.insert(0, "serve")
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        if args.command == "serve":
+            return asyncio.run(serve(args))
+        if args.command == "config":
+            return export_config(args)
+    except AprError as exc:
+        print(f"apr-sched: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    build_parser().print_help()
+    return 2
+
+
+def _load(args: argparse.Namespace) -> SchedulerConfig:
+    return load_config(args.config) if args.config else SchedulerConfig()
+
+
+async def serve(args: argparse.Namespace) -> int:
+    """Run until SIGINT/SIGTERM; running jobs survive the shutdown unless asked otherwise."""
+    config = _load(args)
+    scheduler = Scheduler.from_config(config, state_dir=args.state_dir or config.state_dir)
+    await scheduler.start()
+    log.info("apr_sched %s serving state dir %s", __version__, scheduler.state_dir)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+        log.info("shutting down%s", " and stopping running jobs" if args.stop_jobs_on_exit
+                 else "; running jobs keep running and are found again at the next start")
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        await scheduler.close(stop_jobs=args.stop_jobs_on_exit)
+    return 0
+
+
+def export_config(args: argparse.Namespace) -> int:
+    """Read the hosts from the database (read-only, safe beside a running daemon)."""
+    config = _load(args)
+    state_dir = resolve_state_dir(args.state_dir or config.state_dir)
+    db = state_dir / DB_NAME
+    if not db.exists():
+        print(f"apr-sched: no scheduler state in {state_dir} (no {DB_NAME})", file=sys.stderr)
+        return 2
+    store = Store(db, readonly=True)
+    try:
+        text = hosts_toml([host.spec() for host in store.load_hosts()])
+    finally:
+        store.close()
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0

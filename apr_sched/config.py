@@ -1,0 +1,262 @@
+"""Where the scheduler keeps its state, and the TOML file that describes hosts and options.
+
+A config file has up to three tables; anything else is an error, so a misspelt table or a
+key written above ``[scheduler]`` is reported instead of silently ignored::
+
+    [scheduler]
+    state_dir = "/var/lib/apr_sched"
+    stop_grace_sec = 10.0
+
+    [http]
+    host = "127.0.0.1"
+    port = 5000
+    auth = "token"
+
+    [[hosts]]
+    host_id = "host-a"
+    total_slots = 8
+    total_cpu = 32
+    total_memory_gb = 128
+    executor_prefix = "ssh -o BatchMode=yes cad@10.0.0.11"
+    [hosts.labels]
+    tool = "innovus"
+
+Files are read with ``tomllib`` and written with ``tomli_w``; what ``dump_config_toml``
+writes, ``load_config`` reads back to an equal config.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import tomli_w
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from apr_sched.errors import InvalidInput, field_errors
+from apr_sched.models import HostSpec
+
+__all__ = [
+    "HttpConfig",
+    "SchedulerConfig",
+    "dump_config_toml",
+    "hosts_toml",
+    "load_config",
+    "local_host_spec",
+    "resolve_state_dir",
+]
+
+STATE_DIR_ENV = "APR_SCHED_HOME"
+LEGACY_BASE_ENV = "EDX_TMP_BASE"
+"""Set on the original deployment's head nodes; its state lived under ``$EDX_TMP_BASE``."""
+
+_TABLES = ("scheduler", "http", "hosts")
+
+
+def resolve_state_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The state dir to use, absolute: the first of these that is set and not empty.
+
+    ``explicit`` (``--state-dir``), ``$APR_SCHED_HOME``, ``$EDX_TMP_BASE/apr_sched`` (so the
+    original deployment keeps working unchanged), ``$XDG_STATE_HOME/apr_sched``, and
+    ``~/.local/state/apr_sched``. ``~`` is expanded; symlinks are left alone.
+    """
+    if explicit is not None:
+        if not os.fspath(explicit):
+            raise InvalidInput("state dir must not be empty", [
+                {"field": "state_dir", "message": "must not be empty"}
+            ])
+        chosen = Path(explicit)
+    elif home := os.environ.get(STATE_DIR_ENV):
+        chosen = Path(home)
+    elif base := os.environ.get(LEGACY_BASE_ENV):
+        chosen = Path(base) / "apr_sched"
+    elif (xdg := os.environ.get("XDG_STATE_HOME")) and os.path.isabs(xdg):
+        chosen = Path(xdg) / "apr_sched"  # the XDG spec says to ignore a relative value
+    else:
+        chosen = Path("~/.local/state/apr_sched")
+    return Path(os.path.abspath(chosen.expanduser()))
+
+
+def local_host_spec(host_id: str = "local") -> HostSpec:
+    """This machine as a host, for running without any hosts file.
+
+    Slots and cpu are ``os.cpu_count()``; memory is physical RAM in GB of 2**30 bytes
+    (what ``free -g`` shows), rounded down to 0.1 so a job never asks for more than exists.
+    """
+    cpus = os.cpu_count() or 1
+    ram_bytes = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    memory_gb = (ram_bytes * 10 // (1 << 30)) / 10
+    try:
+        return HostSpec(
+            host_id=host_id, total_slots=cpus, total_cpu=cpus, total_memory_gb=memory_gb
+        )
+    except ValidationError as exc:
+        raise InvalidInput.from_validation(exc) from None
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL bytes")
+    return value
+
+
+def _absolute_or_home(value: str) -> str:
+    if not (value.startswith("/") or value == "~" or value.startswith("~/")):
+        # Relative to what? The cwd of whoever starts the daemon is a trap.
+        raise ValueError("must be an absolute path or start with ~/")
+    return value
+
+
+StateDirPath = Annotated[
+    str, StringConstraints(min_length=1, max_length=4096), AfterValidator(_no_nul),
+    AfterValidator(_absolute_or_home),
+]
+
+
+class _StrictConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class HttpConfig(_StrictConfig):
+    """The ``/scheduler`` HTTP endpoint; safe defaults: loopback only, bearer token."""
+
+    host: Annotated[str, StringConstraints(min_length=1, max_length=255)] = "127.0.0.1"
+    """Address to bind; anything but loopback exposes job control to the network."""
+    port: int = Field(default=5000, ge=0, le=65535)
+    """0 picks a free port (tests, several schedulers on one machine)."""
+    auth: Literal["token", "none"] = "token"
+    """``"none"`` turns authentication off; only for a trusted, single-user machine."""
+
+
+class SchedulerConfig(_StrictConfig):
+    """Everything a config file sets. Unknown fields are errors, values are not coerced."""
+
+    state_dir: StateDirPath | None = None
+    """Overrides ``$APR_SCHED_HOME`` and the defaults; ``--state-dir`` overrides this."""
+    stop_grace_sec: float = Field(default=10.0, gt=0, le=3600)
+    """Between SIGTERM and SIGKILL when a job is stopped or times out: EDA tools need time
+    to save and release licenses."""
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    hosts: list[HostSpec] = Field(default_factory=list)
+    """Registered at startup; ``host_id`` must be unique."""
+
+    @field_validator("hosts")
+    @classmethod
+    def _unique_host_ids(cls, hosts: list[HostSpec]) -> list[HostSpec]:
+        first_index: dict[str, int] = {}
+        for index, host in enumerate(hosts):
+            if host.host_id in first_index:
+                raise PydanticCustomError(
+                    "duplicate_host_id",
+                    "duplicate host_id '{host_id}' in hosts[{first}] and hosts[{index}]",
+                    {"host_id": host.host_id, "first": first_index[host.host_id],
+                     "index": index},
+                )
+            first_index[host.host_id] = index
+        return hosts
+
+
+def _invalid(path: str, details: list[dict[str, str]]) -> InvalidInput:
+    """One error naming the file first, then each field, like a compiler's diagnostics."""
+    summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
+    if len(details) > 5:
+        summary += f"; and {len(details) - 5} more"
+    return InvalidInput(f"{path}: {summary}", details)
+
+
+def _expected_tables() -> str:
+    return "expected only [scheduler], [http] and [[hosts]]"
+
+
+def load_config(path: str | os.PathLike[str]) -> SchedulerConfig:
+    """Read and validate a TOML config file; every problem is an ``InvalidInput``.
+
+    The message starts with the file's path and names the field, e.g.
+    ``hosts.toml: hosts[2].total_cpu: Input should be greater than or equal to 1``.
+    """
+    name = os.fspath(path)
+    try:
+        raw = Path(name).read_bytes()
+    except FileNotFoundError:
+        raise _invalid(name, [{"field": "(file)", "message": "no such file"}]) from None
+    except OSError as exc:
+        raise _invalid(name, [{"field": "(file)", "message": exc.strerror or str(exc)}]) from None
+    try:
+        document = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        message = f"not UTF-8 (byte {exc.start})"
+        raise _invalid(name, [{"field": "(toml)", "message": message}]) from None
+    except tomllib.TOMLDecodeError as exc:
+        # The message carries "(at line L, column C)".
+        raise _invalid(name, [{"field": "(toml)", "message": str(exc)}]) from None
+
+    unknown = [key for key in document if key not in _TABLES]
+    if unknown:
+        raise _invalid(name, [
+            {"field": key, "message": f"unknown table or key ({_expected_tables()})"}
+            for key in unknown
+        ])
+    scheduler = document.get("scheduler", {})
+    if not isinstance(scheduler, dict):
+        raise _invalid(name, [{"field": "scheduler", "message": "must be a table"}])
+    nested = [key for key in scheduler if key in _TABLES]
+    if nested:
+        raise _invalid(name, [
+            {"field": f"scheduler.{key}", "message": f"unknown field ([{key}] is its own table)"}
+            for key in nested
+        ])
+    flat: dict[str, Any] = dict(scheduler)
+    for key in ("http", "hosts"):
+        if key in document:
+            flat[key] = document[key]
+    try:
+        return SchedulerConfig.model_validate(flat)
+    except ValidationError as exc:
+        details = field_errors(exc)
+        for detail in details:
+            # Everything but http and hosts came from the [scheduler] table.
+            if detail["field"].partition(".")[0].partition("[")[0] not in ("http", "hosts"):
+                detail["field"] = f"scheduler.{detail['field']}"
+        raise _invalid(name, details) from None
+
+
+def _host_table(host: HostSpec) -> dict[str, Any]:
+    table = host.model_dump(exclude_none=True)
+    if not table["labels"]:
+        del table["labels"]  # an empty [hosts.labels] header is noise
+    return table
+
+
+def dump_config_toml(config: SchedulerConfig) -> str:
+    """The TOML text of ``config``; ``load_config`` of it gives back an equal config."""
+    document: dict[str, Any] = {
+        "scheduler": config.model_dump(exclude_none=True, exclude={"http", "hosts"}),
+        "http": config.http.model_dump(),
+    }
+    if config.hosts:
+        document["hosts"] = [_host_table(host) for host in config.hosts]
+    return tomli_w.dumps(document)
+
+
+def hosts_toml(hosts: Sequence[HostSpec]) -> str:
+    """Only ``[[hosts]]`` tables, e.g. to save the registered hosts as a hosts file.
+
+    Duplicate ids are refused here, since ``load_config`` would refuse the file.
+    """
+    try:
+        config = SchedulerConfig(hosts=list(hosts))
+    except ValidationError as exc:
+        raise InvalidInput.from_validation(exc) from None
+    return tomli_w.dumps({"hosts": [_host_table(host) for host in config.hosts]})

@@ -1,0 +1,89 @@
+"""The exceptions apr_sched raises, one tree so callers can catch by meaning.
+
+    AprError                    anything apr_sched refuses or cannot do
+    ├── InvalidInput            bad field values; ``details`` lists each field and reason (400)
+    ├── NotFound                unknown job, host or attempt (404)
+    ├── IllegalTransition       an action that does not apply to the current state (409)
+    ├── HostBusy                unregistering a host that still runs jobs (409)
+    └── StateDirLocked          another scheduler already owns the state dir
+
+Every error carries a short ``code``, a human ``message`` and JSON-able ``details``, which is
+exactly what the HTTP layer sends back as ``{"error": {...}}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import ValidationError
+
+
+class AprError(Exception):
+    """Base of every error apr_sched raises on purpose."""
+
+    code: ClassVar[str] = "error"
+    http_status: ClassVar[int] = 500
+
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "details": self.details}
+
+
+class InvalidInput(AprError):
+    """Input that fails validation; ``details`` is a list of ``{"field", "message"}``."""
+
+    code = "invalid_input"
+    http_status = 400
+
+    @classmethod
+    def from_validation(cls, exc: ValidationError, prefix: str = "") -> InvalidInput:
+        details = field_errors(exc, prefix)
+        summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
+        if len(details) > 5:
+            summary += f"; and {len(details) - 5} more"
+        return cls(summary or "invalid input", details)
+
+
+class NotFound(AprError):
+    code = "not_found"
+    http_status = 404
+
+
+class IllegalTransition(AprError):
+    """An action refused because of the current state; ``details`` names that state."""
+
+    code = "illegal_transition"
+    http_status = 409
+
+
+class HostBusy(AprError):
+    code = "host_busy"
+    http_status = 409
+
+
+class StateDirLocked(AprError):
+    code = "state_dir_locked"
+    http_status = 409
+
+
+def field_errors(exc: ValidationError, prefix: str = "") -> list[dict[str, str]]:
+    """Flatten pydantic's errors into ``field`` paths like ``jobs[3].resource_request.cpu``."""
+    out = []
+    for err in exc.errors(include_url=False):
+        path = prefix
+        message = err["msg"]
+        for part in err["loc"]:
+            if part == "[key]":
+                message = f"invalid key: {message}"
+            elif isinstance(part, int):
+                path += f"[{part}]"
+            else:
+                path += f".{part}" if path else str(part)
+        if err["type"] == "extra_forbidden":
+            message = "unknown field"
+        out.append({"field": path or "(body)", "message": message})
+    return out

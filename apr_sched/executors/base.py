@@ -1,0 +1,72 @@
+"""What the scheduler needs from a place that runs jobs, whatever the transport.
+
+An executor starts one attempt through the job wrapper, signals the attempt's process group,
+waits for it to end, and finds it again after a scheduler restart. It never changes scheduler
+state: it reports, the Scheduler decides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from apr_sched.logs import AttemptFiles
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """Everything needed to start one attempt."""
+
+    job_id: str
+    attempt: int
+    host_id: str
+    command: str
+    workdir: str | None
+    env: dict[str, str]
+    files: AttemptFiles
+
+
+@dataclass(slots=True)
+class RunHandle:
+    """A started attempt: the wrapper's pid is also the job's process-group id."""
+
+    job_id: str
+    attempt: int
+    pgid: int
+    files: AttemptFiles
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ExitStatus:
+    """How an attempt ended. ``lost`` means neither a live wrapper nor an rc file was found."""
+
+    exit_code: int | None
+    signal: str | None = None
+    lost: bool = False
+    detail: str | None = None
+
+
+class StartFailed(Exception):
+    """The executor could not start the wrapper at all (bad prefix, fork failure...)."""
+
+
+class Executor(Protocol):
+    host_id: str
+
+    def control_refusal(self) -> str | None:
+        """Why pause/resume cannot work on this host, or None when they can."""
+
+    async def start(self, launch: Launch) -> RunHandle: ...
+
+    async def signal(self, handle: RunHandle, signum: int) -> None: ...
+
+    async def wait(self, handle: RunHandle) -> ExitStatus:
+        """Return once the attempt has ended (cancellable: cancelling stops only the wait)."""
+
+    async def recover(
+        self, job_id: str, attempt: int, files: AttemptFiles, pgid: int | None
+    ) -> RunHandle | ExitStatus:
+        """Find an attempt started by an earlier scheduler: still running, ended, or lost."""
+
+    async def close(self) -> None: ...

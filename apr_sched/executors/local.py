@@ -1,0 +1,167 @@
+"""Run attempts on this machine: one wrapper process per attempt, no thread per job.
+
+Exits are noticed through a pidfd registered with the event loop, so a job ending wakes the
+scheduler at once; the same works for wrappers started by an earlier scheduler process,
+which are not our children.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+from apr_sched.executors.base import ExitStatus, Launch, RunHandle, StartFailed
+from apr_sched.executors.wrapper import WRAPPER_ARGV0, wrapper_argv
+from apr_sched.logs import AttemptFiles, read_pid_file, read_rc
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"SIG{signum}"
+
+
+def exit_status_from_rc(rc: int) -> ExitStatus:
+    """Shells report death by signal N as 128+N; keep the code and name the signal."""
+    if 128 < rc < 128 + 65:
+        return ExitStatus(exit_code=rc, signal=signal_name(rc - 128))
+    return ExitStatus(exit_code=rc)
+
+
+def is_our_wrapper(pid: int, files: AttemptFiles) -> bool:
+    """True when ``pid`` is alive and is the wrapper of exactly this attempt (guards pid reuse)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return WRAPPER_ARGV0.encode() in argv and os.fsencode(files.rc) in argv
+
+
+def find_wrapper_pid(files: AttemptFiles) -> int | None:
+    """Last resort after a crash between spawn and bookkeeping: look for the wrapper in /proc."""
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit() and is_our_wrapper(int(entry.name), files):
+            return int(entry.name)
+    return None
+
+
+class LocalExecutor:
+    """Runs attempts as local processes under the sh wrapper."""
+
+    def __init__(self, host_id: str, *, base_env: dict[str, str] | None = None) -> None:
+        self.host_id = host_id
+        self._base_env = dict(os.environ if base_env is None else base_env)
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+
+    def control_refusal(self) -> str | None:
+        return None
+
+    def command_line(self, launch: Launch) -> tuple[str, str | None]:
+        """The command the wrapper evaluates and the directory it enters."""
+        return launch.command, launch.workdir or self._base_env.get("HOME") or "/"
+
+    def environment(self, launch: Launch) -> dict[str, str]:
+        env = dict(self._base_env)
+        env.update(launch.env)
+        env.update(
+            APR_JOB_ID=launch.job_id,
+            APR_ATTEMPT=str(launch.attempt),
+            APR_HOST=launch.host_id,
+        )
+        return env
+
+    async def start(self, launch: Launch) -> RunHandle:
+        files = launch.files
+        command, workdir = self.command_line(launch)
+        try:
+            files.dir.mkdir(parents=True, exist_ok=True)
+            log_fd = os.open(files.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        except OSError as exc:
+            raise StartFailed(f"cannot open log {files.log}: {exc.strerror}") from exc
+        try:
+            proc = subprocess.Popen(
+                wrapper_argv(str(files.rc), str(files.pid), workdir, command),
+                stdin=subprocess.DEVNULL,
+                stdout=log_fd,
+                stderr=subprocess.STDOUT,
+                env=self.environment(launch),
+                cwd=files.dir,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except OSError as exc:
+            raise StartFailed(f"cannot start job wrapper: {exc.strerror}") from exc
+        finally:
+            os.close(log_fd)
+        self._children[proc.pid] = proc
+        return RunHandle(launch.job_id, launch.attempt, proc.pid, files)
+
+    async def signal(self, handle: RunHandle, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(handle.pgid, signum)
+
+    async def wait(self, handle: RunHandle) -> ExitStatus:
+        await self._wait_pid(handle.pgid)
+        wrapper_status = None
+        proc = self._children.pop(handle.pgid, None)
+        if proc is not None:
+            wrapper_status = proc.wait()
+        else:  # a wrapper adopted from an earlier scheduler in this same process
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(handle.pgid, os.WNOHANG)
+        rc = read_rc(handle.files.rc)
+        if rc is not None:
+            return exit_status_from_rc(rc)
+        # No rc file: the wrapper itself died. Make sure nothing of the job survives it.
+        await self.signal(handle, signal.SIGKILL)
+        if wrapper_status is not None and wrapper_status < 0:
+            return ExitStatus(
+                exit_code=None,
+                signal=signal_name(-wrapper_status),
+                detail=f"job wrapper killed by {signal_name(-wrapper_status)}",
+            )
+        return ExitStatus(exit_code=None, lost=True, detail="job wrapper ended without an rc file")
+
+    async def _wait_pid(self, pid: int) -> None:
+        """Wait for ``pid`` to exit, driven by a pidfd in the event loop (no thread, no poll)."""
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            return
+        loop = asyncio.get_running_loop()
+        exited = loop.create_future()
+        loop.add_reader(pidfd, lambda: exited.done() or exited.set_result(None))
+        try:
+            await exited
+        finally:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+
+    async def recover(
+        self, job_id: str, attempt: int, files: AttemptFiles, pgid: int | None
+    ) -> RunHandle | ExitStatus:
+        candidates = [pgid] if pgid else []
+        pid_file = read_pid_file(files.pid)
+        if pid_file is not None:
+            candidates.append(pid_file[0])
+        for pid in candidates:
+            if is_our_wrapper(pid, files):
+                return RunHandle(job_id, attempt, pid, files)
+        rc = read_rc(files.rc)
+        if rc is not None:
+            return exit_status_from_rc(rc)
+        found = find_wrapper_pid(files)
+        if found is not None:
+            return RunHandle(job_id, attempt, found, files)
+        return ExitStatus(exit_code=None, lost=True, detail="no running wrapper and no rc file")
+
+    async def close(self) -> None:
+        """Forget our children without touching them: detached jobs keep running."""
+        for proc in self._children.values():
+            proc.returncode = 0  # silence Popen's "still running" warning; the job lives on
+        self._children.clear()

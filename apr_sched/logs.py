@@ -1,0 +1,187 @@
+"""Per-job, per-attempt files in the state dir, and reading them cheaply while jobs run.
+
+Layout, one directory per job and one set of files per attempt, so a rerun never
+overwrites the output of an earlier attempt::
+
+    <state_dir>/logs/<job_id>/<attempt>.log   stdout and stderr of the command
+    <state_dir>/logs/<job_id>/<attempt>.rc    "<exit code>\\n", written by the wrapper at the end
+    <state_dir>/logs/<job_id>/<attempt>.pid   "<wrapper_pid> <job_pgid>\\n", written by the wrapper
+
+Because the wrapper, not the scheduler, writes ``.rc`` and ``.pid``, a restarted scheduler
+finds its jobs again from these files alone.
+
+Logs of APR runs reach gigabytes, so nothing here reads a whole file: ``tail_lines`` reads
+fixed-size blocks backwards from the end, ``read_from`` reads only what was appended.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from apr_sched.models import is_valid_id
+
+__all__ = [
+    "BLOCK_SIZE",
+    "TAIL_MAX_BYTES",
+    "AttemptFiles",
+    "attempt_files",
+    "read_from",
+    "read_pid_file",
+    "read_rc",
+    "tail_lines",
+]
+
+BLOCK_SIZE = 64 * 1024
+"""Bytes read per step when walking a file backwards."""
+
+TAIL_MAX_BYTES = 64 * 1024 * 1024
+"""How far back ``tail_lines`` reads at most; only a file of giant lines gets near it."""
+
+_RC_RE = re.compile(rb"(-?[0-9]{1,10})\n")
+_PID_RE = re.compile(rb"([0-9]{1,10}) ([0-9]{1,10})\n")
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptFiles:
+    """Where one attempt of one job keeps its output, exit code and process ids."""
+
+    dir: Path
+    log: Path
+    rc: Path
+    pid: Path
+
+
+def attempt_files(state_dir: Path, job_id: str, attempt: int) -> AttemptFiles:
+    """The files of ``job_id``'s attempt ``attempt``; nothing is created.
+
+    The id is checked before it touches a path, so ``../../etc`` can never name a file.
+    """
+    if not isinstance(job_id, str) or not is_valid_id(job_id):
+        raise ValueError(f"invalid job id {job_id!r}")
+    if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
+        raise ValueError(f"invalid attempt {attempt!r}: must be an integer >= 1")
+    job_dir = Path(state_dir) / "logs" / job_id
+    return AttemptFiles(
+        dir=job_dir,
+        log=job_dir / f"{attempt}.log",
+        rc=job_dir / f"{attempt}.rc",
+        pid=job_dir / f"{attempt}.pid",
+    )
+
+
+def tail_lines(path: Path, n: int, *, max_bytes: int = TAIL_MAX_BYTES) -> list[str]:
+    """The last ``n`` lines of ``path``, read backwards in blocks: cheap on a 1 GB log.
+
+    A line is what lies between two ``b"\\n"``; the newline is dropped, a final line without
+    one still counts, and a ``"\\r"`` before the newline is kept (the bytes are reported as
+    they are, as ``tail -n`` does). Each line is decoded as UTF-8 on its own, so a broken
+    byte spoils one character of one line, never the split.
+
+    At most ``max_bytes`` are read: if the ``n`` lines are longer than that (a job that
+    writes progress with ``"\\r"`` only), the oldest line returned is cut at its start.
+    A missing file, or ``n <= 0``, gives ``[]``.
+    """
+    if n <= 0:
+        return []
+    if max_bytes < 1:
+        raise ValueError(f"max_bytes must be >= 1, got {max_bytes}")
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed below; avoids an extra indent level
+    except FileNotFoundError:
+        return []
+    with f:
+        end = f.seek(0, os.SEEK_END)
+        if end == 0:
+            return []
+        f.seek(end - 1)
+        trailing_newline = f.read(1) == b"\n"
+        # Separators needed before the oldest wanted line; the file's final newline
+        # ends the last line and separates nothing.
+        wanted = n + 1 if trailing_newline else n
+        floor = max(0, end - max_bytes)
+        blocks: list[bytes] = []
+        found = 0
+        pos = end
+        while pos > floor and found < wanted:
+            start = max(floor, pos - BLOCK_SIZE)
+            f.seek(start)
+            block = f.read(pos - start)
+            blocks.append(block)
+            found += block.count(b"\n")
+            pos = start
+    data = b"".join(reversed(blocks))
+    if trailing_newline:
+        data = data[:-1]
+    # With enough separators found, lines[-n:] leaves out the first, partial piece;
+    # without (start of file or max_bytes reached) that piece is the oldest line returned.
+    lines = data.split(b"\n")
+    return [line.decode("utf-8", errors="replace") for line in lines[-n:]]
+
+
+def read_from(path: Path, offset: int, max_bytes: int = 1 << 20) -> tuple[bytes, int]:
+    """Bytes appended to ``path`` since ``offset`` (at most ``max_bytes``) and the next offset.
+
+    For following a growing log: call again with the returned offset. A missing file gives
+    ``(b"", offset)``. If the file is now shorter than ``offset`` it was truncated or
+    replaced, so reading starts again from 0, as ``tail -F`` does; a returned offset
+    smaller than the one passed tells the caller this happened.
+    """
+    if offset < 0:
+        raise ValueError(f"offset must be >= 0, got {offset}")
+    if max_bytes < 1:
+        raise ValueError(f"max_bytes must be >= 1, got {max_bytes}")
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        return b"", offset
+    with f:
+        size = f.seek(0, os.SEEK_END)
+        if size < offset:
+            offset = 0
+        f.seek(offset)
+        data = f.read(max_bytes)
+    return data, offset + len(data)
+
+
+def _read_small(path: Path, limit: int = 64) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read(limit)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
+
+
+def read_rc(path: Path) -> int | None:
+    """The exit code in an ``.rc`` file, or None while there is none to trust.
+
+    The trailing newline is required: the wrapper writes ``"137\\n"`` in one go, so a file
+    without it is still being written and ``"13"`` must not be read as exit code 13.
+    Missing, empty or garbled files give None.
+    """
+    raw = _read_small(path)
+    if raw is None:
+        return None
+    match = _RC_RE.fullmatch(raw)
+    return int(match.group(1)) if match else None
+
+
+def read_pid_file(path: Path) -> tuple[int, int] | None:
+    """``(wrapper_pid, job_pgid)`` from a ``.pid`` file, or None if it cannot be trusted.
+
+    These numbers are used to signal a whole process group, so a half-written file
+    (no trailing newline) or a pid/pgid of 0 or 1 (``killpg(0)`` hits our own group,
+    1 is init) is refused rather than guessed at.
+    """
+    raw = _read_small(path)
+    if raw is None:
+        return None
+    match = _PID_RE.fullmatch(raw)
+    if not match:
+        return None
+    pid, pgid = int(match.group(1)), int(match.group(2))
+    if pid < 2 or pgid < 2:
+        return None
+    return pid, pgid

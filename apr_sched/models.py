@@ -1,0 +1,293 @@
+"""The data apr_sched speaks in: specs people submit, and the records the scheduler keeps.
+
+Input models (``HostSpec``, ``ResourceRequest``, ``JobSpec``) are strict and forbid unknown
+fields, so ``"priority": "2"`` or a typo like ``retry_limt`` is an error, never a silent
+coercion or a dropped field. Output models relax strictness: they are built by us.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+_ID_RE = re.compile(ID_PATTERN)
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+Identifier = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+"""Job and host ids: safe in a path, a shell word and a URL without quoting."""
+
+
+def _no_control_chars(value: str) -> str:
+    if _CONTROL_RE.search(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL bytes")
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+def _absolute_path(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError("must be an absolute path")
+    return value
+
+
+Text = Annotated[str, StringConstraints(max_length=128), AfterValidator(_no_control_chars)]
+LabelKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=64), AfterValidator(_no_control_chars)
+]
+LabelValue = Annotated[str, StringConstraints(max_length=128), AfterValidator(_no_control_chars)]
+EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+EnvValue = Annotated[str, StringConstraints(max_length=32768), AfterValidator(_no_nul)]
+Command = Annotated[
+    str, StringConstraints(min_length=1, max_length=65536), AfterValidator(_no_nul),
+    AfterValidator(_not_blank),
+]
+Workdir = Annotated[
+    str, StringConstraints(min_length=1, max_length=4096), AfterValidator(_no_nul),
+    AfterValidator(_absolute_path),
+]
+Prefix = Annotated[
+    str, StringConstraints(min_length=1, max_length=4096), AfterValidator(_no_control_chars),
+    AfterValidator(_not_blank),
+]
+
+MAX_COUNT = 1_000_000
+MAX_MEMORY_GB = 1_000_000.0
+MAX_TIMEOUT_SEC = 10 * 365 * 24 * 3600.0
+
+
+def is_valid_id(value: str) -> bool:
+    """True for a string that may be used as a job or host id (checked before any lookup)."""
+    return bool(_ID_RE.match(value))
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def current_user() -> str:
+    """The submitting account, the natural default owner on a head node."""
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry, e.g. in a container
+        return os.environ.get("USER", "unknown")
+
+
+class JobStatus(StrEnum):
+    PENDING = "PENDING"
+    HELD = "HELD"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    TIMEOUT = "TIMEOUT"
+    STOPPED = "STOPPED"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATUSES
+
+    @property
+    def is_active(self) -> bool:
+        """Holds resources on a host: the process exists."""
+        return self in (JobStatus.RUNNING, JobStatus.PAUSED)
+
+
+FINAL_STATUSES = frozenset(
+    {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.TIMEOUT, JobStatus.STOPPED}
+)
+
+
+class HostState(StrEnum):
+    ONLINE = "ONLINE"
+    OFFLINE = "OFFLINE"
+    DRAINING = "DRAINING"
+    CLOSED = "CLOSED"
+
+
+class _StrictInput(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class HostSpec(_StrictInput):
+    """A place jobs run, as registered by an admin or listed in hosts.toml."""
+
+    host_id: Identifier
+    total_slots: int = Field(ge=1, le=MAX_COUNT)
+    total_cpu: int = Field(ge=1, le=MAX_COUNT)
+    total_memory_gb: float = Field(ge=0, le=MAX_MEMORY_GB)
+    executor_prefix: Prefix | None = None
+    """Run jobs as ``<prefix> <quoted command>``, e.g. ``ssh -o BatchMode=yes cad@10.0.0.11``."""
+    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, max_length=64)
+
+
+class ResourceRequest(_StrictInput):
+    """What a job consumes on its host while it runs; labels the host must carry."""
+
+    cpu: int = Field(default=1, ge=0, le=MAX_COUNT)
+    memory_gb: float = Field(default=0.0, ge=0, le=MAX_MEMORY_GB)
+    slots: int = Field(default=1, ge=1, le=MAX_COUNT)
+    host_labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, max_length=64)
+
+    def cluster_key(self) -> tuple[Any, ...]:
+        """Equal for requests that no host could tell apart: one autocluster."""
+        return (self.slots, self.cpu, self.memory_gb, tuple(sorted(self.host_labels.items())))
+
+    def describe(self) -> str:
+        parts = [f"{self.slots} slot{'s' if self.slots != 1 else ''}", f"{self.cpu} cpu"]
+        if self.memory_gb:
+            parts.append(f"{self.memory_gb:g} GB")
+        parts += [f"{k}={v}" for k, v in sorted(self.host_labels.items())]
+        return ", ".join(parts)
+
+
+class JobSpec(_StrictInput):
+    """What someone asks to run. Field names follow the seed usage document."""
+
+    name: Text | None = None
+    project: Text = "default"
+    design: Text = ""
+    owner: Text = Field(default_factory=current_user)
+    priority: int = Field(default=0, ge=-MAX_COUNT, le=MAX_COUNT)
+    """Larger runs first; equal priorities run in submit order."""
+    timeout_sec: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_SEC)
+    """Limit on running time (paused time excluded); ends in TIMEOUT."""
+    retry_limit: int = Field(default=0, ge=0, le=100)
+    """How many times a FAILED or TIMEOUT attempt is requeued."""
+    workdir: Workdir | None = None
+    """Absolute directory to run in; the executing account's home when omitted."""
+    command: Command
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict, max_length=1024)
+    resource_request: ResourceRequest = Field(default_factory=ResourceRequest)
+
+
+class Attempt(BaseModel):
+    """One run of a job on one host; reruns and retries add attempts, never replace them."""
+
+    attempt: int
+    host_id: str | None = None
+    status: JobStatus
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    exit_code: int | None = None
+    signal: str | None = None
+    reason: str | None = None
+
+
+class JobEvent(BaseModel):
+    """A job's state changed: when, from what, to what, and why."""
+
+    seq: int
+    time: datetime
+    job_id: str
+    attempt: int
+    from_status: JobStatus | None
+    to_status: JobStatus
+    reason: str
+    host_id: str | None = None
+
+
+class HostEvent(BaseModel):
+    """A host appeared, changed, or left."""
+
+    seq: int
+    time: datetime
+    host_id: str
+    from_state: HostState | None
+    to_state: HostState | None
+    reason: str
+
+
+Event = JobEvent | HostEvent
+
+
+class Job(JobSpec):
+    """A submitted job as the scheduler knows it."""
+
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=False)
+
+    job_id: str
+    status: JobStatus = JobStatus.PENDING
+    attempt: int = 1
+    host_id: str | None = None
+    pending_reason: str | None = None
+    submitted_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    exit_code: int | None = None
+    signal: str | None = None
+    pgid: int | None = None
+    """Process-group id of the running attempt on its host (signals go to the whole group)."""
+    events: list[JobEvent] = Field(default_factory=list)
+    attempts: list[Attempt] = Field(default_factory=list)
+
+    def spec(self) -> JobSpec:
+        return JobSpec.model_validate(self.model_dump(include=set(JobSpec.model_fields)))
+
+
+class Host(HostSpec):
+    """A registered host with its state and what its running jobs use now."""
+
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=False)
+
+    state: HostState = HostState.ONLINE
+    registered_at: datetime
+    last_heartbeat: datetime | None = None
+    used_slots: int = 0
+    used_cpu: int = 0
+    used_memory_gb: float = 0.0
+    running_jobs: int = 0
+
+    def spec(self) -> HostSpec:
+        return HostSpec.model_validate(self.model_dump(include=set(HostSpec.model_fields)))
+
+
+class JobPage(BaseModel):
+    jobs: list[Job]
+    total: int
+
+
+class LogTail(BaseModel):
+    job_id: str
+    attempt: int
+    lines: list[str]
+
+
+class Usage(BaseModel):
+    used: float
+    total: float
+
+
+class MetricsSummary(BaseModel):
+    """The numbers a person wants on one screen."""
+
+    jobs_total: int
+    jobs_by_status: dict[JobStatus, int]
+    hosts_online: int
+    hosts_offline: int
+    hosts_total: int
+    slots: Usage
+    cpu: Usage
+    memory_gb: Usage
+    finished_last_hour: int
+    wait_sec_median: float | None
+    wait_sec_p95: float | None
+    run_sec_median: float | None
+    run_sec_p95: float | None

@@ -1,0 +1,387 @@
+"""Where a job can run: does a request fit a host, and which fitting host is least loaded.
+
+Pure and synchronous (no I/O, no asyncio), so the scheduler's dispatch loop, the tests and
+the benchmarks all drive it the same way.
+
+Load measure
+    ``load = max(used_slots / total_slots, used_cpu / total_cpu,
+    used_memory_gb / total_memory_gb)``; a dimension whose total is 0 is left out (a host
+    registered with 0 GB has no memory to share, so it only takes jobs asking for 0 GB).
+    The busiest dimension decides, because that is the one that runs out first. Equal loads
+    are broken by ``host_id`` so a choice is the same on every run.
+
+Why decisions stay cheap
+    * ``HostPool`` keeps its hosts in a list sorted by ``(load, host_id)``, so "least loaded
+      host that fits" is the first fitting host of a walk, not a sort per decision.
+    * Per ``ResourceRequest.cluster_key()`` it caches the hosts whose labels and totals could
+      ever fit ("eligible"), updated in place when a host is added, changed or removed, so a
+      decision never re-checks labels.
+    * When no eligible host had room at some moment, the cache entry remembers that moment.
+      Hosts only gain room through ``release``, ``set_accepting(..., True)`` or ``upsert``,
+      which stamp the host with an increasing "freed" epoch; the next decision for that
+      request looks only at hosts freed since, instead of at every eligible host.
+
+Mutate hosts only through the pool (``allocate``, ``release``, ``set_accepting``,
+``upsert``): a ``HostCapacity`` changed behind its back would leave the order and the
+caches stale.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Hashable, Iterator
+from dataclasses import dataclass
+
+from apr_sched.errors import NotFound
+from apr_sched.models import HostSpec, ResourceRequest
+
+_EPS = 1e-9
+"""Tolerance for memory sums: GB are floats, and 0.1 + 0.2 must still fit in 0.3."""
+
+_MAX_CACHED_REQUESTS = 10_000
+"""Above this many distinct cached requests, the caches start over (bounded memory)."""
+
+
+@dataclass(slots=True)
+class HostCapacity:
+    """A host as placement sees it: its totals, labels, what its jobs use now, and
+    whether it takes new jobs (``accepting`` is False when OFFLINE, DRAINING or CLOSED)."""
+
+    host_id: str
+    total_slots: int
+    total_cpu: int
+    total_memory_gb: float
+    labels: dict[str, str]
+    used_slots: int = 0
+    used_cpu: int = 0
+    used_memory_gb: float = 0.0
+    accepting: bool = True
+
+    @classmethod
+    def from_spec(cls, spec: HostSpec, *, accepting: bool = True) -> HostCapacity:
+        """An idle host with the totals and labels of ``spec``."""
+        return cls(
+            host_id=spec.host_id,
+            total_slots=spec.total_slots,
+            total_cpu=spec.total_cpu,
+            total_memory_gb=spec.total_memory_gb,
+            labels=dict(spec.labels),
+            accepting=accepting,
+        )
+
+    def load(self) -> float:
+        """The fullest dimension's used fraction (see the module docstring)."""
+        load = 0.0
+        if self.total_slots > 0:
+            load = self.used_slots / self.total_slots
+        if self.total_cpu > 0:
+            load = max(load, self.used_cpu / self.total_cpu)
+        if self.total_memory_gb > 0:
+            load = max(load, self.used_memory_gb / self.total_memory_gb)
+        return load
+
+    def has_labels(self, req: ResourceRequest) -> bool:
+        labels = self.labels
+        return all(labels.get(key) == value for key, value in req.host_labels.items())
+
+    def has_room(self, req: ResourceRequest) -> bool:
+        """Free slots, cpu and memory suffice now, and the host takes new jobs (labels aside)."""
+        return (
+            self.accepting
+            and self.used_slots + req.slots <= self.total_slots
+            and self.used_cpu + req.cpu <= self.total_cpu
+            and self.used_memory_gb + req.memory_gb <= self.total_memory_gb + _EPS
+        )
+
+    def fits_now(self, req: ResourceRequest) -> bool:
+        return self.has_room(req) and self.has_labels(req)
+
+    def could_ever_fit(self, req: ResourceRequest) -> bool:
+        """Labels match and the totals suffice: the job could run here once the host is idle."""
+        return (
+            req.slots <= self.total_slots
+            and req.cpu <= self.total_cpu
+            and req.memory_gb <= self.total_memory_gb + _EPS
+            and self.has_labels(req)
+        )
+
+    def _spec_key(self) -> tuple[int, int, float, tuple[tuple[str, str], ...]]:
+        return (
+            self.total_slots,
+            self.total_cpu,
+            self.total_memory_gb,
+            tuple(sorted(self.labels.items())),
+        )
+
+
+@dataclass(slots=True)
+class _Eligible:
+    """What the pool remembers about one autocluster's request."""
+
+    request: ResourceRequest
+    hosts: set[str]
+    no_room_since: int | None = None
+    """Freed-epoch at which no eligible host had room; None when not known."""
+    text_version: int = -1
+    unplaceable_text: str | None = None
+    capacity_text: str | None = None
+
+
+class HostPool:
+    """The hosts placement chooses among, kept ordered by load so least-loaded lookup is cheap."""
+
+    def __init__(self) -> None:
+        self._hosts: dict[str, HostCapacity] = {}
+        self._order: list[tuple[float, str]] = []
+        self._order_key: dict[str, tuple[float, str]] = {}
+        self._eligible: dict[Hashable, _Eligible] = {}
+        self._by_request: dict[int, _Eligible] = {}
+        """id(request) -> entry; the entry holds the request, so the id is not reused."""
+        self._freed_at: dict[str, int] = {}
+        """host_id -> epoch it last gained room; insertion order is epoch order."""
+        self._epoch = 0
+        self._version = 0
+        """Bumped when hosts, specs or accepting change: cached reason texts go stale."""
+
+    # -- the host set -------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._hosts)
+
+    def __iter__(self) -> Iterator[HostCapacity]:
+        """Hosts from least to most loaded."""
+        hosts = self._hosts
+        return iter([hosts[host_id] for _, host_id in self._order])
+
+    def __contains__(self, host_id: object) -> bool:
+        return host_id in self._hosts
+
+    def get(self, host_id: str) -> HostCapacity | None:
+        return self._hosts.get(host_id)
+
+    def upsert(self, host: HostCapacity) -> None:
+        """Add ``host`` or replace the one with its id, keeping the ``used_*`` it carries."""
+        old = self._hosts.get(host.host_id)
+        if old is not None:
+            self._unorder(host.host_id)
+        self._hosts[host.host_id] = host
+        self._reorder(host.host_id)
+        spec_changed = old is None or old._spec_key() != host._spec_key()
+        if spec_changed or (old is not None and old.accepting != host.accepting):
+            self._version += 1
+        if spec_changed:
+            for entry in self._eligible.values():
+                if host.could_ever_fit(entry.request):
+                    entry.hosts.add(host.host_id)
+                else:
+                    entry.hosts.discard(host.host_id)
+        self._mark_freed(host.host_id)
+
+    def remove(self, host_id: str) -> None:
+        """Forget a host; unknown ids are ignored so removal is idempotent."""
+        if self._hosts.pop(host_id, None) is None:
+            return
+        self._unorder(host_id)
+        self._freed_at.pop(host_id, None)
+        self._version += 1
+        for entry in self._eligible.values():
+            entry.hosts.discard(host_id)
+
+    def set_accepting(self, host_id: str, accepting: bool) -> None:
+        host = self._require(host_id)
+        if host.accepting == accepting:
+            return
+        host.accepting = accepting
+        self._version += 1
+        if accepting:
+            self._mark_freed(host_id)
+
+    # -- usage --------------------------------------------------------------------------
+
+    def allocate(self, host_id: str, req: ResourceRequest) -> None:
+        """Count ``req`` as running on the host (no fit check: recovery may overcommit)."""
+        host = self._require(host_id)
+        host.used_slots += req.slots
+        host.used_cpu += req.cpu
+        host.used_memory_gb += req.memory_gb
+        self._unorder(host_id)
+        self._reorder(host_id)
+
+    def release(self, host_id: str, req: ResourceRequest) -> None:
+        """Give back what ``req`` used, never below 0; a host already removed is ignored."""
+        host = self._hosts.get(host_id)
+        if host is None:
+            return
+        host.used_slots = max(0, host.used_slots - req.slots)
+        host.used_cpu = max(0, host.used_cpu - req.cpu)
+        memory = host.used_memory_gb - req.memory_gb
+        host.used_memory_gb = memory if memory > _EPS else 0.0
+        self._unorder(host_id)
+        self._reorder(host_id)
+        self._mark_freed(host_id)
+
+    # -- decisions ----------------------------------------------------------------------
+
+    def least_loaded_fit(self, req: ResourceRequest) -> HostCapacity | None:
+        """The least loaded host that fits ``req`` now (ties by host_id), or None."""
+        entry = self._entry(req)
+        eligible = entry.hosts
+        if not eligible:
+            return None
+        slots, cpu, memory = req.slots, req.cpu, req.memory_gb - _EPS
+        hosts = self._hosts
+        if entry.no_room_since is not None:
+            # Only hosts freed since the last "no room" can have room now.
+            since = entry.no_room_since
+            best: HostCapacity | None = None
+            best_key: tuple[float, str] | None = None
+            order_key = self._order_key
+            for host_id, epoch in reversed(self._freed_at.items()):
+                if epoch <= since:
+                    break
+                if host_id not in eligible:
+                    continue
+                host = hosts[host_id]
+                if (
+                    host.accepting
+                    and host.used_slots + slots <= host.total_slots
+                    and host.used_cpu + cpu <= host.total_cpu
+                    and host.used_memory_gb + memory <= host.total_memory_gb
+                ):
+                    key = order_key[host_id]
+                    if best_key is None or key < best_key:
+                        best, best_key = host, key
+            if best is None:
+                entry.no_room_since = self._epoch
+            return best
+        for _, host_id in self._order:
+            if host_id not in eligible:
+                continue
+            host = hosts[host_id]
+            if (
+                host.accepting
+                and host.used_slots + slots <= host.total_slots
+                and host.used_cpu + cpu <= host.total_cpu
+                and host.used_memory_gb + memory <= host.total_memory_gb
+            ):
+                return host
+        entry.no_room_since = self._epoch
+        return None
+
+    def unplaceable_reason(self, req: ResourceRequest) -> str | None:
+        """None when some registered host could ever run ``req``; else why none can."""
+        entry = self._entry(req)
+        if entry.hosts:
+            return None
+        if entry.text_version == self._version and entry.unplaceable_text is not None:
+            return entry.unplaceable_text
+        text = self._explain_unplaceable(req)
+        self._cache_text(entry)
+        entry.unplaceable_text = text
+        return text
+
+    def capacity_reason(self, req: ResourceRequest) -> str:
+        """Why ``req``, which could run somewhere, is still waiting (room, hosts not accepting)."""
+        entry = self._entry(req)
+        if (
+            entry.no_room_since == self._epoch
+            and entry.text_version == self._version
+            and entry.capacity_text is not None
+        ):
+            return entry.capacity_text
+        hosts = [self._hosts[host_id] for host_id in entry.hosts]
+        room = sum(1 for host in hosts if host.has_room(req))
+        closed = sum(1 for host in hosts if not host.accepting)
+        eligible = len(hosts)
+        noun = "host has" if eligible == 1 else "hosts have"
+        text = (
+            f"waiting for capacity: needs {req.describe()}; "
+            f"{room} of {eligible} eligible {noun} room"
+        )
+        if closed:
+            text += f"; {closed} eligible host{'s' if closed != 1 else ''} offline/draining"
+        if room == 0:
+            entry.no_room_since = self._epoch
+            self._cache_text(entry)
+            entry.capacity_text = text
+        return text
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _require(self, host_id: str) -> HostCapacity:
+        host = self._hosts.get(host_id)
+        if host is None:
+            raise NotFound(f"unknown host {host_id!r}", {"host_id": host_id})
+        return host
+
+    def _unorder(self, host_id: str) -> None:
+        key = self._order_key.pop(host_id)
+        index = bisect.bisect_left(self._order, key)
+        del self._order[index]
+
+    def _reorder(self, host_id: str) -> None:
+        key = (self._hosts[host_id].load(), host_id)
+        self._order_key[host_id] = key
+        bisect.insort(self._order, key)
+
+    def _mark_freed(self, host_id: str) -> None:
+        self._epoch += 1
+        self._freed_at.pop(host_id, None)
+        self._freed_at[host_id] = self._epoch
+
+    def _entry(self, req: ResourceRequest) -> _Eligible:
+        entry = self._by_request.get(id(req))
+        if entry is not None and entry.request is req:
+            return entry
+        key = req.cluster_key()
+        entry = self._eligible.get(key)
+        if entry is None:
+            if len(self._eligible) >= _MAX_CACHED_REQUESTS:
+                self._eligible.clear()
+                self._by_request.clear()
+            hosts = {h.host_id for h in self._hosts.values() if h.could_ever_fit(req)}
+            entry = _Eligible(request=req, hosts=hosts)
+            self._eligible[key] = entry
+        if len(self._by_request) >= _MAX_CACHED_REQUESTS:
+            self._by_request.clear()
+        self._by_request[id(req)] = entry
+        return entry
+
+    def _cache_text(self, entry: _Eligible) -> None:
+        if entry.text_version != self._version:
+            entry.text_version = self._version
+            entry.unplaceable_text = None
+            entry.capacity_text = None
+
+    def _explain_unplaceable(self, req: ResourceRequest) -> str:
+        if not self._hosts:
+            return "no hosts registered"
+        labelled = [host for host in self._hosts.values() if host.has_labels(req)]
+        if not labelled:
+            return self._explain_labels(req)
+        where = "host"
+        if req.host_labels:
+            where += " with " + ", ".join(f"{k}={v}" for k, v in sorted(req.host_labels.items()))
+        largest_memory = max(host.total_memory_gb for host in labelled)
+        if req.memory_gb > largest_memory + _EPS:
+            return (
+                f"needs {req.memory_gb:g} GB memory; largest {where} has {largest_memory:g} GB"
+            )
+        largest_cpu = max(host.total_cpu for host in labelled)
+        if req.cpu > largest_cpu:
+            return f"needs {req.cpu} cpu; largest {where} has {largest_cpu}"
+        largest_slots = max(host.total_slots for host in labelled)
+        if req.slots > largest_slots:
+            return f"needs {req.slots} slots; largest {where} has {largest_slots}"
+        plural = "s" if req.slots != 1 else ""
+        return (
+            f"needs {req.slots} slot{plural}, {req.cpu} cpu and {req.memory_gb:g} GB on one "
+            f"host; no {where} has all of that"
+        )
+
+    def _explain_labels(self, req: ResourceRequest) -> str:
+        for key, value in sorted(req.host_labels.items()):
+            if not any(host.labels.get(key) == value for host in self._hosts.values()):
+                return f"no host has label {key}={value}"
+        wanted = ", ".join(f"{k}={v}" for k, v in sorted(req.host_labels.items()))
+        return f"no host has all labels {wanted}"

@@ -1,0 +1,958 @@
+"""The Scheduler: the one owner of state, on one asyncio loop.
+
+Everything that changes a job or a host is a method here that checks the transition is
+legal, records it in the store (with its event, in one transaction), and then wakes the
+dispatcher and the followers. HTTP routes, the TUI and flow scripts only ask.
+
+Dispatch is event-driven: a submit, a job's end or a host appearing schedules one dispatch
+pass on the next loop iteration (coalesced), never a polling sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from apr_sched.config import SchedulerConfig, local_host_spec, resolve_state_dir
+from apr_sched.errors import HostBusy, IllegalTransition, InvalidInput, NotFound
+from apr_sched.events import EventHub, Subscription
+from apr_sched.executors.base import Executor, ExitStatus, Launch, RunHandle, StartFailed
+from apr_sched.executors.local import LocalExecutor
+from apr_sched.executors.prefix import PrefixExecutor
+from apr_sched.logs import AttemptFiles, attempt_files, tail_lines
+from apr_sched.metrics import TimingSamples
+from apr_sched.models import (
+    Event,
+    Host,
+    HostEvent,
+    HostSpec,
+    HostState,
+    Job,
+    JobEvent,
+    JobPage,
+    JobSpec,
+    JobStatus,
+    LogTail,
+    MetricsSummary,
+    ResourceRequest,
+    Usage,
+    is_valid_id,
+    utcnow,
+)
+from apr_sched.placement import HostCapacity, HostPool
+from apr_sched.queue import PendingQueue
+from apr_sched.statedir import StateDirLock
+from apr_sched.store import Store, parse_time
+
+log = logging.getLogger("apr_sched")
+
+DB_NAME = "apr_sched.db"
+
+
+@dataclass(slots=True)
+class _Book:
+    """Per-job bookkeeping that is not part of the public Job model."""
+
+    seq: int
+    queue_seq: int
+    queued_at: datetime
+    retries_used: int = 0
+    run_sec: float = 0.0
+    """Running time of the current attempt accumulated before ``resumed_at``."""
+    resumed_at: datetime | None = None
+    """When the current attempt last started or resumed running (None while paused)."""
+    pgid: int | None = None
+
+
+@dataclass(slots=True, eq=False)
+class _Run:
+    """A live attempt: its executor, process handle, timers and why we may be ending it."""
+
+    job_id: str
+    attempt: int
+    host_id: str
+    request: ResourceRequest
+    executor: Executor
+    started: asyncio.Future[RunHandle | None]
+    handle: RunHandle | None = None
+    task: asyncio.Task[None] | None = None
+    timeout_timer: asyncio.TimerHandle | None = None
+    kill_timer: asyncio.TimerHandle | None = None
+    ending: str | None = None
+    """"stop" or "timeout" once we have asked the attempt to end."""
+    notes: list[str] = field(default_factory=list)
+
+
+def _seconds_between(start: datetime | None, end: datetime | None) -> float:
+    if start is None or end is None:
+        return 0.0
+    return max(0.0, (end - start).total_seconds())
+
+
+class Scheduler:
+    """Schedules jobs on hosts; the only writer of apr_sched state.
+
+    Keyword options:
+        hosts: host specs registered (or updated) at start. ``None`` means the embedded
+            default, one host ``local`` sized from this machine.
+        stop_grace_sec: time between SIGTERM and SIGKILL when stopping or timing out a job.
+        lock_info: extra facts recorded in the state-dir lock (e.g. the HTTP URL).
+    """
+
+    def __init__(
+        self,
+        state_dir: str | Path | None = None,
+        *,
+        hosts: Sequence[HostSpec] | None = None,
+        stop_grace_sec: float = 10.0,
+        lock_info: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.state_dir = resolve_state_dir(state_dir)
+        self.stop_grace_sec = stop_grace_sec
+        self._initial_hosts = list(hosts) if hosts is not None else None
+        self._lock = StateDirLock(self.state_dir)
+        self._lock_info = dict(lock_info or {})
+        self._store: Store | None = None
+        self._jobs: dict[str, Job] = {}
+        self._books: dict[str, _Book] = {}
+        self._hosts: dict[str, Host] = {}
+        self._executors: dict[str, Executor] = {}
+        self._runs: dict[str, _Run] = {}
+        self._pool = HostPool()
+        self._queue = PendingQueue()
+        self._hub = EventHub()
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._samples = TimingSamples()
+        self._job_seq = 0
+        self._queue_seq = 0
+        self._event_seq = 0
+        self._dispatch_scheduled = False
+        self._started = False
+        self._closing = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def from_config(cls, config: SchedulerConfig, **overrides: Any) -> Scheduler:
+        options: dict[str, Any] = {
+            "state_dir": config.state_dir,
+            "hosts": config.hosts or None,
+            "stop_grace_sec": config.stop_grace_sec,
+        }
+        options.update(overrides)
+        return cls(**options)
+
+    # lifecycle ---------------------------------------------------------------------------
+    async def __aenter__(self) -> Scheduler:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Take the state dir, restore everything, find running jobs again, start dispatching."""
+        if self._started:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._lock.acquire(self._lock_info)
+        try:
+            self._store = Store(self.state_dir / DB_NAME)
+            self._restore()
+            for spec in self._initial_hosts if self._initial_hosts is not None else [
+                local_host_spec()
+            ]:
+                await self.register_host(spec)
+            await self._recover_runs()
+        except BaseException:
+            if self._store is not None:
+                self._store.close()
+            self._lock.release()
+            raise
+        self._started = True
+        log.info("scheduler started on %s: %d hosts, %d jobs (%d pending, %d running)",
+                 self.state_dir, len(self._hosts), len(self._jobs), len(self._queue),
+                 len(self._runs))
+        self._wake()
+
+    async def close(self, *, stop_jobs: bool = False) -> None:
+        """Stop scheduling. Running jobs keep running (found again next start) unless
+        ``stop_jobs``, which stops them and waits for them to end."""
+        if not self._started or self._closing:
+            return
+        self._closing = True
+        if stop_jobs:
+            for job_id in list(self._runs):
+                with contextlib.suppress(IllegalTransition, NotFound):
+                    await self._stop_running(self._jobs[job_id], self._runs[job_id])
+            tasks = [run.task for run in self._runs.values() if run.task is not None]
+            if tasks:
+                await asyncio.wait(tasks, timeout=self.stop_grace_sec + 5)
+        for run in list(self._runs.values()):
+            self._cancel_timers(run)
+            if run.task is not None:
+                run.task.cancel()
+        tasks = [run.task for run in self._runs.values() if run.task is not None]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for executor in self._executors.values():
+            await executor.close()
+        for futures in self._waiters.values():
+            for fut in futures:
+                if not fut.done():
+                    fut.cancel()
+        self._hub.close()
+        assert self._store is not None
+        self._store.close()
+        self._lock.release()
+        self._started = False
+        log.info("scheduler closed (%d jobs left running)", len(self._runs))
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise RuntimeError("scheduler not started: use 'async with Scheduler(...)'")
+        return self._store
+
+    def update_lock_info(self, **info: Any) -> None:
+        """Record facts about this scheduler (e.g. its URL) for a second one to report."""
+        self._lock.update(**info)
+
+    # restore -----------------------------------------------------------------------------
+    def _restore(self) -> None:
+        store = self.store
+        for host in store.load_hosts():
+            self._add_host(host)
+        self._job_seq = store.max_job_seq()
+        self._queue_seq = store.max_queue_seq()
+        self._event_seq = store.max_event_seq()
+        self._hub.last_seq = self._event_seq
+        for row in store.load_jobs():
+            job = self._job_from_row(row)
+            book = _Book(
+                seq=row["seq"], queue_seq=row["queue_seq"], queued_at=job.submitted_at,
+                retries_used=row["retries_used"], run_sec=row["run_sec"],
+                resumed_at=parse_time(row["resumed_at"]), pgid=row["pgid"],
+            )
+            self._jobs[job.job_id] = job
+            self._books[job.job_id] = book
+            if job.status is JobStatus.PENDING:
+                self._queue.push(job.job_id, job.priority, book.queue_seq,
+                                 job.resource_request)
+        for row in store.recent_attempt_times(self._samples.run_sec.maxlen or 10_000):
+            queued, started = parse_time(row["queued_at"]), parse_time(row["started_at"])
+            self._samples.started(_seconds_between(queued, started))
+            finished = parse_time(row["finished_at"])
+            if finished is not None:
+                self._samples.finished(row["run_sec"] or 0.0, finished.timestamp())
+
+    @staticmethod
+    def _job_from_row(row: Any) -> Job:
+        spec = JobSpec.model_validate_json(row["spec"])
+        return Job(
+            **spec.model_dump(),
+            job_id=row["job_id"], status=JobStatus(row["status"]), attempt=row["attempt"],
+            host_id=row["host_id"], submitted_at=parse_time(row["submitted_at"]),
+            started_at=parse_time(row["started_at"]), finished_at=parse_time(row["finished_at"]),
+            exit_code=row["exit_code"], signal=row["signal"], pgid=row["pgid"],
+        )
+
+    async def _recover_runs(self) -> None:
+        """Find again every attempt that was running when the last scheduler stopped."""
+        for job in list(self._jobs.values()):
+            if not job.status.is_active:
+                continue
+            book = self._books[job.job_id]
+            host_id = job.host_id or ""
+            files = attempt_files(self.state_dir, job.job_id, job.attempt)
+            run = self._new_run(job, host_id)
+            self._runs[job.job_id] = run
+            found: RunHandle | ExitStatus
+            if host_id not in self._hosts:
+                found = ExitStatus(
+                    None, lost=True, detail=f"host {host_id} is no longer registered"
+                )
+            else:
+                self._pool.allocate(host_id, job.resource_request)
+                found = await run.executor.recover(job.job_id, job.attempt, files, book.pgid)
+            if isinstance(found, RunHandle):
+                run.handle = found
+                book.pgid = job.pgid = found.pgid
+                run.started.set_result(found)
+                self._record(job, job.status, "found running again after scheduler restart")
+                if job.status is JobStatus.RUNNING:
+                    self._arm_timeout(job, run)
+                run.task = asyncio.get_running_loop().create_task(self._watch(run))
+            else:
+                run.started.set_result(None)
+                self._finish(run, found, note="after scheduler restart")
+
+    # hosts -------------------------------------------------------------------------------
+    def _add_host(self, host: Host) -> None:
+        self._hosts[host.host_id] = host
+        self._executors[host.host_id] = self._make_executor(host)
+        self._pool.upsert(HostCapacity(
+            host_id=host.host_id, total_slots=host.total_slots, total_cpu=host.total_cpu,
+            total_memory_gb=host.total_memory_gb, labels=dict(host.labels),
+            accepting=host.state is HostState.ONLINE,
+        ))
+
+    def _make_executor(self, host: HostSpec) -> Executor:
+        if host.executor_prefix:
+            return PrefixExecutor(host.host_id, host.executor_prefix)
+        return LocalExecutor(host.host_id)
+
+    async def register_host(self, spec: HostSpec | Mapping[str, Any]) -> tuple[Host, bool]:
+        """Add a host, or update an existing one's capacity, labels and prefix.
+        Returns the host and whether it was new."""
+        spec = _validate(HostSpec, spec)
+        now = utcnow()
+        old = self._hosts.get(spec.host_id)
+        if old is None:
+            host = Host(**spec.model_dump(), registered_at=now, last_heartbeat=None)
+            reason = "registered"
+        else:
+            host = Host(**spec.model_dump(), state=old.state, registered_at=old.registered_at,
+                        last_heartbeat=old.last_heartbeat)
+            if host.spec() == old.spec():
+                return self._host_view(host.host_id), False
+            reason = "updated"
+        event = self._host_event(host.host_id, old.state if old else None, host.state, reason)
+        with self.store.transaction():
+            self.store.save_host(host)
+            self.store.insert_events([event])
+        capacity = self._pool.get(host.host_id)
+        used = (capacity.used_slots, capacity.used_cpu, capacity.used_memory_gb) if capacity \
+            else (0, 0, 0.0)
+        self._add_host(host)
+        new_capacity = self._pool.get(host.host_id)
+        assert new_capacity is not None
+        new_capacity.used_slots, new_capacity.used_cpu, new_capacity.used_memory_gb = used
+        self._pool.upsert(new_capacity)
+        self._publish([event])
+        self._wake()
+        return self._host_view(host.host_id), old is None
+
+    async def heartbeat(self, host_id: str) -> Host:
+        """A host says it is alive: note the time, and bring it back ONLINE if it was OFFLINE."""
+        host = self._get_host(host_id)
+        host.last_heartbeat = utcnow()
+        events = []
+        if host.state is HostState.OFFLINE:
+            events.append(self._host_event(host_id, host.state, HostState.ONLINE,
+                                           "heartbeat received"))
+            host.state = HostState.ONLINE
+            self._pool.set_accepting(host_id, True)
+        with self.store.transaction():
+            self.store.save_host(host)
+            self.store.insert_events(events)
+        self._publish(events)
+        if events:
+            self._wake()
+        return self._host_view(host_id)
+
+    async def unregister_host(self, host_id: str) -> Host:
+        """Remove a host; refused while it runs jobs (stop or let them finish first)."""
+        host = self._get_host(host_id)
+        running = sorted(r.job_id for r in self._runs.values() if r.host_id == host_id)
+        if running:
+            raise HostBusy(
+                f"host {host_id} still runs {len(running)} job(s): {', '.join(running[:10])}",
+                {"host_id": host_id, "running_jobs": running},
+            )
+        view = self._host_view(host_id)
+        event = self._host_event(host_id, host.state, None, "unregistered")
+        with self.store.transaction():
+            self.store.delete_host(host_id)
+            self.store.insert_events([event])
+        del self._hosts[host_id]
+        await self._executors.pop(host_id).close()
+        self._pool.remove(host_id)
+        self._publish([event])
+        self._wake()
+        return view
+
+    async def list_hosts(self) -> list[Host]:
+        return [self._host_view(h) for h in sorted(self._hosts)]
+
+    async def get_host(self, host_id: str) -> Host:
+        self._get_host(host_id)
+        return self._host_view(host_id)
+
+    def _get_host(self, host_id: str) -> Host:
+        host = self._hosts.get(host_id) if is_valid_id(host_id) else None
+        if host is None:
+            raise NotFound(f"no host {host_id!r}", {"host_id": host_id})
+        return host
+
+    def _host_view(self, host_id: str) -> Host:
+        host = self._hosts[host_id].model_copy()
+        capacity = self._pool.get(host_id)
+        if capacity is not None:
+            host.used_slots = capacity.used_slots
+            host.used_cpu = capacity.used_cpu
+            host.used_memory_gb = capacity.used_memory_gb
+        host.running_jobs = sum(1 for r in self._runs.values() if r.host_id == host_id)
+        return host
+
+    # submit ------------------------------------------------------------------------------
+    async def submit(self, spec: JobSpec | Mapping[str, Any]) -> Job:
+        """Queue one job; returns once it is committed to the store."""
+        (job,) = self._add_jobs([_validate(JobSpec, spec)])
+        return job.model_copy()
+
+    async def submit_batch(self, specs: Iterable[JobSpec | Mapping[str, Any]]) -> list[Job]:
+        """Queue many jobs in one transaction: all of them, or (on any bad job) none."""
+        valid: list[JobSpec] = []
+        details: list[dict[str, str]] = []
+        for index, spec in enumerate(specs):
+            try:
+                valid.append(_validate(JobSpec, spec, prefix=f"jobs[{index}]"))
+            except InvalidInput as exc:
+                details.extend(exc.details)
+        if details:
+            bad = sorted({d["field"].split("]")[0] + "]" for d in details})
+            raise InvalidInput(
+                f"batch rejected, no job queued: {len(bad)} invalid job(s): "
+                + "; ".join(f"{d['field']}: {d['message']}" for d in details[:5]),
+                details,
+            )
+        if not valid:
+            raise InvalidInput("batch rejected: it holds no jobs", [
+                {"field": "jobs", "message": "must hold at least one job"}])
+        return [job.model_copy() for job in self._add_jobs(valid)]
+
+    def _add_jobs(self, specs: list[JobSpec]) -> list[Job]:
+        now = utcnow()
+        jobs, books, rows, attempts, events = [], [], [], [], []
+        seq, queue_seq = self._job_seq, self._queue_seq
+        for spec in specs:
+            seq += 1
+            queue_seq += 1
+            job = Job(**spec.model_dump(), job_id=str(seq), submitted_at=now)
+            book = _Book(seq=seq, queue_seq=queue_seq, queued_at=now)
+            jobs.append(job)
+            books.append(book)
+            rows.append({"seq": seq, "job_id": job.job_id, "spec": spec.model_dump_json(),
+                         "status": job.status.value, "attempt": 1, "submitted_at": now,
+                         "queue_seq": queue_seq, "retries_used": 0, "run_sec": 0.0})
+            attempts.append({"job_id": job.job_id, "attempt": 1, "status": "PENDING",
+                             "queued_at": now})
+            events.append(self._job_event(job, None, JobStatus.PENDING, "submitted", now))
+        with self.store.transaction():
+            self.store.insert_jobs(rows)
+            self.store.insert_attempts(attempts)
+            self.store.insert_events(events)
+        self._job_seq, self._queue_seq = seq, queue_seq
+        for job, book in zip(jobs, books, strict=True):
+            self._jobs[job.job_id] = job
+            self._books[job.job_id] = book
+            self._queue.push(job.job_id, job.priority, book.queue_seq, job.resource_request)
+        self._publish(events)
+        self._wake()
+        return jobs
+
+    # reading -----------------------------------------------------------------------------
+    async def list_jobs(
+        self,
+        *,
+        status: JobStatus | str | Iterable[JobStatus | str] | None = None,
+        project: str | None = None,
+        design: str | None = None,
+        owner: str | None = None,
+        host: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> JobPage:
+        """Jobs in submit order, filtered; ``total`` counts all matches before paging."""
+        statuses = _parse_statuses(status)
+        if offset < 0 or (limit is not None and limit < 0):
+            raise InvalidInput("limit and offset must be >= 0", [
+                {"field": "limit" if limit is not None and limit < 0 else "offset",
+                 "message": "must be >= 0"}])
+        matches = [
+            job for job in self._jobs.values()
+            if (statuses is None or job.status in statuses)
+            and (project is None or job.project == project)
+            and (design is None or job.design == design)
+            and (owner is None or job.owner == owner)
+            and (host is None or job.host_id == host)
+        ]
+        page = matches[offset: None if limit is None else offset + limit]
+        return JobPage(jobs=[self._job_view(j) for j in page], total=len(matches))
+
+    async def get_job(self, job_id: str) -> Job:
+        """The job with its attempts and full event timeline."""
+        job = self._job_view(self._get_job(job_id))
+        job.events = self.store.job_events(job_id)
+        job.attempts = self.store.load_attempts(job_id)
+        return job
+
+    async def tail_log(self, job_id: str, n: int = 200, attempt: int | None = None) -> LogTail:
+        """The last ``n`` lines of an attempt's log (the current attempt by default)."""
+        job = self._get_job(job_id)
+        attempt = job.attempt if attempt is None else attempt
+        if not 1 <= attempt <= job.attempt:
+            raise NotFound(f"job {job_id} has no attempt {attempt} (attempts 1..{job.attempt})",
+                           {"job_id": job_id, "attempt": attempt})
+        if n < 0:
+            raise InvalidInput("tail must be >= 0", [{"field": "tail", "message": "must be >= 0"}])
+        files = attempt_files(self.state_dir, job_id, attempt)
+        lines = await asyncio.to_thread(tail_lines, files.log, n) if n > 10_000 \
+            else tail_lines(files.log, n)
+        return LogTail(job_id=job_id, attempt=attempt, lines=lines)
+
+    def log_files(self, job_id: str, attempt: int | None = None) -> AttemptFiles:
+        job = self._get_job(job_id)
+        return attempt_files(self.state_dir, job_id, attempt or job.attempt)
+
+    def _get_job(self, job_id: str) -> Job:
+        job = self._jobs.get(job_id) if is_valid_id(job_id) else None
+        if job is None:
+            raise NotFound(f"no job {job_id!r}", {"job_id": job_id})
+        return job
+
+    def _job_view(self, job: Job) -> Job:
+        view = job.model_copy()
+        if job.status is JobStatus.PENDING:
+            view.pending_reason = self._queue.reason(job.job_id) or "waiting for dispatch"
+        elif job.status is JobStatus.HELD:
+            view.pending_reason = "held: resume to queue it again"
+        return view
+
+    async def metrics_summary(self) -> MetricsSummary:
+        by_status = {status: 0 for status in JobStatus}
+        for job in self._jobs.values():
+            by_status[job.status] += 1
+        caps = list(self._pool)
+        online = sum(1 for h in self._hosts.values() if h.state is HostState.ONLINE)
+        wait_median, wait_p95 = self._samples.wait_stats()
+        run_median, run_p95 = self._samples.run_stats()
+        return MetricsSummary(
+            jobs_total=len(self._jobs),
+            jobs_by_status=by_status,
+            hosts_online=online,
+            hosts_offline=sum(1 for h in self._hosts.values() if h.state is HostState.OFFLINE),
+            hosts_total=len(self._hosts),
+            slots=Usage(used=sum(c.used_slots for c in caps),
+                        total=sum(c.total_slots for c in caps)),
+            cpu=Usage(used=sum(c.used_cpu for c in caps), total=sum(c.total_cpu for c in caps)),
+            memory_gb=Usage(used=sum(c.used_memory_gb for c in caps),
+                            total=sum(c.total_memory_gb for c in caps)),
+            finished_last_hour=self._samples.finished_since(time.time() - 3600),
+            wait_sec_median=wait_median, wait_sec_p95=wait_p95,
+            run_sec_median=run_median, run_sec_p95=run_p95,
+        )
+
+    async def wait(self, job_id: str, timeout: float | None = None) -> Job:
+        """Return the job once it is final (retries exhausted, or succeeded/stopped)."""
+        job = self._get_job(job_id)
+        if not job.status.is_final:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.setdefault(job_id, []).append(future)
+            try:
+                async with asyncio.timeout(timeout):
+                    await future
+            finally:
+                waiters = self._waiters.get(job_id, [])
+                if future in waiters:
+                    waiters.remove(future)
+        return self._job_view(self._jobs[job_id])
+
+    def subscribe(self, maxsize: int = 100_000) -> Subscription:
+        """Follow events live: ``async with scheduler.subscribe() as events``."""
+        return self._hub.subscribe(maxsize)
+
+    async def events_since(self, seq: int, *, wait: float = 0.0, limit: int = 1000) -> list[Event]:
+        """Events after ``seq`` (oldest first), waiting up to ``wait`` seconds for one."""
+        if wait > 0:
+            await self._hub.wait_after(seq, wait)
+        return self.store.events_after(seq, limit)
+
+    # control -----------------------------------------------------------------------------
+    async def pause(self, job_id: str) -> Job:
+        """PENDING -> HELD, or RUNNING -> PAUSED by SIGSTOP to the job's process group."""
+        job = self._get_job(job_id)
+        if job.status is JobStatus.PENDING:
+            self._queue.remove(job_id)
+            self._record(job, JobStatus.HELD, "held by request")
+            return self._job_view(job)
+        run = self._runs.get(job_id)
+        if job.status is not JobStatus.RUNNING or run is None:
+            raise _illegal("pause", job)
+        refusal = run.executor.control_refusal()
+        if refusal:
+            raise IllegalTransition(refusal, {"job_id": job_id, "status": job.status.value,
+                                              "host_id": run.host_id})
+        if run.ending:
+            raise IllegalTransition(f"cannot pause job {job_id}: it is being stopped "
+                                    f"({run.ending})", {"job_id": job_id, "status": job.status})
+        handle = await run.started
+        if handle is None or self._runs.get(job_id) is not run:
+            raise _illegal("pause", job)
+        await run.executor.signal(handle, signal.SIGSTOP)
+        if self._runs.get(job_id) is not run or job.status is not JobStatus.RUNNING:
+            raise _illegal("pause", job)
+        book = self._books[job_id]
+        now = utcnow()
+        book.run_sec += _seconds_between(book.resumed_at, now)
+        book.resumed_at = None
+        if run.timeout_timer is not None:
+            run.timeout_timer.cancel()
+            run.timeout_timer = None
+        self._record(job, JobStatus.PAUSED, "paused by request (SIGSTOP)",
+                     job_cols={"run_sec": book.run_sec, "resumed_at": None})
+        return self._job_view(job)
+
+    async def resume(self, job_id: str) -> Job:
+        """HELD -> PENDING (back in its place in the queue), or PAUSED -> RUNNING by SIGCONT."""
+        job = self._get_job(job_id)
+        if job.status is JobStatus.HELD:
+            book = self._books[job_id]
+            self._record(job, JobStatus.PENDING, "released by request")
+            self._queue.push(job_id, job.priority, book.queue_seq, job.resource_request)
+            self._wake()
+            return self._job_view(job)
+        run = self._runs.get(job_id)
+        if job.status is not JobStatus.PAUSED or run is None or run.handle is None:
+            raise _illegal("resume", job)
+        refusal = run.executor.control_refusal()
+        if refusal:
+            raise IllegalTransition(refusal, {"job_id": job_id, "status": job.status.value})
+        await run.executor.signal(run.handle, signal.SIGCONT)
+        if self._runs.get(job_id) is not run or job.status is not JobStatus.PAUSED:
+            raise _illegal("resume", job)
+        book = self._books[job_id]
+        book.resumed_at = utcnow()
+        self._record(job, JobStatus.RUNNING, "resumed by request (SIGCONT)",
+                     job_cols={"resumed_at": book.resumed_at})
+        self._arm_timeout(job, run)
+        return self._job_view(job)
+
+    async def stop(self, job_id: str) -> Job:
+        """PENDING/HELD -> STOPPED at once; RUNNING/PAUSED: SIGTERM to the group, SIGKILL after
+        the grace period, STOPPED when it has ended. A second stop sends SIGKILL right away."""
+        job = self._get_job(job_id)
+        if job.status in (JobStatus.PENDING, JobStatus.HELD):
+            self._queue.remove(job_id)
+            self._record(job, JobStatus.STOPPED, "stopped by request before it ran",
+                         job_cols={"finished_at": utcnow()})
+            self._notify_final(job)
+            return self._job_view(job)
+        run = self._runs.get(job_id)
+        if run is None or not job.status.is_active:
+            raise _illegal("stop", job)
+        await self._stop_running(job, run)
+        return self._job_view(job)
+
+    async def _stop_running(self, job: Job, run: _Run) -> None:
+        if run.ending == "stop":
+            self._record(job, job.status, "stop requested again: SIGKILL sent")
+            await self._kill(run)
+            return
+        run.ending = "stop"
+        self._record(job, job.status,
+                     f"stop requested: SIGTERM sent, SIGKILL in {self.stop_grace_sec:g}s")
+        await self._terminate(run)
+
+    async def rerun(self, job_id: str) -> Job:
+        """Start a new attempt of a finished job; earlier attempts' logs and events stay."""
+        job = self._get_job(job_id)
+        if not job.status.is_final:
+            raise _illegal("rerun", job)
+        book = self._books[job_id]
+        now = utcnow()
+        self._queue_seq += 1
+        book.queue_seq, book.queued_at, book.retries_used = self._queue_seq, now, 0
+        book.run_sec, book.resumed_at, book.pgid = 0.0, None, None
+        self._new_attempt(job, now, f"rerun by request as attempt {job.attempt + 1}")
+        self._queue.push(job_id, job.priority, book.queue_seq, job.resource_request)
+        self._wake()
+        return self._job_view(job)
+
+    def _new_attempt(self, job: Job, now: datetime, reason: str) -> None:
+        book = self._books[job.job_id]
+        attempt = job.attempt + 1
+        columns = {"attempt": attempt, "host_id": None, "started_at": None,
+                   "finished_at": None, "exit_code": None, "signal": None,
+                   "queue_seq": book.queue_seq, "retries_used": book.retries_used,
+                   "run_sec": 0.0, "resumed_at": None, "pgid": None}
+        with self.store.transaction():
+            self.store.save_attempt(job.job_id, attempt, status="PENDING", queued_at=now)
+            self._record(job, JobStatus.PENDING, reason, job_cols=columns, attempt=attempt)
+        for name in ("host_id", "started_at", "finished_at", "exit_code", "signal"):
+            setattr(job, name, None)
+        job.attempt = attempt
+
+    # running -----------------------------------------------------------------------------
+    def _wake(self) -> None:
+        """Ask for a dispatch pass on the next loop iteration (many wakes, one pass)."""
+        if self._dispatch_scheduled or self._closing or self._loop is None:
+            return
+        self._dispatch_scheduled = True
+        self._loop.call_soon(self._dispatch)
+
+    def _dispatch(self) -> None:
+        self._dispatch_scheduled = False
+        if self._closing:
+            return
+        placements = self._queue.dispatch_pass(self._pool)
+        if not placements:
+            return
+        now = utcnow()
+        runs = []
+        with self.store.transaction():
+            for job_id, host_id in placements:
+                runs.append(self._begin_attempt(self._jobs[job_id], host_id, now))
+        loop = asyncio.get_running_loop()
+        for run in runs:
+            run.task = loop.create_task(self._run_attempt(run))
+
+    def _new_run(self, job: Job, host_id: str) -> _Run:
+        loop = asyncio.get_running_loop()
+        executor = self._executors.get(host_id) or LocalExecutor(host_id)
+        return _Run(job.job_id, job.attempt, host_id, job.resource_request, executor,
+                    started=loop.create_future())
+
+    def _begin_attempt(self, job: Job, host_id: str, now: datetime) -> _Run:
+        book = self._books[job.job_id]
+        book.run_sec, book.resumed_at, book.pgid = 0.0, now, None
+        self._samples.started(_seconds_between(book.queued_at, now))
+        self.store.save_attempt(job.job_id, job.attempt, host_id=host_id, status="RUNNING",
+                                started_at=now)
+        self._record(job, JobStatus.RUNNING, f"dispatched to {host_id}",
+                     job_cols={"host_id": host_id, "started_at": now, "run_sec": 0.0,
+                               "resumed_at": now, "pgid": None},
+                     host_id=host_id)
+        job.host_id, job.started_at = host_id, now
+        run = self._new_run(job, host_id)
+        self._runs[job.job_id] = run
+        self._arm_timeout(job, run)
+        return run
+
+    async def _run_attempt(self, run: _Run) -> None:
+        job = self._jobs[run.job_id]
+        launch = Launch(job_id=job.job_id, attempt=run.attempt, host_id=run.host_id,
+                        command=job.command, workdir=job.workdir, env=dict(job.env),
+                        files=attempt_files(self.state_dir, job.job_id, run.attempt))
+        try:
+            handle = await run.executor.start(launch)
+        except StartFailed as exc:
+            run.started.set_result(None)
+            self._finish(run, ExitStatus(None, detail=f"could not start: {exc}"))
+            return
+        except Exception as exc:  # a bug must not leave the job RUNNING forever
+            log.exception("starting job %s failed", run.job_id)
+            run.started.set_result(None)
+            self._finish(run, ExitStatus(None, detail=f"could not start: {exc!r}"))
+            return
+        run.handle = handle
+        self._books[job.job_id].pgid = job.pgid = handle.pgid
+        with self.store.transaction():
+            self.store.update_job(job.job_id, pgid=handle.pgid)
+        run.started.set_result(handle)
+        await self._watch(run)
+
+    async def _watch(self, run: _Run) -> None:
+        assert run.handle is not None
+        try:
+            status = await run.executor.wait(run.handle)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("watching job %s failed", run.job_id)
+            status = ExitStatus(None, lost=True, detail=f"watch failed: {exc!r}")
+        if self._runs.get(run.job_id) is run:
+            self._finish(run, status)
+
+    def _arm_timeout(self, job: Job, run: _Run) -> None:
+        if job.timeout_sec is None or self._loop is None:
+            return
+        book = self._books[job.job_id]
+        used = book.run_sec + _seconds_between(book.resumed_at, utcnow())
+        remaining = max(0.0, job.timeout_sec - used)
+        if run.timeout_timer is not None:
+            run.timeout_timer.cancel()
+        run.timeout_timer = self._loop.call_later(remaining, self._on_timeout, run)
+
+    def _on_timeout(self, run: _Run) -> None:
+        run.timeout_timer = None
+        if self._runs.get(run.job_id) is not run or run.ending:
+            return
+        run.ending = "timeout"
+        job = self._jobs[run.job_id]
+        self._record(job, job.status, f"timeout_sec={job.timeout_sec:g} reached: SIGTERM sent, "
+                                      f"SIGKILL in {self.stop_grace_sec:g}s")
+        asyncio.get_running_loop().create_task(self._terminate(run))
+
+    async def _terminate(self, run: _Run) -> None:
+        """SIGTERM (and SIGCONT, so a paused job can act on it); SIGKILL after the grace."""
+        handle = await run.started
+        if handle is None or self._runs.get(run.job_id) is not run:
+            return
+        await run.executor.signal(handle, signal.SIGTERM)
+        await run.executor.signal(handle, signal.SIGCONT)
+        if self._loop is not None and run.kill_timer is None:
+            run.kill_timer = self._loop.call_later(
+                self.stop_grace_sec, lambda: self._loop.create_task(self._kill(run))  # type: ignore[union-attr]
+            )
+
+    async def _kill(self, run: _Run) -> None:
+        handle = await run.started
+        if handle is not None and self._runs.get(run.job_id) is run:
+            await run.executor.signal(handle, signal.SIGKILL)
+
+    def _cancel_timers(self, run: _Run) -> None:
+        for timer in (run.timeout_timer, run.kill_timer):
+            if timer is not None:
+                timer.cancel()
+        run.timeout_timer = run.kill_timer = None
+
+    def _finish(self, run: _Run, status: ExitStatus, note: str | None = None) -> None:
+        """An attempt ended: free its resources, record the outcome, maybe retry."""
+        self._cancel_timers(run)
+        self._runs.pop(run.job_id, None)
+        if run.host_id in self._hosts:
+            self._pool.release(run.host_id, run.request)
+        job = self._jobs[run.job_id]
+        book = self._books[job.job_id]
+        now = utcnow()
+        run_sec = book.run_sec + _seconds_between(book.resumed_at, now)
+        final, reason = self._outcome(job, run, status)
+        if note:
+            reason = f"{reason} ({note})"
+        with self.store.transaction():
+            self.store.save_attempt(job.job_id, run.attempt, status=final.value,
+                                    finished_at=now, exit_code=status.exit_code,
+                                    signal=status.signal, reason=reason, run_sec=run_sec)
+            self._record(job, final, reason,
+                         job_cols={"finished_at": now, "exit_code": status.exit_code,
+                                   "signal": status.signal, "run_sec": run_sec,
+                                   "resumed_at": None, "pgid": None})
+            job.finished_at, job.exit_code, job.signal = now, status.exit_code, status.signal
+            job.pgid = None
+            book.run_sec, book.resumed_at, book.pgid = run_sec, None, None
+            if final in (JobStatus.FAILED, JobStatus.TIMEOUT) \
+                    and book.retries_used < job.retry_limit:
+                book.retries_used += 1
+                self._queue_seq += 1
+                book.queue_seq, book.queued_at = self._queue_seq, now
+                self._new_attempt(job, now, f"retry {book.retries_used} of {job.retry_limit} "
+                                            f"as attempt {job.attempt + 1}")
+        self._samples.finished(run_sec)
+        if job.status is JobStatus.PENDING:
+            self._queue.push(job.job_id, job.priority, book.queue_seq, job.resource_request)
+        else:
+            self._notify_final(job)
+        self._wake()
+
+    def _outcome(self, job: Job, run: _Run, status: ExitStatus) -> tuple[JobStatus, str]:
+        if run.ending == "stop":
+            return JobStatus.STOPPED, "stopped by request"
+        if run.ending == "timeout":
+            return JobStatus.TIMEOUT, f"exceeded timeout_sec={job.timeout_sec:g}"
+        if status.lost:
+            return JobStatus.FAILED, f"lost: {status.detail}"
+        if status.exit_code == 0:
+            return JobStatus.SUCCEEDED, "exit code 0"
+        if status.exit_code is None:
+            return JobStatus.FAILED, status.detail or f"killed by {status.signal}"
+        if status.signal:
+            return JobStatus.FAILED, f"exit code {status.exit_code} (killed by {status.signal}?)"
+        return JobStatus.FAILED, f"exit code {status.exit_code}"
+
+    def _notify_final(self, job: Job) -> None:
+        for future in self._waiters.pop(job.job_id, []):
+            if not future.done():
+                future.set_result(None)
+
+    # recording ---------------------------------------------------------------------------
+    def _record(
+        self,
+        job: Job,
+        to_status: JobStatus,
+        reason: str,
+        *,
+        job_cols: dict[str, Any] | None = None,
+        attempt: int | None = None,
+        host_id: str | None = None,
+    ) -> None:
+        """Persist a transition (or a same-state note) with its event, then publish it."""
+        event = self._job_event(job, job.status, to_status, reason, utcnow(),
+                                attempt=attempt, host_id=host_id)
+        columns = {"status": to_status.value, **(job_cols or {})}
+        with self.store.transaction():
+            self.store.update_job(job.job_id, **columns)
+            if to_status is not job.status or attempt is not None:
+                self.store.save_attempt(job.job_id, attempt or job.attempt,
+                                        status=to_status.value)
+            self.store.insert_events([event])
+        job.status = to_status
+        self._publish([event])
+
+    def _job_event(self, job: Job, from_status: JobStatus | None, to_status: JobStatus,
+                   reason: str, now: datetime, *, attempt: int | None = None,
+                   host_id: str | None = None) -> JobEvent:
+        self._event_seq += 1
+        return JobEvent(seq=self._event_seq, time=now, job_id=job.job_id,
+                        attempt=attempt or job.attempt, from_status=from_status,
+                        to_status=to_status, reason=reason, host_id=host_id or job.host_id)
+
+    def _host_event(self, host_id: str, from_state: HostState | None,
+                    to_state: HostState | None, reason: str) -> HostEvent:
+        self._event_seq += 1
+        return HostEvent(seq=self._event_seq, time=utcnow(), host_id=host_id,
+                         from_state=from_state, to_state=to_state, reason=reason)
+
+    def _publish(self, events: list[Event]) -> None:
+        self._hub.publish(events)
+
+
+_Spec = TypeVar("_Spec", JobSpec, HostSpec)
+
+
+def _validate(model: type[_Spec], value: _Spec | Mapping[str, Any], prefix: str = "") -> _Spec:
+    if isinstance(value, model):
+        return value
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        raise InvalidInput.from_validation(exc, prefix) from None
+
+
+def _parse_statuses(
+    status: JobStatus | str | Iterable[JobStatus | str] | None,
+) -> set[JobStatus] | None:
+    if status is None:
+        return None
+    items = status.split(",") if isinstance(status, str) else list(status)
+    result = set()
+    for item in items:
+        try:
+            result.add(JobStatus(str(item).strip().upper()))
+        except ValueError:
+            raise InvalidInput(
+                f"unknown status {item!r}; expected one of {', '.join(JobStatus)}",
+                [{"field": "status", "message": f"unknown status {item!r}"}],
+            ) from None
+    return result
+
+
+def _illegal(action: str, job: Job) -> IllegalTransition:
+    return IllegalTransition(
+        f"cannot {action} job {job.job_id}: it is {job.status.value}",
+        {"job_id": job.job_id, "status": job.status.value, "action": action},
+    )
+

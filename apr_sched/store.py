@@ -1,0 +1,285 @@
+"""Durable state in one SQLite file (WAL): hosts, jobs, attempts and the event log.
+
+The Scheduler is the only writer. Every change it makes goes through ``transaction()`` so a
+transition, its attempt row and its event land together or not at all; a batch of 10,000
+jobs is one transaction. ``synchronous=NORMAL`` in WAL mode survives a crash of the process
+(the case that matters: a scheduler killed or restarted) without an fsync per commit.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from apr_sched.models import (
+    Attempt,
+    Event,
+    Host,
+    HostEvent,
+    HostState,
+    JobEvent,
+    JobStatus,
+)
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS hosts (
+    host_id TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    state TEXT NOT NULL,
+    registered_at TEXT NOT NULL,
+    last_heartbeat TEXT
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    seq INTEGER PRIMARY KEY,
+    job_id TEXT NOT NULL UNIQUE,
+    spec TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    host_id TEXT,
+    submitted_at TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT,
+    exit_code INTEGER,
+    signal TEXT,
+    queue_seq INTEGER NOT NULL,
+    retries_used INTEGER NOT NULL DEFAULT 0,
+    run_sec REAL NOT NULL DEFAULT 0,
+    resumed_at TEXT,
+    pgid INTEGER
+);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
+CREATE TABLE IF NOT EXISTS attempts (
+    job_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    host_id TEXT,
+    status TEXT NOT NULL,
+    queued_at TEXT,
+    started_at TEXT,
+    finished_at TEXT,
+    exit_code INTEGER,
+    signal TEXT,
+    reason TEXT,
+    run_sec REAL,
+    PRIMARY KEY (job_id, attempt)
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    time TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    job_id TEXT,
+    host_id TEXT,
+    attempt INTEGER,
+    from_state TEXT,
+    to_state TEXT,
+    reason TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_job ON events (job_id, seq);
+"""
+
+JOB_COLUMNS = (
+    "seq", "job_id", "spec", "status", "attempt", "host_id", "submitted_at", "started_at",
+    "finished_at", "exit_code", "signal", "queue_seq", "retries_used", "run_sec", "resumed_at",
+    "pgid",
+)
+ATTEMPT_COLUMNS = (
+    "job_id", "attempt", "host_id", "status", "queued_at", "started_at", "finished_at",
+    "exit_code", "signal", "reason", "run_sec",
+)
+
+
+class SchemaTooNew(RuntimeError):
+    pass
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+class Store:
+    """SQLite persistence; callers group writes with ``transaction()``."""
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = path
+        uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
+        self._db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._in_tx = False
+        if readonly:
+            return
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        with self.transaction():
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+            row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None:
+                self._db.execute(
+                    "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                )
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise SchemaTooNew(
+                    f"{self.path} has schema version {row[0]}; this apr_sched understands "
+                    f"up to {SCHEMA_VERSION}: upgrade apr_sched"
+                )
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic unit of writes; nested use joins the outer transaction."""
+        if self._in_tx:
+            yield
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        self._in_tx = True
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        else:
+            self._db.execute("COMMIT")
+        finally:
+            self._in_tx = False
+
+    # hosts -------------------------------------------------------------------------------
+    def save_host(self, host: Host) -> None:
+        self._db.execute(
+            "INSERT INTO hosts VALUES (?, ?, ?, ?, ?) ON CONFLICT(host_id) DO UPDATE SET "
+            "spec=excluded.spec, state=excluded.state, last_heartbeat=excluded.last_heartbeat",
+            (host.host_id, host.spec().model_dump_json(), host.state.value,
+             _iso(host.registered_at), _iso(host.last_heartbeat)),
+        )
+
+    def delete_host(self, host_id: str) -> None:
+        self._db.execute("DELETE FROM hosts WHERE host_id=?", (host_id,))
+
+    def load_hosts(self) -> list[Host]:
+        hosts = []
+        for row in self._db.execute("SELECT * FROM hosts ORDER BY host_id"):
+            spec = json.loads(row["spec"])
+            hosts.append(Host(**spec, state=HostState(row["state"]),
+                              registered_at=parse_time(row["registered_at"]),
+                              last_heartbeat=parse_time(row["last_heartbeat"])))
+        return hosts
+
+    # jobs --------------------------------------------------------------------------------
+    def insert_jobs(self, rows: list[dict[str, Any]]) -> None:
+        placeholders = ", ".join("?" * len(JOB_COLUMNS))
+        self._db.executemany(
+            f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) VALUES ({placeholders})",
+            [tuple(_iso(row.get(c)) for c in JOB_COLUMNS) for row in rows],
+        )
+
+    def update_job(self, job_id: str, **columns: Any) -> None:
+        assignments = ", ".join(f"{name}=?" for name in columns)
+        self._db.execute(
+            f"UPDATE jobs SET {assignments} WHERE job_id=?",
+            (*(_iso(v) for v in columns.values()), job_id),
+        )
+
+    def load_jobs(self) -> Iterator[sqlite3.Row]:
+        return self._db.execute("SELECT * FROM jobs ORDER BY seq")
+
+    def max_job_seq(self) -> int:
+        return int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM jobs").fetchone()[0])
+
+    def max_queue_seq(self) -> int:
+        return int(self._db.execute("SELECT COALESCE(MAX(queue_seq), 0) FROM jobs").fetchone()[0])
+
+    # attempts ----------------------------------------------------------------------------
+    def save_attempt(self, job_id: str, attempt: int, **columns: Any) -> None:
+        names = ("job_id", "attempt", *columns)
+        updates = ", ".join(f"{n}=excluded.{n}" for n in columns)
+        self._db.execute(
+            f"INSERT INTO attempts ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "
+            f"ON CONFLICT(job_id, attempt) DO UPDATE SET {updates}",
+            (job_id, attempt, *(_iso(v) for v in columns.values())),
+        )
+
+    def insert_attempts(self, rows: list[dict[str, Any]]) -> None:
+        placeholders = ", ".join("?" * len(ATTEMPT_COLUMNS))
+        self._db.executemany(
+            f"INSERT INTO attempts ({', '.join(ATTEMPT_COLUMNS)}) VALUES ({placeholders})",
+            [tuple(_iso(row.get(c)) for c in ATTEMPT_COLUMNS) for row in rows],
+        )
+
+    def load_attempts(self, job_id: str) -> list[Attempt]:
+        rows = self._db.execute(
+            "SELECT * FROM attempts WHERE job_id=? ORDER BY attempt", (job_id,)
+        )
+        return [
+            Attempt(attempt=r["attempt"], host_id=r["host_id"], status=JobStatus(r["status"]),
+                    started_at=parse_time(r["started_at"]),
+                    finished_at=parse_time(r["finished_at"]), exit_code=r["exit_code"],
+                    signal=r["signal"], reason=r["reason"])
+            for r in rows
+        ]
+
+    def recent_attempt_times(self, limit: int) -> list[sqlite3.Row]:
+        """Queue and run times of the latest started attempts, to seed metrics on restart."""
+        return list(self._db.execute(
+            "SELECT queued_at, started_at, finished_at, run_sec FROM attempts "
+            "WHERE started_at IS NOT NULL ORDER BY started_at DESC LIMIT ?", (limit,)
+        ))
+
+    # events ------------------------------------------------------------------------------
+    def insert_events(self, events: list[Event]) -> None:
+        self._db.executemany(
+            "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [_event_row(e) for e in events],
+        )
+
+    def max_event_seq(self) -> int:
+        return int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
+
+    def job_events(self, job_id: str) -> list[JobEvent]:
+        rows = self._db.execute(
+            "SELECT * FROM events WHERE kind='job' AND job_id=? ORDER BY seq", (job_id,)
+        )
+        return [e for e in map(_event_from_row, rows) if isinstance(e, JobEvent)]
+
+    def events_after(self, seq: int, limit: int) -> list[Event]:
+        rows = self._db.execute(
+            "SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
+        )
+        return [_event_from_row(r) for r in rows]
+
+
+def _event_row(event: Event) -> tuple[Any, ...]:
+    if isinstance(event, JobEvent):
+        return (event.seq, _iso(event.time), "job", event.job_id, event.host_id, event.attempt,
+                event.from_status, event.to_status, event.reason)
+    return (event.seq, _iso(event.time), "host", None, event.host_id, None,
+            event.from_state, event.to_state, event.reason)
+
+
+def _event_from_row(row: sqlite3.Row) -> Event:
+    time = parse_time(row["time"])
+    if row["kind"] == "job":
+        return JobEvent(
+            seq=row["seq"], time=time, job_id=row["job_id"], attempt=row["attempt"],
+            from_status=row["from_state"], to_status=row["to_state"], reason=row["reason"],
+            host_id=row["host_id"],
+        )
+    return HostEvent(seq=row["seq"], time=time, host_id=row["host_id"],
+                     from_state=row["from_state"], to_state=row["to_state"],
+                     reason=row["reason"])

@@ -1,0 +1,1 @@
+"""apr_tui: the full-screen Textual app (built in a later issue)."""

@@ -1,0 +1,328 @@
+"""Per-attempt files: paths only from checked ids, exact tails of real files, rc/pid parsing."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from apr_sched.logs import (
+    BLOCK_SIZE,
+    AttemptFiles,
+    attempt_files,
+    read_from,
+    read_pid_file,
+    read_rc,
+    tail_lines,
+)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll ``predicate`` until true; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(0.005)
+
+
+def reference_tail(data: bytes, n: int) -> list[str]:
+    """What tail_lines must return, computed the slow, obvious way on the whole content."""
+    if n <= 0 or not data:
+        return []
+    if data.endswith(b"\n"):
+        data = data[:-1]
+    return [line.decode("utf-8", errors="replace") for line in data.split(b"\n")][-n:]
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+# --- attempt_files ---------------------------------------------------------------------
+
+
+def test_attempt_files_layout(tmp_path: Path) -> None:
+    files = attempt_files(tmp_path, "job-42.a_b", 3)
+    job_dir = tmp_path / "logs" / "job-42.a_b"
+    assert files == AttemptFiles(
+        dir=job_dir, log=job_dir / "3.log", rc=job_dir / "3.rc", pid=job_dir / "3.pid"
+    )
+    assert not job_dir.exists()  # computing paths creates nothing
+
+
+@pytest.mark.parametrize(
+    "job_id", ["", "..", "../etc", "a/b", ".hidden", "-x", "a b", "x" * 65, "a\x00b", "é"]
+)
+def test_attempt_files_rejects_unsafe_ids(tmp_path: Path, job_id: str) -> None:
+    with pytest.raises(ValueError, match="invalid job id"):
+        attempt_files(tmp_path, job_id, 1)
+
+
+@pytest.mark.parametrize("attempt", [0, -1, True, 1.0, "1"])
+def test_attempt_files_rejects_bad_attempts(tmp_path: Path, attempt: object) -> None:
+    with pytest.raises(ValueError, match="invalid attempt"):
+        attempt_files(tmp_path, "job-1", attempt)  # type: ignore[arg-type]
+
+
+# --- tail_lines on small files ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "n", "expected"),
+    [
+        (b"", 5, []),
+        (b"\n", 5, [""]),
+        (b"\n\n", 5, ["", ""]),
+        (b"a", 5, ["a"]),
+        (b"a\nb\nc\n", 2, ["b", "c"]),
+        (b"a\nb\nc", 2, ["b", "c"]),  # no trailing newline: "c" is still a line
+        (b"a\nb\nc\n", 10, ["a", "b", "c"]),  # n larger than the file
+        (b"a\nb\nc\n", 3, ["a", "b", "c"]),
+        (b"a\n\nc\n", 2, ["", "c"]),  # empty lines count
+        (b"a\r\nb\r\n", 2, ["a\r", "b\r"]),  # CRLF: the "\r" is kept, bytes as they are
+        (b"x\xffy\n\xe2\x82\xac\n", 2, ["x\ufffdy", "\u20ac"]),  # bad byte -> U+FFFD
+        (b"a\nb\n", 0, []),
+        (b"a\nb\n", -3, []),
+    ],
+)
+def test_tail_small_files(tmp_path: Path, data: bytes, n: int, expected: list[str]) -> None:
+    assert tail_lines(write(tmp_path / "x.log", data), n) == expected
+
+
+def test_tail_missing_file(tmp_path: Path) -> None:
+    assert tail_lines(tmp_path / "nope.log", 10) == []
+    assert tail_lines(tmp_path / "no" / "dir.log", 10) == []
+
+
+def block_boundary_cases() -> Iterator[tuple[str, bytes]]:
+    b = BLOCK_SIZE
+    yield "line ends exactly on a block boundary", b"x" * (b - 1) + b"\n" + b"tail\n"
+    yield "last block is exactly one block", b"head\n" + b"y" * (b - 1) + b"\n"
+    yield "newline is the first byte of the last block", b"a" * 10 + b"\n" + b"z" * (b - 1)
+    yield "file of exactly two blocks", (b"q" * (b // 2 - 1) + b"\n") * 4
+    yield "line longer than a block", b"first\n" + b"L" * (3 * b + 7) + b"\nlast\n"
+    yield "only one huge line, no newline", b"H" * (2 * b + 1)
+    yield "huge line then newline", b"H" * (2 * b) + b"\n"
+    yield "multibyte char split by a block boundary", (
+        b"p" * (b - 5) + "\u00e9\u20ac".encode() * 4 + b"\nend"
+    )
+    yield "many short lines across blocks", b"".join(b"%d\n" % i for i in range(50_000))
+    yield "newlines only", b"\n" * (b + 3)
+
+
+@pytest.mark.parametrize(("label", "data"), list(block_boundary_cases()))
+@pytest.mark.parametrize("n", [1, 2, 3, 200])
+def test_tail_block_boundaries(tmp_path: Path, label: str, data: bytes, n: int) -> None:
+    assert tail_lines(write(tmp_path / "x.log", data), n) == reference_tail(data, n), label
+
+
+def test_tail_matches_reference_on_random_files(tmp_path: Path) -> None:
+    """Random line lengths around the block size, with and without a final newline."""
+    rng = random.Random(1234)
+    path = tmp_path / "r.log"
+    for _ in range(40):
+        lengths = [rng.choice([0, 1, 5, BLOCK_SIZE - 1, BLOCK_SIZE, BLOCK_SIZE + 1, 300])
+                   for _ in range(rng.randint(0, 12))]
+        data = b"\n".join(bytes([97 + i % 26]) * size for i, size in enumerate(lengths))
+        if rng.random() < 0.5:
+            data += b"\n"
+        write(path, data)
+        for n in (1, 2, 5, 13):
+            assert tail_lines(path, n) == reference_tail(data, n)
+
+
+def test_tail_max_bytes_cuts_only_the_oldest_line(tmp_path: Path) -> None:
+    path = write(tmp_path / "cr.log", b"old\n" + b"\rprogress 99%" * 100_000 + b"\ndone\n")
+    lines = tail_lines(path, 2, max_bytes=1000)
+    assert lines[1] == "done"
+    assert len(lines[0].encode()) == 1000 - len(b"\ndone\n")
+    assert lines[0].endswith("\rprogress 99%")
+
+
+# --- tail_lines on a real 1 GiB log ------------------------------------------------------
+
+GIB = 1 << 30
+FILLER_BUFFER = 64 << 20
+
+
+@pytest.fixture
+def big_log(tmp_path: Path) -> Iterator[tuple[Path, list[str]]]:
+    """1 GiB of numbered filler lines, then 200 distinct final lines; removed afterwards."""
+    chunk = b"".join(b"filler %09d %s\n" % (i, b"." * 46) for i in range(16384))
+    assert len(chunk) == 1 << 20  # 64-byte lines: whole lines fill every buffer exactly
+    buffer = chunk * (FILLER_BUFFER // len(chunk))
+    tail = [f"final line {i:03d} \u2713 attempt 1" for i in range(200)]
+    path = tmp_path / "big.log"
+    try:
+        with open(path, "wb") as f:
+            for _ in range(GIB // FILLER_BUFFER):
+                f.write(buffer)
+            f.write("".join(line + "\n" for line in tail).encode())
+        yield path, tail
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def read_chars() -> int | None:
+    """Bytes this process has read through read(2) so far (Linux /proc/self/io)."""
+    try:
+        text = Path("/proc/self/io").read_text()
+    except OSError:
+        return None
+    return int(next(line for line in text.splitlines() if line.startswith("rchar:")).split()[1])
+
+
+def test_tail_of_1gib_log_is_exact_and_fast(big_log: tuple[Path, list[str]]) -> None:
+    path, expected = big_log
+    assert path.stat().st_size > GIB
+    before = read_chars()
+    started = time.perf_counter()
+    lines = tail_lines(path, 200)
+    elapsed = time.perf_counter() - started
+    after = read_chars()
+    assert lines == expected
+    assert elapsed < 0.050, f"tail of 1 GiB took {elapsed * 1000:.1f} ms"
+    if before is not None and after is not None:
+        assert after - before < 4 * BLOCK_SIZE  # read from the end, not the whole file
+    # One line more reaches into the filler: still exact.
+    assert tail_lines(path, 201)[0].startswith(f"filler {16383:09d} ")
+    print(f"\ntail_lines(1 GiB, 200): {elapsed * 1000:.2f} ms")
+
+
+# --- read_from -----------------------------------------------------------------------------
+
+
+def test_read_from_follows_appends(tmp_path: Path) -> None:
+    path = tmp_path / "f.log"
+    assert read_from(path, 0) == (b"", 0)  # not there yet
+    assert read_from(path, 17) == (b"", 17)
+    path.write_bytes(b"hello\n")
+    assert read_from(path, 0) == (b"hello\n", 6)
+    assert read_from(path, 6) == (b"", 6)
+    with open(path, "ab") as f:
+        f.write(b"world\n")
+    assert read_from(path, 6) == (b"world\n", 12)
+
+
+def test_read_from_respects_max_bytes(tmp_path: Path) -> None:
+    path = write(tmp_path / "f.log", b"0123456789")
+    assert read_from(path, 0, max_bytes=4) == (b"0123", 4)
+    assert read_from(path, 4, max_bytes=4) == (b"4567", 8)
+    assert read_from(path, 8, max_bytes=4) == (b"89", 10)
+
+
+def test_read_from_restarts_after_truncation(tmp_path: Path) -> None:
+    path = write(tmp_path / "f.log", b"a long first attempt\n")
+    _, offset = read_from(path, 0)
+    path.write_bytes(b"new\n")
+    assert read_from(path, offset) == (b"new\n", 4)
+
+
+def test_read_from_rejects_bad_arguments(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        read_from(tmp_path / "f.log", -1)
+    with pytest.raises(ValueError):
+        read_from(tmp_path / "f.log", 0, max_bytes=0)
+
+
+def test_read_from_follows_a_running_process(tmp_path: Path) -> None:
+    """A real writer flushing line by line; the follower gets every byte exactly once."""
+    path = tmp_path / "job.log"
+    script = (
+        "import sys\n"
+        "with open(sys.argv[1], 'ab', buffering=0) as f:\n"
+        "    for i in range(2000):\n"
+        "        f.write(b'step %d of 2000\\n' % i)\n"
+    )
+    expected = b"".join(b"step %d of 2000\n" % i for i in range(2000))
+    proc = subprocess.Popen([sys.executable, "-c", script, str(path)])
+    received = bytearray()
+    offset = 0
+
+    def caught_up() -> bool:
+        nonlocal offset
+        data, offset = read_from(path, offset, max_bytes=4096)
+        received.extend(data)
+        return len(received) >= len(expected)
+
+    try:
+        wait_until(caught_up, timeout=20)
+    finally:
+        proc.wait(timeout=20)
+    assert bytes(received) == expected
+    assert offset == len(expected)
+
+
+# --- rc and pid files ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"0\n", 0),
+        (b"137\n", 137),
+        (b"-1\n", -1),
+        (b"", None),
+        (b"13", None),  # no newline yet: still being written
+        (b"abc\n", None),
+        (b" 1\n", None),
+        (b"1\n2\n", None),
+        (b"99999999999\n", None),
+    ],
+)
+def test_read_rc(tmp_path: Path, content: bytes, expected: int | None) -> None:
+    assert read_rc(write(tmp_path / "1.rc", content)) == expected
+
+
+def test_read_rc_missing(tmp_path: Path) -> None:
+    assert read_rc(tmp_path / "1.rc") is None
+    assert read_rc(tmp_path) is None  # a directory is not an rc file
+
+
+def test_read_rc_written_by_a_real_shell(tmp_path: Path) -> None:
+    """The way the job wrapper writes it: the command's $? echoed by sh."""
+    rc = tmp_path / "1.rc"
+    subprocess.run(["sh", "-c", 'sh -c "exit 7"; echo $? > "$1"', "sh", str(rc)], check=True)
+    assert read_rc(rc) == 7
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"1234 1230\n", (1234, 1230)),
+        (b"1234 1230", None),  # half written
+        (b"1234\n", None),
+        (b"1234 0\n", None),  # killpg(0) would hit our own group
+        (b"1234 1\n", None),
+        (b"1234 -5\n", None),
+        (b"x y\n", None),
+        (b"", None),
+    ],
+)
+def test_read_pid_file(tmp_path: Path, content: bytes, expected: tuple[int, int] | None) -> None:
+    assert read_pid_file(write(tmp_path / "1.pid", content)) == expected
+
+
+def test_read_pid_file_missing(tmp_path: Path) -> None:
+    assert read_pid_file(tmp_path / "1.pid") is None
+
+
+def test_read_pid_file_written_by_a_real_session_leader(tmp_path: Path) -> None:
+    """A shell in its own session writes "$$ <pgid>"; both are its pid."""
+    pid_file = tmp_path / "1.pid"
+    proc = subprocess.run(
+        ["sh", "-c", 'echo "$$ $(ps -o pgid= -p $$ | tr -d " ")" > "$1"; echo $$',
+         "sh", str(pid_file)],
+        check=True, capture_output=True, text=True, start_new_session=True,
+    )
+    shell_pid = int(proc.stdout)
+    assert read_pid_file(pid_file) == (shell_pid, shell_pid)
+    assert shell_pid != os.getpgid(0)
