@@ -8,7 +8,7 @@ instead of silently missing events.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 
 from apr_sched.errors import AprError
@@ -86,7 +86,7 @@ class EventHub:
     def unsubscribe(self, subscription: Subscription) -> None:
         self._subscribers.discard(subscription)
 
-    def publish(self, events: list[Event]) -> None:
+    def publish(self, events: Sequence[Event]) -> None:
         if not events:
             return
         for subscription in self._subscribers:

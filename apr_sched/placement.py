@@ -137,6 +137,8 @@ class HostPool:
         self._eligible: dict[Hashable, _Eligible] = {}
         self._by_request: dict[int, _Eligible] = {}
         """id(request) -> entry; the entry holds the request, so the id is not reused."""
+        self._label_hosts: dict[tuple[str, str], set[str]] = {}
+        """(label, value) -> ids of hosts carrying it, to build eligible sets fast."""
         self._freed_at: dict[str, int] = {}
         """host_id -> epoch it last gained room; insertion order is epoch order."""
         self._epoch = 0
@@ -164,7 +166,9 @@ class HostPool:
         old = self._hosts.get(host.host_id)
         if old is not None:
             self._unorder(host.host_id)
+            self._index_labels(old, add=False)
         self._hosts[host.host_id] = host
+        self._index_labels(host, add=True)
         self._reorder(host.host_id)
         spec_changed = old is None or old._spec_key() != host._spec_key()
         if spec_changed or (old is not None and old.accepting != host.accepting):
@@ -179,8 +183,10 @@ class HostPool:
 
     def remove(self, host_id: str) -> None:
         """Forget a host; unknown ids are ignored so removal is idempotent."""
-        if self._hosts.pop(host_id, None) is None:
+        old = self._hosts.pop(host_id, None)
+        if old is None:
             return
+        self._index_labels(old, add=False)
         self._unorder(host_id)
         self._freed_at.pop(host_id, None)
         self._version += 1
@@ -339,13 +345,45 @@ class HostPool:
             if len(self._eligible) >= _MAX_CACHED_REQUESTS:
                 self._eligible.clear()
                 self._by_request.clear()
-            hosts = {h.host_id for h in self._hosts.values() if h.could_ever_fit(req)}
-            entry = _Eligible(request=req, hosts=hosts)
+            entry = _Eligible(request=req, hosts=self._could_ever_fit(req))
             self._eligible[key] = entry
         if len(self._by_request) >= _MAX_CACHED_REQUESTS:
             self._by_request.clear()
         self._by_request[id(req)] = entry
         return entry
+
+    def _could_ever_fit(self, req: ResourceRequest) -> set[str]:
+        """Hosts whose labels and totals suit ``req``, starting from the rarest label."""
+        if req.host_labels:
+            empty: set[str] = set()
+            by_label = sorted(
+                (self._label_hosts.get(item, empty) for item in req.host_labels.items()), key=len
+            )
+            candidates: set[str] | dict[str, HostCapacity] = by_label[0].intersection(
+                *by_label[1:]
+            )
+        else:
+            candidates = self._hosts
+        hosts = self._hosts
+        slots, cpu, memory = req.slots, req.cpu, req.memory_gb - _EPS
+        return {
+            host_id
+            for host_id in candidates
+            if (host := hosts[host_id]).total_slots >= slots
+            and host.total_cpu >= cpu
+            and host.total_memory_gb >= memory
+        }
+
+    def _index_labels(self, host: HostCapacity, add: bool) -> None:
+        for item in host.labels.items():
+            if add:
+                self._label_hosts.setdefault(item, set()).add(host.host_id)
+            else:
+                ids = self._label_hosts.get(item)
+                if ids is not None:
+                    ids.discard(host.host_id)
+                    if not ids:
+                        del self._label_hosts[item]
 
     def _cache_text(self, entry: _Eligible) -> None:
         if entry.text_version != self._version:

@@ -916,7 +916,7 @@ class Scheduler:
         return HostEvent(seq=self._event_seq, time=utcnow(), host_id=host_id,
                          from_state=from_state, to_state=to_state, reason=reason)
 
-    def _publish(self, events: list[Event]) -> None:
+    def _publish(self, events: Sequence[Event]) -> None:
         self._hub.publish(events)
 
 

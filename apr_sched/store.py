@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -242,7 +242,7 @@ class Store:
         ))
 
     # events ------------------------------------------------------------------------------
-    def insert_events(self, events: list[Event]) -> None:
+    def insert_events(self, events: Sequence[Event]) -> None:
         self._db.executemany(
             "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [_event_row(e) for e in events],

@@ -7,7 +7,7 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,15 +21,7 @@ from apr_sched.logs import (
     read_rc,
     tail_lines,
 )
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll ``predicate`` until true; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(0.005)
+from tests.conftest import wait_until_sync
 
 
 def reference_tail(data: bytes, n: int) -> list[str]:
@@ -254,7 +246,7 @@ def test_read_from_follows_a_running_process(tmp_path: Path) -> None:
         return len(received) >= len(expected)
 
     try:
-        wait_until(caught_up, timeout=20)
+        wait_until_sync(caught_up, timeout=20)
     finally:
         proc.wait(timeout=20)
     assert bytes(received) == expected

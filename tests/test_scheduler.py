@@ -224,7 +224,7 @@ async def test_illegal_actions_are_refused_naming_the_state(make_scheduler):
             await action(job.job_id)
     running = await s.submit({"command": "sleep 30"})
     await wait_until(lambda: s._jobs[running.job_id].status is JobStatus.RUNNING)
-    with pytest.raises(IllegalTransition, match="cannot rerun .* RUNNING"):
+    with pytest.raises(IllegalTransition, match=r"cannot rerun .* RUNNING"):
         await s.rerun(running.job_id)
     with pytest.raises(IllegalTransition, match="RUNNING"):
         await s.resume(running.job_id)
@@ -410,7 +410,7 @@ async def test_prefix_host_quotes_survive_and_pause_is_refused(make_scheduler, t
         "a 'b' \"c\" $not-expanded", job.job_id, "line2 $x"]
     sleeper = await s.submit({"command": "sleep 30"})
     await wait_until(lambda: s._jobs[sleeper.job_id].pgid)
-    with pytest.raises(IllegalTransition, match="executor_prefix.*ssh"):
+    with pytest.raises(IllegalTransition, match=r"executor_prefix.*ssh"):
         await s.pause(sleeper.job_id)
     await s.stop(sleeper.job_id)
     assert (await s.wait(sleeper.job_id, 10)).status is JobStatus.STOPPED

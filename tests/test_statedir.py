@@ -9,14 +9,14 @@ import signal
 import stat
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from apr_sched.errors import StateDirLocked
 from apr_sched.statedir import LOCK_FILE, OWNER_FILE, StateDirLock, read_owner
+from tests.conftest import wait_until_sync
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -61,15 +61,6 @@ from pathlib import Path
 from apr_sched.statedir import read_owner
 print(json.dumps(read_owner(Path(sys.argv[1]))))
 """
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll ``predicate`` until true; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(0.005)
 
 
 def read_line(proc: subprocess.Popen[str], timeout: float = 10.0) -> str:
@@ -137,7 +128,7 @@ def test_second_process_owns_then_dies(state_dir: Path) -> None:
         holder.wait(timeout=10)
         assert process_alive(job_pid), "the job must outlive the scheduler"
         assert (state_dir / OWNER_FILE).exists()  # stale record left by the dead holder
-        wait_until(lambda: read_owner(state_dir) is None, timeout=5)
+        wait_until_sync(lambda: read_owner(state_dir) is None, timeout=5)
 
         with StateDirLock(state_dir) as lock:
             assert lock.held
@@ -161,7 +152,7 @@ def test_lock_held_without_record_names_no_owner(state_dir: Path) -> None:
         assert read_owner(state_dir) == {}  # held, but nothing recorded
     finally:
         stop_child(holder)
-    wait_until(lambda: read_owner(state_dir) is None, timeout=5)
+    wait_until_sync(lambda: read_owner(state_dir) is None, timeout=5)
 
 
 def test_acquire_records_owner_and_creates_private_dir(state_dir: Path) -> None:
