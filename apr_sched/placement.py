@@ -29,7 +29,7 @@ caches stale.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass
 
 from apr_sched.errors import NotFound
@@ -234,45 +234,23 @@ class HostPool:
         eligible = entry.hosts
         if not eligible:
             return None
-        slots, cpu, memory = req.slots, req.cpu, req.memory_gb - _EPS
-        hosts = self._hosts
         if entry.no_room_since is not None:
             # Only hosts freed since the last "no room" can have room now.
             since = entry.no_room_since
-            best: HostCapacity | None = None
-            best_key: tuple[float, str] | None = None
-            order_key = self._order_key
+            freed = []
             for host_id, epoch in reversed(self._freed_at.items()):
                 if epoch <= since:
                     break
-                if host_id not in eligible:
-                    continue
-                host = hosts[host_id]
-                if (
-                    host.accepting
-                    and host.used_slots + slots <= host.total_slots
-                    and host.used_cpu + cpu <= host.total_cpu
-                    and host.used_memory_gb + memory <= host.total_memory_gb
-                ):
-                    key = order_key[host_id]
-                    if best_key is None or key < best_key:
-                        best, best_key = host, key
-            if best is None:
-                entry.no_room_since = self._epoch
-            return best
-        for _, host_id in self._order:
-            if host_id not in eligible:
-                continue
-            host = hosts[host_id]
-            if (
-                host.accepting
-                and host.used_slots + slots <= host.total_slots
-                and host.used_cpu + cpu <= host.total_cpu
-                and host.used_memory_gb + memory <= host.total_memory_gb
-            ):
-                return host
-        entry.no_room_since = self._epoch
-        return None
+                if host_id in eligible:
+                    freed.append(host_id)
+            best = self._least_loaded_with_room(freed, req)
+        elif len(eligible) * 4 <= len(self._order):
+            best = self._least_loaded_with_room(eligible, req)
+        else:
+            best = self._first_with_room_in_load_order(eligible, req)
+        if best is None:
+            entry.no_room_since = self._epoch
+        return best
 
     def unplaceable_reason(self, req: ResourceRequest) -> str | None:
         """None when some registered host could ever run ``req``; else why none can."""
@@ -354,25 +332,63 @@ class HostPool:
 
     def _could_ever_fit(self, req: ResourceRequest) -> set[str]:
         """Hosts whose labels and totals suit ``req``, starting from the rarest label."""
-        if req.host_labels:
-            empty: set[str] = set()
-            by_label = sorted(
-                (self._label_hosts.get(item, empty) for item in req.host_labels.items()), key=len
-            )
-            candidates: set[str] | dict[str, HostCapacity] = by_label[0].intersection(
-                *by_label[1:]
-            )
-        else:
-            candidates = self._hosts
         hosts = self._hosts
         slots, cpu, memory = req.slots, req.cpu, req.memory_gb - _EPS
         return {
             host_id
-            for host_id in candidates
+            for host_id in self._labelled(req)
             if (host := hosts[host_id]).total_slots >= slots
             and host.total_cpu >= cpu
             and host.total_memory_gb >= memory
         }
+
+    def _least_loaded_with_room(
+        self, host_ids: Iterable[str], req: ResourceRequest
+    ) -> HostCapacity | None:
+        hosts, order_key = self._hosts, self._order_key
+        slots, cpu, memory = req.slots, req.cpu, req.memory_gb - _EPS
+        best: HostCapacity | None = None
+        best_key: tuple[float, str] | None = None
+        for host_id in host_ids:
+            host = hosts[host_id]
+            if (
+                host.accepting
+                and host.used_slots + slots <= host.total_slots
+                and host.used_cpu + cpu <= host.total_cpu
+                and host.used_memory_gb + memory <= host.total_memory_gb
+            ):
+                key = order_key[host_id]
+                if best_key is None or key < best_key:
+                    best, best_key = host, key
+        return best
+
+    def _first_with_room_in_load_order(
+        self, eligible: set[str], req: ResourceRequest
+    ) -> HostCapacity | None:
+        hosts = self._hosts
+        slots, cpu, memory = req.slots, req.cpu, req.memory_gb - _EPS
+        for _, host_id in self._order:
+            if host_id not in eligible:
+                continue
+            host = hosts[host_id]
+            if (
+                host.accepting
+                and host.used_slots + slots <= host.total_slots
+                and host.used_cpu + cpu <= host.total_cpu
+                and host.used_memory_gb + memory <= host.total_memory_gb
+            ):
+                return host
+        return None
+
+    def _labelled(self, req: ResourceRequest) -> Iterable[str]:
+        """Ids of hosts carrying every label ``req`` asks for."""
+        if not req.host_labels:
+            return self._hosts.keys()
+        empty: set[str] = set()
+        by_label = sorted(
+            (self._label_hosts.get(item, empty) for item in req.host_labels.items()), key=len
+        )
+        return by_label[0].intersection(*by_label[1:])
 
     def _index_labels(self, host: HostCapacity, add: bool) -> None:
         for item in host.labels.items():
@@ -394,7 +410,7 @@ class HostPool:
     def _explain_unplaceable(self, req: ResourceRequest) -> str:
         if not self._hosts:
             return "no hosts registered"
-        labelled = [host for host in self._hosts.values() if host.has_labels(req)]
+        labelled = [self._hosts[host_id] for host_id in self._labelled(req)]
         if not labelled:
             return self._explain_labels(req)
         where = "host"
