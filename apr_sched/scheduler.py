@@ -72,7 +72,6 @@ class _Book:
     """Running time of the current attempt accumulated before ``resumed_at``."""
     resumed_at: datetime | None = None
     """When the current attempt last started or resumed running (None while paused)."""
-    pgid: int | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -244,7 +243,7 @@ class Scheduler:
             book = _Book(
                 seq=row["seq"], queue_seq=row["queue_seq"], queued_at=job.submitted_at,
                 retries_used=row["retries_used"], run_sec=row["run_sec"],
-                resumed_at=parse_time(row["resumed_at"]), pgid=row["pgid"],
+                resumed_at=parse_time(row["resumed_at"]),
             )
             self._jobs[job.job_id] = job
             self._books[job.job_id] = book
@@ -286,10 +285,10 @@ class Scheduler:
                 )
             else:
                 self._pool.allocate(host_id, job.resource_request)
-                found = await run.executor.recover(job.job_id, job.attempt, files, book.pgid)
+                found = await run.executor.recover(job.job_id, job.attempt, files, job.pgid)
             if isinstance(found, RunHandle):
                 run.handle = found
-                book.pgid = job.pgid = found.pgid
+                job.pgid = found.pgid
                 run.started.set_result(found)
                 self._record(job, job.status, "found running again after scheduler restart")
                 if job.status is JobStatus.RUNNING:
@@ -676,7 +675,7 @@ class Scheduler:
         now = utcnow()
         self._queue_seq += 1
         book.queue_seq, book.queued_at, book.retries_used = self._queue_seq, now, 0
-        book.run_sec, book.resumed_at, book.pgid = 0.0, None, None
+        book.run_sec, book.resumed_at = 0.0, None
         self._new_attempt(job, now, f"rerun by request as attempt {job.attempt + 1}")
         self._queue.push(job_id, job.priority, book.queue_seq, job.resource_request)
         self._wake()
@@ -728,7 +727,7 @@ class Scheduler:
 
     def _begin_attempt(self, job: Job, host_id: str, now: datetime) -> _Run:
         book = self._books[job.job_id]
-        book.run_sec, book.resumed_at, book.pgid = 0.0, now, None
+        book.run_sec, book.resumed_at = 0.0, now
         self._samples.started(_seconds_between(book.queued_at, now))
         self.store.save_attempt(job.job_id, job.attempt, host_id=host_id, status="RUNNING",
                                 started_at=now)
@@ -759,7 +758,7 @@ class Scheduler:
             self._finish(run, ExitStatus(None, detail=f"could not start: {exc!r}"))
             return
         run.handle = handle
-        self._books[job.job_id].pgid = job.pgid = handle.pgid
+        job.pgid = handle.pgid
         with self.store.transaction():
             self.store.update_job(job.job_id, pgid=handle.pgid)
         run.started.set_result(handle)
@@ -843,7 +842,7 @@ class Scheduler:
                                    "resumed_at": None, "pgid": None})
             job.finished_at, job.exit_code, job.signal = now, status.exit_code, status.signal
             job.pgid = None
-            book.run_sec, book.resumed_at, book.pgid = run_sec, None, None
+            book.run_sec, book.resumed_at = run_sec, None
             if final in (JobStatus.FAILED, JobStatus.TIMEOUT) \
                     and book.retries_used < job.retry_limit:
                 book.retries_used += 1

@@ -120,3 +120,27 @@ async def test_a_second_scheduler_is_refused(make_scheduler, state_dir):
     second = Scheduler(state_dir, hosts=[])
     with pytest.raises(StateDirLocked, match=f"pid {os.getpid()}"):
         await second.start()
+
+
+async def test_close_with_stop_jobs_stops_them(make_scheduler, tmp_path):
+    s1 = await make_scheduler()
+    job = await s1.submit({"command": "sleep 300"})
+    pgid = await wait_until(lambda: s1._jobs[job.job_id].pgid)
+    await s1.close(stop_jobs=True)
+    assert group_members(pgid) == []
+    s2 = await make_scheduler()
+    assert (await s2.get_job(job.job_id)).status is JobStatus.STOPPED
+
+
+async def test_ten_thousand_job_batch_is_one_fast_transaction(make_scheduler):
+    import time
+
+    s1 = await make_scheduler(hosts=[])
+    t0 = time.perf_counter()
+    jobs = await s1.submit_batch([{"command": "true", "priority": i % 7}
+                                  for i in range(10_000)])
+    elapsed = time.perf_counter() - t0
+    assert len(jobs) == 10_000 and elapsed < 10, f"{elapsed:.2f}s"
+    await s1.close()
+    s2 = await make_scheduler(hosts=[])
+    assert (await s2.list_jobs(status="PENDING")).total == 10_000
