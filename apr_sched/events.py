@@ -75,7 +75,7 @@ class EventHub:
 
     def __init__(self) -> None:
         self._subscribers: set[Subscription] = set()
-        self._changed = asyncio.Condition()
+        self._pollers: set[asyncio.Future[None]] = set()
         self.last_seq = 0
 
     def subscribe(self, maxsize: int = 100_000) -> Subscription:
@@ -93,24 +93,34 @@ class EventHub:
             for event in events:
                 subscription._offer(event)
         self.last_seq = events[-1].seq
-        asyncio.get_running_loop().create_task(self._notify())
-
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+        for poller in self._pollers:
+            if not poller.done():
+                poller.set_result(None)
+        self._pollers.clear()
 
     async def wait_after(self, seq: int, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for an event newer than ``seq``."""
-        if self.last_seq > seq:
-            return True
-        try:
-            async with asyncio.timeout(timeout), self._changed:
-                await self._changed.wait_for(lambda: self.last_seq > seq)
-        except TimeoutError:
-            return False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.last_seq <= seq:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            poller: asyncio.Future[None] = loop.create_future()
+            self._pollers.add(poller)
+            try:
+                await asyncio.wait_for(poller, remaining)
+            except TimeoutError:
+                return self.last_seq > seq
+            finally:
+                self._pollers.discard(poller)
         return True
 
     def close(self) -> None:
         for subscription in list(self._subscribers):
             subscription._end()
         self._subscribers.clear()
+        for poller in self._pollers:
+            if not poller.done():
+                poller.cancel()
+        self._pollers.clear()
