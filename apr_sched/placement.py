@@ -19,11 +19,14 @@ Why decisions stay cheap
     * When no eligible host had room at some moment, the cache entry remembers that moment.
       Hosts only gain room through ``release``, ``set_accepting(..., True)`` or ``upsert``,
       which stamp the host with an increasing "freed" epoch; the next decision for that
-      request looks only at hosts freed since, instead of at every eligible host.
+      request looks only at hosts freed since, instead of at every eligible host. In a
+      dispatch pass every blocked cluster asks about the same freed hosts, so that set is
+      built once, drops hosts as they fill, and carries the most room any of them had:
+      a request above that fails without looking at a host.
 
-Mutate hosts only through the pool (``allocate``, ``release``, ``set_accepting``,
-``upsert``): a ``HostCapacity`` changed behind its back would leave the order and the
-caches stale.
+Change hosts through the pool (``allocate``, ``release``, ``set_accepting``, ``upsert``).
+A ``HostCapacity`` edited in place must be upserted again right after, before any other
+pool call: until then the load order and the caches describe it as it was.
 """
 
 from __future__ import annotations
@@ -40,6 +43,11 @@ _EPS = 1e-9
 
 _MAX_CACHED_REQUESTS = 10_000
 """Above this many distinct cached requests, the caches start over (bounded memory)."""
+
+
+_Labels = tuple[tuple[str, str], ...]
+_Spec = tuple[int, int, float, _Labels]
+"""total_slots, total_cpu, total_memory_gb, sorted labels."""
 
 
 @dataclass(slots=True)
@@ -105,7 +113,7 @@ class HostCapacity:
             and self.has_labels(req)
         )
 
-    def _spec_key(self) -> tuple[int, int, float, tuple[tuple[str, str], ...]]:
+    def _spec_key(self) -> _Spec:
         return (
             self.total_slots,
             self.total_cpu,
@@ -127,6 +135,32 @@ class _Eligible:
     capacity_text: str | None = None
 
 
+@dataclass(slots=True)
+class _Freed:
+    """Hosts that gained room since some epoch, with the most any of them had free then.
+
+    Allocations only shrink free room, so the maxima stay upper bounds until the next free:
+    a request above them fails without looking at a single host.
+    """
+
+    host_ids: set[str]
+    open_ids: set[str]
+    """Those still with a slot, a cpu and some memory free: dropped as they fill up, so
+    blocked requests that need all three look at fewer hosts as a pass goes on."""
+    max_free_slots: int = 0
+    max_free_cpu: int = 0
+    max_free_memory_gb: float = 0.0
+
+
+def _is_open(host: HostCapacity) -> bool:
+    return (
+        host.accepting
+        and host.used_slots < host.total_slots
+        and host.used_cpu < host.total_cpu
+        and host.used_memory_gb < host.total_memory_gb - _EPS
+    )
+
+
 class HostPool:
     """The hosts placement chooses among, kept ordered by load so least-loaded lookup is cheap."""
 
@@ -135,13 +169,20 @@ class HostPool:
         self._order: list[tuple[float, str]] = []
         self._order_key: dict[str, tuple[float, str]] = {}
         self._eligible: dict[Hashable, _Eligible] = {}
-        self._by_request: dict[int, _Eligible] = {}
-        """id(request) -> entry; the entry holds the request, so the id is not reused."""
+        self._by_request: dict[int, tuple[ResourceRequest, _Eligible]] = {}
+        """id(request) -> (request, entry): skips cluster_key() for a request seen before;
+        holding the request keeps its id from being reused."""
         self._label_hosts: dict[tuple[str, str], set[str]] = {}
         """(label, value) -> ids of hosts carrying it, to build eligible sets fast."""
+        self._specs: dict[str, _Spec] = {}
+        self._accepting: dict[str, bool] = {}
+        """Totals, labels and accepting as last upserted: what changed is known even when
+        the caller edited the ``HostCapacity`` in place before upserting it again."""
         self._freed_at: dict[str, int] = {}
         """host_id -> epoch it last gained room; insertion order is epoch order."""
         self._epoch = 0
+        self._freed_cache: dict[int, _Freed] = {}
+        self._freed_cache_epoch = 0
         self._version = 0
         """Bumped when hosts, specs or accepting change: cached reason texts go stale."""
 
@@ -163,32 +204,37 @@ class HostPool:
 
     def upsert(self, host: HostCapacity) -> None:
         """Add ``host`` or replace the one with its id, keeping the ``used_*`` it carries."""
-        old = self._hosts.get(host.host_id)
-        if old is not None:
-            self._unorder(host.host_id)
-            self._index_labels(old, add=False)
-        self._hosts[host.host_id] = host
-        self._index_labels(host, add=True)
-        self._reorder(host.host_id)
-        spec_changed = old is None or old._spec_key() != host._spec_key()
-        if spec_changed or (old is not None and old.accepting != host.accepting):
+        host_id = host.host_id
+        old_spec = self._specs.get(host_id)
+        if old_spec is not None:
+            self._unorder(host_id)
+            self._index_labels(host_id, old_spec[3], add=False)
+        spec = host._spec_key()
+        self._hosts[host_id] = host
+        self._specs[host_id] = spec
+        self._index_labels(host_id, spec[3], add=True)
+        self._reorder(host_id)
+        spec_changed = spec != old_spec
+        if spec_changed or self._accepting.get(host_id) != host.accepting:
             self._version += 1
+        self._accepting[host_id] = host.accepting
         if spec_changed:
             for entry in self._eligible.values():
                 if host.could_ever_fit(entry.request):
-                    entry.hosts.add(host.host_id)
+                    entry.hosts.add(host_id)
                 else:
-                    entry.hosts.discard(host.host_id)
-        self._mark_freed(host.host_id)
+                    entry.hosts.discard(host_id)
+        self._mark_freed(host_id)
 
     def remove(self, host_id: str) -> None:
         """Forget a host; unknown ids are ignored so removal is idempotent."""
-        old = self._hosts.pop(host_id, None)
-        if old is None:
+        if self._hosts.pop(host_id, None) is None:
             return
-        self._index_labels(old, add=False)
+        self._index_labels(host_id, self._specs.pop(host_id)[3], add=False)
+        del self._accepting[host_id]
         self._unorder(host_id)
         self._freed_at.pop(host_id, None)
+        self._freed_cache.clear()
         self._version += 1
         for entry in self._eligible.values():
             entry.hosts.discard(host_id)
@@ -198,7 +244,9 @@ class HostPool:
         if host.accepting == accepting:
             return
         host.accepting = accepting
+        self._accepting[host_id] = accepting
         self._version += 1
+        self._freed_cache.clear()
         if accepting:
             self._mark_freed(host_id)
 
@@ -212,6 +260,9 @@ class HostPool:
         host.used_memory_gb += req.memory_gb
         self._unorder(host_id)
         self._reorder(host_id)
+        if not _is_open(host):
+            for freed in self._freed_cache.values():
+                freed.open_ids.discard(host_id)
 
     def release(self, host_id: str, req: ResourceRequest) -> None:
         """Give back what ``req`` used, never below 0; a host already removed is ignored."""
@@ -236,14 +287,16 @@ class HostPool:
             return None
         if entry.no_room_since is not None:
             # Only hosts freed since the last "no room" can have room now.
-            since = entry.no_room_since
-            freed = []
-            for host_id, epoch in reversed(self._freed_at.items()):
-                if epoch <= since:
-                    break
-                if host_id in eligible:
-                    freed.append(host_id)
-            best = self._least_loaded_with_room(freed, req)
+            freed = self._freed_since(entry.no_room_since)
+            if (
+                req.slots > freed.max_free_slots
+                or req.cpu > freed.max_free_cpu
+                or req.memory_gb - _EPS > freed.max_free_memory_gb
+            ):
+                best = None
+            else:
+                ids = freed.open_ids if req.cpu and req.memory_gb > _EPS else freed.host_ids
+                best = self._least_loaded_with_room(ids & eligible, req)
         elif len(eligible) * 4 <= len(self._order):
             best = self._least_loaded_with_room(eligible, req)
         else:
@@ -314,9 +367,9 @@ class HostPool:
         self._freed_at[host_id] = self._epoch
 
     def _entry(self, req: ResourceRequest) -> _Eligible:
-        entry = self._by_request.get(id(req))
-        if entry is not None and entry.request is req:
-            return entry
+        seen = self._by_request.get(id(req))
+        if seen is not None and seen[0] is req:
+            return seen[1]
         key = req.cluster_key()
         entry = self._eligible.get(key)
         if entry is None:
@@ -327,7 +380,7 @@ class HostPool:
             self._eligible[key] = entry
         if len(self._by_request) >= _MAX_CACHED_REQUESTS:
             self._by_request.clear()
-        self._by_request[id(req)] = entry
+        self._by_request[id(req)] = (req, entry)
         return entry
 
     def _could_ever_fit(self, req: ResourceRequest) -> set[str]:
@@ -341,6 +394,33 @@ class HostPool:
             and host.total_cpu >= cpu
             and host.total_memory_gb >= memory
         }
+
+    def _freed_since(self, since: int) -> _Freed:
+        """Hosts freed after epoch ``since``, shared by every request that asks until the
+        next free (within a dispatch pass, that is every blocked cluster)."""
+        if self._freed_cache_epoch != self._epoch:
+            self._freed_cache.clear()
+            self._freed_cache_epoch = self._epoch
+        freed = self._freed_cache.get(since)
+        if freed is not None:
+            return freed
+        freed = _Freed(set(), set())
+        hosts = self._hosts
+        for host_id, epoch in reversed(self._freed_at.items()):
+            if epoch <= since:
+                break
+            freed.host_ids.add(host_id)
+            host = hosts[host_id]
+            if _is_open(host):
+                freed.open_ids.add(host_id)
+            if host.accepting:
+                freed.max_free_slots = max(freed.max_free_slots, host.total_slots - host.used_slots)
+                freed.max_free_cpu = max(freed.max_free_cpu, host.total_cpu - host.used_cpu)
+                freed.max_free_memory_gb = max(
+                    freed.max_free_memory_gb, host.total_memory_gb - host.used_memory_gb
+                )
+        self._freed_cache[since] = freed
+        return freed
 
     def _least_loaded_with_room(
         self, host_ids: Iterable[str], req: ResourceRequest
@@ -390,14 +470,14 @@ class HostPool:
         )
         return by_label[0].intersection(*by_label[1:])
 
-    def _index_labels(self, host: HostCapacity, add: bool) -> None:
-        for item in host.labels.items():
+    def _index_labels(self, host_id: str, labels: _Labels, add: bool) -> None:
+        for item in labels:
             if add:
-                self._label_hosts.setdefault(item, set()).add(host.host_id)
+                self._label_hosts.setdefault(item, set()).add(host_id)
             else:
                 ids = self._label_hosts.get(item)
                 if ids is not None:
-                    ids.discard(host.host_id)
+                    ids.discard(host_id)
                     if not ids:
                         del self._label_hosts[item]
 
@@ -418,9 +498,7 @@ class HostPool:
             where += " with " + ", ".join(f"{k}={v}" for k, v in sorted(req.host_labels.items()))
         largest_memory = max(host.total_memory_gb for host in labelled)
         if req.memory_gb > largest_memory + _EPS:
-            return (
-                f"needs {req.memory_gb:g} GB memory; largest {where} has {largest_memory:g} GB"
-            )
+            return f"needs {req.memory_gb:g} GB memory; largest {where} has {largest_memory:g} GB"
         largest_cpu = max(host.total_cpu for host in labelled)
         if req.cpu > largest_cpu:
             return f"needs {req.cpu} cpu; largest {where} has {largest_cpu}"

@@ -114,7 +114,34 @@ class PendingQueue:
         order = self._order
         placed: list[tuple[str, str]] = []
         skipped: list[_OrderEntry] = []
-        while order and (limit is None or len(placed) < limit):
+        try:
+            while limit is None or len(placed) < limit:
+                best = self._best_head()
+                if best is None:
+                    break
+                cluster, head = best
+                request = cluster.request
+                host = pool.least_loaded_fit(request)
+                if host is None:
+                    cluster.reason = pool.unplaceable_reason(request) or pool.capacity_reason(
+                        request
+                    )
+                    skipped.append(heapq.heappop(order))
+                    continue
+                pool.allocate(host.host_id, request)
+                cluster.reason = None
+                placed.append((head[2], host.host_id))
+                self._pop_head(cluster, head)
+        finally:  # skipped clusters go back even if the pool raised
+            for entry in skipped:
+                heapq.heappush(order, entry)
+        return placed
+
+    def _best_head(self) -> tuple[_Cluster, _JobEntry] | None:
+        """The best live head of all clusters, its cluster's order entry on top of the order
+        heap; stale entries met on the way are dropped or corrected."""
+        order = self._order
+        while order:
             top = order[0]
             cluster = top[3]
             if top[2] != cluster.order_id:
@@ -124,33 +151,23 @@ class PendingQueue:
             if head is None:
                 heapq.heappop(order)
                 self._drop(cluster)
-                continue
-            if head[0] != top[0] or head[1] != top[1]:
+            elif head[0] != top[0] or head[1] != top[1]:
                 heapq.heapreplace(order, self._order_entry(cluster, head))
-                continue
-            request = cluster.request
-            host = pool.least_loaded_fit(request)
-            if host is None:
-                cluster.reason = pool.unplaceable_reason(request) or pool.capacity_reason(
-                    request
-                )
-                skipped.append(heapq.heappop(order))
-                continue
-            pool.allocate(host.host_id, request)
-            heapq.heappop(cluster.heap)
-            del self._jobs[head[2]]
-            cluster.live -= 1
-            cluster.reason = None
-            placed.append((head[2], host.host_id))
-            following = self._head(cluster)
-            if following is None:
-                heapq.heappop(order)
-                self._drop(cluster)
             else:
-                heapq.heapreplace(order, self._order_entry(cluster, following))
-        for entry in skipped:
-            heapq.heappush(order, entry)
-        return placed
+                return cluster, head
+        return None
+
+    def _pop_head(self, cluster: _Cluster, head: _JobEntry) -> None:
+        """Unqueue a placed head; its cluster's order entry (on top) moves to the next head."""
+        heapq.heappop(cluster.heap)
+        del self._jobs[head[2]]
+        cluster.live -= 1
+        following = self._head(cluster)
+        if following is None:
+            heapq.heappop(self._order)
+            self._drop(cluster)
+        else:
+            heapq.heapreplace(self._order, self._order_entry(cluster, following))
 
     def _head(self, cluster: _Cluster) -> _JobEntry | None:
         """The cluster's best live tuple, discarding dead ones above it."""

@@ -273,7 +273,6 @@ class Scheduler:
         for job in list(self._jobs.values()):
             if not job.status.is_active:
                 continue
-            book = self._books[job.job_id]
             host_id = job.host_id or ""
             files = attempt_files(self.state_dir, job.job_id, job.attempt)
             run = self._new_run(job, host_id)
@@ -300,13 +299,15 @@ class Scheduler:
 
     # hosts -------------------------------------------------------------------------------
     def _add_host(self, host: Host) -> None:
+        """Install a host (new or changed); jobs already running there keep their usage."""
         self._hosts[host.host_id] = host
         self._executors[host.host_id] = self._make_executor(host)
-        self._pool.upsert(HostCapacity(
-            host_id=host.host_id, total_slots=host.total_slots, total_cpu=host.total_cpu,
-            total_memory_gb=host.total_memory_gb, labels=dict(host.labels),
-            accepting=host.state is HostState.ONLINE,
-        ))
+        capacity = HostCapacity.from_spec(host, accepting=host.state is HostState.ONLINE)
+        old = self._pool.get(host.host_id)
+        if old is not None:
+            capacity.used_slots, capacity.used_cpu = old.used_slots, old.used_cpu
+            capacity.used_memory_gb = old.used_memory_gb
+        self._pool.upsert(capacity)
 
     def _make_executor(self, host: HostSpec) -> Executor:
         if host.executor_prefix:
@@ -332,14 +333,7 @@ class Scheduler:
         with self.store.transaction():
             self.store.save_host(host)
             self.store.insert_events([event])
-        capacity = self._pool.get(host.host_id)
-        used = (capacity.used_slots, capacity.used_cpu, capacity.used_memory_gb) if capacity \
-            else (0, 0, 0.0)
         self._add_host(host)
-        new_capacity = self._pool.get(host.host_id)
-        assert new_capacity is not None
-        new_capacity.used_slots, new_capacity.used_cpu, new_capacity.used_memory_gb = used
-        self._pool.upsert(new_capacity)
         self._publish([event])
         self._wake()
         return self._host_view(host.host_id), old is None

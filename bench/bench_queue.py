@@ -158,6 +158,11 @@ def main() -> None:
         p95=round(per_decision[int(len(per_decision) * 0.95)], 3),
         passes=passes,
         left_pending=len(queue),
+        left_unplaceable=sum(
+            1
+            for job_id, request in request_of.items()
+            if job_id in queue and pool.unplaceable_reason(request) is not None
+        ),
         method="per pass: time / decisions; median over passes after the first",
     )
     emit("decision_us_mean", total_seconds / decisions * 1e6, **shape, decisions=decisions)

@@ -28,9 +28,7 @@ def pool_of(*hosts: HostCapacity) -> HostPool:
     return pool
 
 
-def req(
-    slots: int = 1, cpu: int = 1, memory_gb: float = 0.0, **labels: str
-) -> ResourceRequest:
+def req(slots: int = 1, cpu: int = 1, memory_gb: float = 0.0, **labels: str) -> ResourceRequest:
     return ResourceRequest(slots=slots, cpu=cpu, memory_gb=memory_gb, host_labels=labels)
 
 
@@ -242,9 +240,12 @@ def test_cached_decisions_match_a_brute_force_check() -> None:
     rng = random.Random(7)
     tools = ["innovus", "icc2", "openroad"]
     requests = [
-        req(slots=rng.randint(1, 2), cpu=rng.choice([1, 2, 4, 8]),
-            memory_gb=rng.choice([0, 4, 16, 48]), **({"tool": rng.choice(tools)}
-                                                     if rng.random() < 0.5 else {}))
+        req(
+            slots=rng.randint(1, 2),
+            cpu=rng.choice([0, 1, 2, 4, 8]),
+            memory_gb=rng.choice([0, 4, 16, 48]),
+            **({"tool": rng.choice(tools)} if rng.random() < 0.5 else {}),
+        )
         for _ in range(12)
     ]
     pool = HostPool()
@@ -252,8 +253,13 @@ def test_cached_decisions_match_a_brute_force_check() -> None:
     running: list[tuple[str, ResourceRequest]] = []
 
     def add_host(host_id: str) -> None:
-        h = host(host_id, slots=rng.randint(1, 4), cpu=rng.choice([4, 8, 16]),
-                 memory_gb=rng.choice([0, 32, 64]), tool=rng.choice(tools))
+        h = host(
+            host_id,
+            slots=rng.randint(1, 4),
+            cpu=rng.choice([4, 8, 16]),
+            memory_gb=rng.choice([0, 32, 64]),
+            tool=rng.choice(tools),
+        )
         pool.upsert(h)
         mirror[host_id] = h
 
@@ -289,3 +295,23 @@ def test_cached_decisions_match_a_brute_force_check() -> None:
             host_id = f"h{rng.randint(0, 11)}"
             add_host(host_id)  # (re-)registered idle: forget what ran there
             running = [(h, r) for h, r in running if h != host_id]
+
+
+def test_upsert_of_a_host_edited_in_place() -> None:
+    """The pool notices what changed even when the same object comes back edited."""
+    pool = pool_of(host("a", memory_gb=64, tool="icc2"), host("b", memory_gb=64, tool="icc2"))
+    assert pool.least_loaded_fit(req(tool="icc2")) is not None
+    a = pool.get("a")
+    assert a is not None
+    a.labels = {"tool": "innovus"}
+    a.total_memory_gb = 256.0
+    a.used_slots = 3
+    pool.upsert(a)
+    chosen = pool.least_loaded_fit(req(memory_gb=128, tool="innovus"))
+    assert chosen is a
+    chosen = pool.least_loaded_fit(req(tool="icc2"))
+    assert chosen is not None and chosen.host_id == "b"
+    assert [h.host_id for h in pool] == ["b", "a"]
+    assert pool.unplaceable_reason(req(tool="icc2", memory_gb=100)) == (
+        "needs 100 GB memory; largest host with tool=icc2 has 64 GB"
+    )

@@ -212,12 +212,10 @@ def _naive_pass(
     jobs: dict[str, tuple[int, int, ResourceRequest]], hosts: dict[str, HostCapacity]
 ) -> list[tuple[str, str]]:
     """The rule written the slow, obvious way: best job first, skip a cluster once blocked."""
-    placed = []
+    placed: list[tuple[str, str]] = []
     blocked: set[object] = set()
     while True:
-        candidates = [
-            (-p, s, j) for j, (p, s, r) in jobs.items() if r.cluster_key() not in blocked
-        ]
+        candidates = [(-p, s, j) for j, (p, s, r) in jobs.items() if r.cluster_key() not in blocked]
         if not candidates:
             return placed
         _, _, job_id = min(candidates)
@@ -237,13 +235,24 @@ def _naive_pass(
 def test_passes_match_the_obvious_algorithm() -> None:
     rng = random.Random(11)
     requests = [
-        req(slots=rng.randint(1, 2), cpu=rng.choice([1, 2, 4, 8]),
-            memory_gb=rng.choice([0, 8, 32]), **({"tool": rng.choice("xyz")}
-                                                 if rng.random() < 0.5 else {}))
+        req(
+            slots=rng.randint(1, 2),
+            cpu=rng.choice([0, 1, 2, 4, 8]),
+            memory_gb=rng.choice([0, 8, 32]),
+            **({"tool": rng.choice("xyz")} if rng.random() < 0.5 else {}),
+        )
         for _ in range(15)
     ]
-    specs = [(f"h{i}", rng.randint(1, 4), rng.choice([4, 8, 16]), rng.choice([16, 64]),
-              rng.choice("xyz")) for i in range(6)]
+    specs = [
+        (
+            f"h{i}",
+            rng.randint(1, 4),
+            rng.choice([4, 8, 16]),
+            rng.choice([16, 64]),
+            rng.choice("xyz"),
+        )
+        for i in range(6)
+    ]
     pool = pool_of(*(host(i, s, c, m, tool=t) for i, s, c, m, t in specs))
     mirror = {i: host(i, s, c, m, tool=t) for i, s, c, m, t in specs}
     queue = PendingQueue()
