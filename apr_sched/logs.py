@@ -5,10 +5,11 @@ overwrites the output of an earlier attempt::
 
     <state_dir>/logs/<job_id>/<attempt>.log   stdout and stderr of the command
     <state_dir>/logs/<job_id>/<attempt>.rc    "<exit code>\\n", written by the wrapper at the end
-    <state_dir>/logs/<job_id>/<attempt>.pid   "<wrapper_pid> <job_pgid>\\n", written by the wrapper
 
-Because the wrapper, not the scheduler, writes ``.rc`` and ``.pid``, a restarted scheduler
-finds its jobs again from these files alone.
+Because the wrapper, not the scheduler, writes ``.rc``, a restarted scheduler learns how a
+job ended while it was down. (No pid file: the pgid is in the database, and the wrapper's
+command line names its rc file, so it can be found in /proc even if that write was lost.)
+Every file created per job costs real time on a slow disk or NFS, so there are only two.
 
 Logs of APR runs reach gigabytes, so nothing here reads a whole file: ``tail_lines`` reads
 fixed-size blocks backwards from the end, ``read_from`` reads only what was appended.
@@ -29,7 +30,6 @@ __all__ = [
     "AttemptFiles",
     "attempt_files",
     "read_from",
-    "read_pid_file",
     "read_rc",
     "tail_lines",
 ]
@@ -41,17 +41,15 @@ TAIL_MAX_BYTES = 64 * 1024 * 1024
 """How far back ``tail_lines`` reads at most; only a file of giant lines gets near it."""
 
 _RC_RE = re.compile(rb"(-?[0-9]{1,10})\n")
-_PID_RE = re.compile(rb"([0-9]{1,10}) ([0-9]{1,10})\n")
 
 
 @dataclass(frozen=True, slots=True)
 class AttemptFiles:
-    """Where one attempt of one job keeps its output, exit code and process ids."""
+    """Where one attempt of one job keeps its output and exit code."""
 
     dir: Path
     log: Path
     rc: Path
-    pid: Path
 
 
 def attempt_files(state_dir: Path, job_id: str, attempt: int) -> AttemptFiles:
@@ -68,7 +66,6 @@ def attempt_files(state_dir: Path, job_id: str, attempt: int) -> AttemptFiles:
         dir=job_dir,
         log=job_dir / f"{attempt}.log",
         rc=job_dir / f"{attempt}.rc",
-        pid=job_dir / f"{attempt}.pid",
     )
 
 
@@ -166,22 +163,3 @@ def read_rc(path: Path) -> int | None:
         return None
     match = _RC_RE.fullmatch(raw)
     return int(match.group(1)) if match else None
-
-
-def read_pid_file(path: Path) -> tuple[int, int] | None:
-    """``(wrapper_pid, job_pgid)`` from a ``.pid`` file, or None if it cannot be trusted.
-
-    These numbers are used to signal a whole process group, so a half-written file
-    (no trailing newline) or a pid/pgid of 0 or 1 (``killpg(0)`` hits our own group,
-    1 is init) is refused rather than guessed at.
-    """
-    raw = _read_small(path)
-    if raw is None:
-        return None
-    match = _PID_RE.fullmatch(raw)
-    if not match:
-        return None
-    pid, pgid = int(match.group(1)), int(match.group(2))
-    if pid < 2 or pgid < 2:
-        return None
-    return pid, pgid

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 import subprocess
 import sys
@@ -17,7 +16,6 @@ from apr_sched.logs import (
     AttemptFiles,
     attempt_files,
     read_from,
-    read_pid_file,
     read_rc,
     tail_lines,
 )
@@ -45,7 +43,7 @@ def test_attempt_files_layout(tmp_path: Path) -> None:
     files = attempt_files(tmp_path, "job-42.a_b", 3)
     job_dir = tmp_path / "logs" / "job-42.a_b"
     assert files == AttemptFiles(
-        dir=job_dir, log=job_dir / "3.log", rc=job_dir / "3.rc", pid=job_dir / "3.pid"
+        dir=job_dir, log=job_dir / "3.log", rc=job_dir / "3.rc"
     )
     assert not job_dir.exists()  # computing paths creates nothing
 
@@ -284,37 +282,3 @@ def test_read_rc_written_by_a_real_shell(tmp_path: Path) -> None:
     rc = tmp_path / "1.rc"
     subprocess.run(["sh", "-c", 'sh -c "exit 7"; echo $? > "$1"', "sh", str(rc)], check=True)
     assert read_rc(rc) == 7
-
-
-@pytest.mark.parametrize(
-    ("content", "expected"),
-    [
-        (b"1234 1230\n", (1234, 1230)),
-        (b"1234 1230", None),  # half written
-        (b"1234\n", None),
-        (b"1234 0\n", None),  # killpg(0) would hit our own group
-        (b"1234 1\n", None),
-        (b"1234 -5\n", None),
-        (b"x y\n", None),
-        (b"", None),
-    ],
-)
-def test_read_pid_file(tmp_path: Path, content: bytes, expected: tuple[int, int] | None) -> None:
-    assert read_pid_file(write(tmp_path / "1.pid", content)) == expected
-
-
-def test_read_pid_file_missing(tmp_path: Path) -> None:
-    assert read_pid_file(tmp_path / "1.pid") is None
-
-
-def test_read_pid_file_written_by_a_real_session_leader(tmp_path: Path) -> None:
-    """A shell in its own session writes "$$ <pgid>"; both are its pid."""
-    pid_file = tmp_path / "1.pid"
-    proc = subprocess.run(
-        ["sh", "-c", 'echo "$$ $(ps -o pgid= -p $$ | tr -d " ")" > "$1"; echo $$',
-         "sh", str(pid_file)],
-        check=True, capture_output=True, text=True, start_new_session=True,
-    )
-    shell_pid = int(proc.stdout)
-    assert read_pid_file(pid_file) == (shell_pid, shell_pid)
-    assert shell_pid != os.getpgid(0)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from apr_sched.executors.base import ExitStatus, Launch, RunHandle, StartFailed
 from apr_sched.executors.wrapper import WRAPPER_ARGV0, wrapper_argv
-from apr_sched.logs import AttemptFiles, read_pid_file, read_rc
+from apr_sched.logs import AttemptFiles, read_rc
 
 
 def signal_name(signum: int) -> str:
@@ -85,7 +85,7 @@ class LocalExecutor:
             raise StartFailed(f"cannot open log {files.log}: {exc.strerror}") from exc
         try:
             proc = subprocess.Popen(
-                wrapper_argv(str(files.rc), str(files.pid), workdir, command),
+                wrapper_argv(str(files.rc), workdir, command),
                 stdin=subprocess.DEVNULL,
                 stdout=log_fd,
                 stderr=subprocess.STDOUT,
@@ -150,13 +150,8 @@ class LocalExecutor:
     async def recover(
         self, job_id: str, attempt: int, files: AttemptFiles, pgid: int | None
     ) -> RunHandle | ExitStatus:
-        candidates = [pgid] if pgid else []
-        pid_file = read_pid_file(files.pid)
-        if pid_file is not None:
-            candidates.append(pid_file[0])
-        for pid in candidates:
-            if is_our_wrapper(pid, files):
-                return RunHandle(job_id, attempt, pid, files)
+        if pgid and is_our_wrapper(pgid, files):
+            return RunHandle(job_id, attempt, pgid, files)
         rc = read_rc(files.rc)
         if rc is not None:
             return exit_status_from_rc(rc)

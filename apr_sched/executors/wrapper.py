@@ -1,22 +1,22 @@
 """The tiny POSIX ``sh`` wrapper every attempt runs under, locally and remotely.
 
 It is started as a session and process-group leader, so its pid is the job's pgid and one
-signal to ``-pgid`` reaches the command and everything it forked. It writes its pid first
-(so a restarted scheduler can find it), runs the command in a subshell with the default signal
-handling restored, and writes the exit status to the rc file when the command ends. Its own
-TERM/INT/HUP are caught (deferred until the command exits), so a stop by SIGTERM still yields
-an rc file; only SIGKILL, the last resort, leaves none.
+signal to ``-pgid`` reaches the command and everything it forked. It runs the command in a
+subshell with the default signal handling restored, and writes the exit status to the rc
+file when the command ends. Its own TERM/INT/HUP are caught (deferred until the command
+exits), so a stop by SIGTERM still yields an rc file; only SIGKILL, the last resort, leaves
+none.
 
-Arguments: ``$1`` rc file, ``$2`` pid file, ``$3`` workdir ("" = stay), ``$4`` the command.
+Arguments: ``$1`` rc file, ``$2`` workdir ("" = stay), ``$3`` the command. The rc path in
+its command line is how a restarted scheduler recognises the wrapper in /proc.
 """
 
 WRAPPER_SCRIPT = r"""trap : TERM INT HUP
-printf '%s %s\n' "$$" "$$" >"$2"
 (
-  if [ -n "$3" ]; then
-    cd -- "$3" || { echo "apr_sched: cannot enter workdir $3" >&2; exit 126; }
+  if [ -n "$2" ]; then
+    cd -- "$2" || { echo "apr_sched: cannot enter workdir $2" >&2; exit 126; }
   fi
-  eval "$4"
+  eval "$3"
 ) </dev/null
 printf '%s\n' "$?" >"$1"
 """
@@ -25,6 +25,5 @@ WRAPPER_ARGV0 = "apr-sched-job"
 """``$0`` of every wrapper: makes jobs easy to spot in ``ps`` and to recognise in /proc."""
 
 
-def wrapper_argv(rc_path: str, pid_path: str, workdir: str | None, command: str) -> list[str]:
-    return ["/bin/sh", "-c", WRAPPER_SCRIPT, WRAPPER_ARGV0, rc_path, pid_path, workdir or "",
-            command]
+def wrapper_argv(rc_path: str, workdir: str | None, command: str) -> list[str]:
+    return ["/bin/sh", "-c", WRAPPER_SCRIPT, WRAPPER_ARGV0, rc_path, workdir or "", command]
