@@ -137,6 +137,7 @@ class Scheduler:
         self._queue_seq = 0
         self._event_seq = 0
         self._dispatch_scheduled = False
+        self._unsaved_pgids: list[str] = []
         self._started = False
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -213,6 +214,7 @@ class Scheduler:
                 if not fut.done():
                     fut.cancel()
         self._hub.close()
+        self._save_pgids()
         assert self._store is not None
         self._store.close()
         self._lock.release()
@@ -682,9 +684,8 @@ class Scheduler:
                    "finished_at": None, "exit_code": None, "signal": None,
                    "queue_seq": book.queue_seq, "retries_used": book.retries_used,
                    "run_sec": 0.0, "resumed_at": None, "pgid": None}
-        with self.store.transaction():
-            self.store.save_attempt(job.job_id, attempt, status="PENDING", queued_at=now)
-            self._record(job, JobStatus.PENDING, reason, job_cols=columns, attempt=attempt)
+        self._record(job, JobStatus.PENDING, reason, job_cols=columns,
+                     attempt_cols={"queued_at": now}, attempt=attempt)
         for name in ("host_id", "started_at", "finished_at", "exit_code", "signal"):
             setattr(job, name, None)
         job.attempt = attempt
@@ -723,11 +724,10 @@ class Scheduler:
         book = self._books[job.job_id]
         book.run_sec, book.resumed_at = 0.0, now
         self._samples.started(_seconds_between(book.queued_at, now))
-        self.store.save_attempt(job.job_id, job.attempt, host_id=host_id, status="RUNNING",
-                                started_at=now)
         self._record(job, JobStatus.RUNNING, f"dispatched to {host_id}",
                      job_cols={"host_id": host_id, "started_at": now, "run_sec": 0.0,
                                "resumed_at": now, "pgid": None},
+                     attempt_cols={"host_id": host_id, "started_at": now},
                      host_id=host_id)
         job.host_id, job.started_at = host_id, now
         run = self._new_run(job, host_id)
@@ -753,8 +753,7 @@ class Scheduler:
             return
         run.handle = handle
         job.pgid = handle.pgid
-        with self.store.transaction():
-            self.store.update_job(job.job_id, pgid=handle.pgid)
+        self._save_pgid_soon(job.job_id)
         run.started.set_result(handle)
         await self._watch(run)
 
@@ -827,13 +826,13 @@ class Scheduler:
         if note:
             reason = f"{reason} ({note})"
         with self.store.transaction():
-            self.store.save_attempt(job.job_id, run.attempt, status=final.value,
-                                    finished_at=now, exit_code=status.exit_code,
-                                    signal=status.signal, reason=reason, run_sec=run_sec)
             self._record(job, final, reason,
                          job_cols={"finished_at": now, "exit_code": status.exit_code,
                                    "signal": status.signal, "run_sec": run_sec,
-                                   "resumed_at": None, "pgid": None})
+                                   "resumed_at": None, "pgid": None},
+                         attempt_cols={"finished_at": now, "exit_code": status.exit_code,
+                                       "signal": status.signal, "reason": reason,
+                                       "run_sec": run_sec})
             job.finished_at, job.exit_code, job.signal = now, status.exit_code, status.signal
             job.pgid = None
             book.run_sec, book.resumed_at = run_sec, None
@@ -866,6 +865,23 @@ class Scheduler:
             return JobStatus.FAILED, f"exit code {status.exit_code} (killed by {status.signal}?)"
         return JobStatus.FAILED, f"exit code {status.exit_code}"
 
+    def _save_pgid_soon(self, job_id: str) -> None:
+        """Persist new pgids in one transaction per loop iteration, not one per job. Safe to
+        defer: until it lands, a restarted scheduler finds the wrapper in /proc by its rc path."""
+        if not self._unsaved_pgids and self._loop is not None:
+            self._loop.call_soon(self._save_pgids)
+        self._unsaved_pgids.append(job_id)
+
+    def _save_pgids(self) -> None:
+        job_ids, self._unsaved_pgids = self._unsaved_pgids, []
+        if self._store is None:
+            return
+        with self.store.transaction():
+            for job_id in job_ids:
+                pgid = self._jobs[job_id].pgid
+                if pgid is not None:
+                    self.store.update_job(job_id, pgid=pgid)
+
     def _notify_final(self, job: Job) -> None:
         for future in self._waiters.pop(job.job_id, []):
             if not future.done():
@@ -879,18 +895,20 @@ class Scheduler:
         reason: str,
         *,
         job_cols: dict[str, Any] | None = None,
+        attempt_cols: dict[str, Any] | None = None,
         attempt: int | None = None,
         host_id: str | None = None,
     ) -> None:
-        """Persist a transition (or a same-state note) with its event, then publish it."""
+        """Persist a transition (or a same-state note) with its event, then publish it.
+        The attempt's row follows the job's status; ``attempt_cols`` adds to it."""
         event = self._job_event(job, job.status, to_status, reason, utcnow(),
                                 attempt=attempt, host_id=host_id)
         columns = {"status": to_status.value, **(job_cols or {})}
         with self.store.transaction():
             self.store.update_job(job.job_id, **columns)
-            if to_status is not job.status or attempt is not None:
+            if to_status is not job.status or attempt_cols is not None:
                 self.store.save_attempt(job.job_id, attempt or job.attempt,
-                                        status=to_status.value)
+                                        status=to_status.value, **(attempt_cols or {}))
             self.store.insert_events([event])
         job.status = to_status
         self._publish([event])

@@ -436,3 +436,12 @@ def test_job_files_live_under_the_state_dir(state_dir: Path):
     assert files.log == state_dir / "logs" / "12" / "2.log"
     with pytest.raises(ValueError):
         attempt_files(state_dir, "../x", 1)
+
+
+async def test_job_env_cannot_hijack_the_wrapper(make_scheduler, tmp_path):
+    s = await make_scheduler()
+    job = await s.submit({"command": 'echo "[$1] $command $rc_file"; exit 5',
+                          "env": {"command": "hijack", "rc_file": "/tmp/x", "IFS": "x"}})
+    done = await s.wait(job.job_id, 10)
+    assert done.exit_code == 5
+    assert (await s.tail_log(job.job_id)).lines == ["[] hijack /tmp/x"]

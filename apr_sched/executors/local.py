@@ -53,9 +53,8 @@ def find_wrapper_pid(files: AttemptFiles) -> int | None:
 class LocalExecutor:
     """Runs attempts as local processes under the sh wrapper."""
 
-    def __init__(self, host_id: str, *, base_env: dict[str, str] | None = None) -> None:
+    def __init__(self, host_id: str) -> None:
         self.host_id = host_id
-        self._base_env = dict(os.environ if base_env is None else base_env)
         self._children: dict[int, subprocess.Popen[bytes]] = {}
 
     def control_refusal(self) -> str | None:
@@ -63,17 +62,12 @@ class LocalExecutor:
 
     def command_line(self, launch: Launch) -> tuple[str, str | None]:
         """The command the wrapper evaluates and the directory it enters."""
-        return launch.command, launch.workdir or self._base_env.get("HOME") or "/"
+        return launch.command, launch.workdir or os.environ.get("HOME") or "/"
 
     def environment(self, launch: Launch) -> dict[str, str]:
-        env = dict(self._base_env)
-        env.update(launch.env)
-        env.update(
-            APR_JOB_ID=launch.job_id,
-            APR_ATTEMPT=str(launch.attempt),
-            APR_HOST=launch.host_id,
-        )
-        return env
+        """What the wrapper exports on top of the scheduler's own environment."""
+        return {**launch.env, "APR_JOB_ID": launch.job_id, "APR_ATTEMPT": str(launch.attempt),
+                "APR_HOST": launch.host_id}
 
     async def start(self, launch: Launch) -> RunHandle:
         files = launch.files
@@ -85,11 +79,10 @@ class LocalExecutor:
             raise StartFailed(f"cannot open log {files.log}: {exc.strerror}") from exc
         try:
             proc = subprocess.Popen(
-                wrapper_argv(str(files.rc), workdir, command),
+                wrapper_argv(str(files.rc), workdir, command, self.environment(launch)),
                 stdin=subprocess.DEVNULL,
                 stdout=log_fd,
                 stderr=subprocess.STDOUT,
-                env=self.environment(launch),
                 cwd=files.dir,
                 start_new_session=True,
                 close_fds=True,

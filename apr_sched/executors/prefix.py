@@ -20,9 +20,8 @@ def remote_script(launch: Launch) -> str:
     lines = []
     if launch.workdir:
         lines.append(f"cd -- {shlex.quote(launch.workdir)} || exit 126")
-    env = dict(launch.env)
-    env.update(APR_JOB_ID=launch.job_id, APR_ATTEMPT=str(launch.attempt),
-               APR_HOST=launch.host_id)
+    env = {**launch.env, "APR_JOB_ID": launch.job_id, "APR_ATTEMPT": str(launch.attempt),
+           "APR_HOST": launch.host_id}
     lines.extend(f"export {name}={shlex.quote(value)}" for name, value in sorted(env.items()))
     lines.append(launch.command)
     return "\n".join(lines)
@@ -35,8 +34,8 @@ def prefixed_command(prefix: str, launch: Launch) -> str:
 class PrefixExecutor(LocalExecutor):
     """A local wrapper around ``<prefix> <quoted script>``."""
 
-    def __init__(self, host_id: str, prefix: str, *, base_env: dict[str, str] | None = None):
-        super().__init__(host_id, base_env=base_env)
+    def __init__(self, host_id: str, prefix: str) -> None:
+        super().__init__(host_id)
         self.prefix = prefix
 
     def control_refusal(self) -> str | None:
@@ -48,3 +47,7 @@ class PrefixExecutor(LocalExecutor):
 
     def command_line(self, launch: Launch) -> tuple[str, str | None]:
         return prefixed_command(self.prefix, launch), str(launch.files.dir)
+
+    def environment(self, launch: Launch) -> dict[str, str]:
+        """The job's environment travels inside the remote script, not to the local ssh."""
+        return {}
