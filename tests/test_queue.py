@@ -9,23 +9,7 @@ import time
 from apr_sched.models import ResourceRequest
 from apr_sched.placement import HostCapacity, HostPool
 from apr_sched.queue import PendingQueue
-
-
-def host(
-    host_id: str, slots: int = 4, cpu: int = 16, memory_gb: float = 64.0, **labels: str
-) -> HostCapacity:
-    return HostCapacity(host_id, slots, cpu, memory_gb, dict(labels))
-
-
-def pool_of(*hosts: HostCapacity) -> HostPool:
-    pool = HostPool()
-    for h in hosts:
-        pool.upsert(h)
-    return pool
-
-
-def req(slots: int = 1, cpu: int = 1, memory_gb: float = 0.0, **labels: str) -> ResourceRequest:
-    return ResourceRequest(slots=slots, cpu=cpu, memory_gb=memory_gb, host_labels=labels)
+from tests.placement_builders import host, pool_of, req
 
 
 def drain_one_at_a_time(queue: PendingQueue, pool: HostPool, r: ResourceRequest) -> list[str]:
