@@ -13,6 +13,7 @@ from pathlib import Path
 from apr_sched import __version__
 from apr_sched.config import SchedulerConfig, hosts_toml, load_config, resolve_state_dir
 from apr_sched.errors import AprError
+from apr_sched.http.service import HttpService
 from apr_sched.scheduler import DB_NAME, Scheduler
 from apr_sched.store import Store
 
@@ -37,6 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the scheduler daemon (the default command)")
     _add_common(serve)
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1, or the "
+                       "config's [http] host); 0.0.0.0 exposes the API to other machines")
+    serve.add_argument("--port", type=int, help="TCP port (default 5000; 0 picks a free one)")
+    serve.add_argument("--no-auth", action="store_true",
+                       help="serve without the bearer token (trusted single-user machines only)")
     serve.add_argument("--stop-jobs-on-exit", action="store_true",
                        help="stop running jobs on shutdown instead of leaving them to be "
                             "found again at the next start")
@@ -82,6 +88,17 @@ async def serve(args: argparse.Namespace) -> int:
     scheduler = Scheduler.from_config(config, state_dir=args.state_dir or config.state_dir)
     await scheduler.start()
     log.info("apr_sched %s serving state dir %s", __version__, scheduler.state_dir)
+    http = HttpService(
+        scheduler,
+        host=args.host if args.host is not None else config.http.host,
+        port=args.port if args.port is not None else config.http.port,
+        auth=not args.no_auth and config.http.auth != "none",
+    )
+    try:
+        await http.start()
+    except OSError as exc:
+        await scheduler.close()
+        raise AprError(f"cannot listen on {http.host}:{http.port}: {exc.strerror}") from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -93,6 +110,7 @@ async def serve(args: argparse.Namespace) -> int:
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+        await http.close()
         await scheduler.close(stop_jobs=args.stop_jobs_on_exit)
     return 0
 

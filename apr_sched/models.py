@@ -12,7 +12,7 @@ import os
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -194,6 +194,7 @@ class Attempt(BaseModel):
 class JobEvent(BaseModel):
     """A job's state changed: when, from what, to what, and why."""
 
+    kind: Literal["job"] = "job"
     seq: int
     time: datetime
     job_id: str
@@ -207,6 +208,7 @@ class JobEvent(BaseModel):
 class HostEvent(BaseModel):
     """A host appeared, changed, or left."""
 
+    kind: Literal["host"] = "host"
     seq: int
     time: datetime
     host_id: str
@@ -242,6 +244,14 @@ class Job(JobSpec):
         return JobSpec.model_validate(self.model_dump(include=set(JobSpec.model_fields)))
 
 
+class HostLoad(_StrictInput):
+    """Figures a host reports with its heartbeat (or that a probe reads), for display."""
+
+    load_avg_1m: float | None = Field(default=None, ge=0, le=1e6)
+    free_memory_gb: float | None = Field(default=None, ge=0, le=MAX_MEMORY_GB)
+    free_disk_gb: float | None = Field(default=None, ge=0, le=1e9)
+
+
 class Host(HostSpec):
     """A registered host with its state and what its running jobs use now."""
 
@@ -254,6 +264,7 @@ class Host(HostSpec):
     used_cpu: int = 0
     used_memory_gb: float = 0.0
     running_jobs: int = 0
+    load: HostLoad | None = None
 
     def spec(self) -> HostSpec:
         return HostSpec.model_validate(self.model_dump(include=set(HostSpec.model_fields)))
@@ -265,9 +276,12 @@ class JobPage(BaseModel):
 
 
 class LogTail(BaseModel):
+    """Lines of one attempt's log; ``offset`` is where to continue reading to follow it."""
+
     job_id: str
     attempt: int
     lines: list[str]
+    offset: int = 0
 
 
 class Usage(BaseModel):

@@ -30,12 +30,13 @@ from apr_sched.events import EventHub, Subscription
 from apr_sched.executors.base import Executor, ExitStatus, Launch, RunHandle, StartFailed
 from apr_sched.executors.local import LocalExecutor
 from apr_sched.executors.prefix import PrefixExecutor
-from apr_sched.logs import AttemptFiles, attempt_files, tail_lines
+from apr_sched.logs import AttemptFiles, attempt_files, read_from, tail_lines
 from apr_sched.metrics import TimingSamples
 from apr_sched.models import (
     Event,
     Host,
     HostEvent,
+    HostLoad,
     HostSpec,
     HostState,
     Job,
@@ -133,6 +134,7 @@ class Scheduler:
         self._hub = EventHub()
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._samples = TimingSamples()
+        self._status_counts = dict.fromkeys(JobStatus, 0)
         self._job_seq = 0
         self._queue_seq = 0
         self._event_seq = 0
@@ -249,6 +251,7 @@ class Scheduler:
             )
             self._jobs[job.job_id] = job
             self._books[job.job_id] = book
+            self._status_counts[job.status] += 1
             if job.status is JobStatus.PENDING:
                 self._queue.push(job.job_id, job.priority, book.queue_seq,
                                  job.resource_request)
@@ -340,21 +343,24 @@ class Scheduler:
         self._wake()
         return self._host_view(host.host_id), old is None
 
-    async def heartbeat(self, host_id: str) -> Host:
-        """A host says it is alive: note the time, and bring it back ONLINE if it was OFFLINE."""
+    async def heartbeat(
+        self, host_id: str, load: HostLoad | Mapping[str, Any] | None = None
+    ) -> Host:
+        """A host says it is alive (optionally with load figures): note the time, and bring it
+        back ONLINE if it was OFFLINE. Only state changes are written to the store."""
         host = self._get_host(host_id)
+        figures = None if load is None else _validate(HostLoad, load)
         host.last_heartbeat = utcnow()
-        events = []
+        if figures is not None:
+            host.load = figures
         if host.state is HostState.OFFLINE:
-            events.append(self._host_event(host_id, host.state, HostState.ONLINE,
-                                           "heartbeat received"))
+            event = self._host_event(host_id, host.state, HostState.ONLINE, "heartbeat received")
             host.state = HostState.ONLINE
+            with self.store.transaction():
+                self.store.save_host(host)
+                self.store.insert_events([event])
             self._pool.set_accepting(host_id, True)
-        with self.store.transaction():
-            self.store.save_host(host)
-            self.store.insert_events(events)
-        self._publish(events)
-        if events:
+            self._publish([event])
             self._wake()
         return self._host_view(host_id)
 
@@ -451,6 +457,7 @@ class Scheduler:
             self.store.insert_attempts(attempts)
             self.store.insert_events(events)
         self._job_seq, self._queue_seq = seq, queue_seq
+        self._status_counts[JobStatus.PENDING] += len(jobs)
         for job, book in zip(jobs, books, strict=True):
             self._jobs[job.job_id] = job
             self._books[job.job_id] = book
@@ -505,9 +512,36 @@ class Scheduler:
         if n < 0:
             raise InvalidInput("tail must be >= 0", [{"field": "tail", "message": "must be >= 0"}])
         files = attempt_files(self.state_dir, job_id, attempt)
+        size = _file_size(files.log)
         lines = await asyncio.to_thread(tail_lines, files.log, n) if n > 10_000 \
             else tail_lines(files.log, n)
-        return LogTail(job_id=job_id, attempt=attempt, lines=lines)
+        return LogTail(job_id=job_id, attempt=attempt, lines=lines, offset=size)
+
+    async def read_log(self, job_id: str, offset: int, attempt: int | None = None,
+                       max_bytes: int = 1 << 20) -> LogTail:
+        """Complete lines appended after byte ``offset`` (to follow a log). A last line
+        without its newline is held back until it is complete or the attempt has ended."""
+        job = self._get_job(job_id)
+        attempt = job.attempt if attempt is None else attempt
+        if not 1 <= attempt <= job.attempt:
+            raise NotFound(f"job {job_id} has no attempt {attempt} (attempts 1..{job.attempt})",
+                           {"job_id": job_id, "attempt": attempt})
+        if offset < 0:
+            raise InvalidInput("offset must be >= 0",
+                               [{"field": "offset", "message": "must be >= 0"}])
+        files = attempt_files(self.state_dir, job_id, attempt)
+        data, end = read_from(files.log, offset, max_bytes)
+        ended = attempt < job.attempt or not job.status.is_active
+        partial = not data.endswith(b"\n") and len(data) < max_bytes
+        if partial and not (ended and end == _file_size(files.log)):
+            cut = data.rfind(b"\n") + 1
+            end -= len(data) - cut
+            data = data[:cut]
+        text = data.decode("utf-8", errors="replace")
+        lines = text.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        return LogTail(job_id=job_id, attempt=attempt, lines=lines, offset=end)
 
     def log_files(self, job_id: str, attempt: int | None = None) -> AttemptFiles:
         job = self._get_job(job_id)
@@ -527,12 +561,17 @@ class Scheduler:
             view.pending_reason = "held: resume to queue it again"
         return view
 
+    def job_counts(self) -> dict[JobStatus, int]:
+        """Jobs per status, kept as transitions happen (cheap enough for a health check)."""
+        return dict(self._status_counts)
+
+    def hosts_online(self) -> int:
+        return sum(1 for h in self._hosts.values() if h.state is HostState.ONLINE)
+
     async def metrics_summary(self) -> MetricsSummary:
-        by_status = {status: 0 for status in JobStatus}
-        for job in self._jobs.values():
-            by_status[job.status] += 1
+        by_status = self.job_counts()
         caps = list(self._pool)
-        online = sum(1 for h in self._hosts.values() if h.state is HostState.ONLINE)
+        online = self.hosts_online()
         wait_median, wait_p95 = self._samples.wait_stats()
         run_median, run_p95 = self._samples.run_stats()
         return MetricsSummary(
@@ -910,6 +949,8 @@ class Scheduler:
                 self.store.save_attempt(job.job_id, attempt or job.attempt,
                                         status=to_status.value, **(attempt_cols or {}))
             self.store.insert_events([event])
+        self._status_counts[job.status] -= 1
+        self._status_counts[to_status] += 1
         job.status = to_status
         self._publish([event])
 
@@ -931,7 +972,7 @@ class Scheduler:
         self._hub.publish(events)
 
 
-_Spec = TypeVar("_Spec", JobSpec, HostSpec)
+_Spec = TypeVar("_Spec", JobSpec, HostSpec, HostLoad)
 
 
 def _validate(model: type[_Spec], value: _Spec | Mapping[str, Any], prefix: str = "") -> _Spec:
@@ -941,6 +982,13 @@ def _validate(model: type[_Spec], value: _Spec | Mapping[str, Any], prefix: str 
         return model.model_validate(value)
     except ValidationError as exc:
         raise InvalidInput.from_validation(exc, prefix) from None
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _parse_statuses(

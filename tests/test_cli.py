@@ -54,7 +54,7 @@ def running_daemon(tmp_path: Path):
     config = tmp_path / "hosts.toml"
     config.write_text(HOSTS)
     state_dir = tmp_path / "state"
-    proc = daemon(state_dir, "--config", str(config))
+    proc = daemon(state_dir, "--config", str(config), "--port", "0")
     try:
         wait_until_sync(lambda: (read_owner(state_dir) or {}).get("pid") == proc.pid
                         or proc.poll() is not None)
@@ -88,7 +88,7 @@ def test_config_export_round_trips(running_daemon, tmp_path):
 
 def test_embedded_default_registers_this_machine(tmp_path):
     state_dir = tmp_path / "state"
-    proc = daemon(state_dir)
+    proc = daemon(state_dir, "--port", "0")
     try:
         wait_until_sync(lambda: (read_owner(state_dir) or {}).get("pid") == proc.pid)
         wait_until_sync(lambda: run_cli("config", "export", "--state-dir", str(state_dir))

@@ -1,0 +1,368 @@
+"""The /scheduler routes: check the request, ask the Scheduler, shape the reply.
+
+Routes only ask; the Scheduler changes state. Every error is an ``AprError`` turned into
+``{"error": {"code", "message", "details"}}`` with its status, so a rejected request has
+changed nothing and the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+from apr_sched import __version__
+from apr_sched.errors import AprError, InvalidInput, NotFound
+from apr_sched.http.openapi import build_openapi
+from apr_sched.http.server import Request, Response, error_response
+from apr_sched.models import Event, Host, Job, JobStatus, is_valid_id
+from apr_sched.scheduler import Scheduler
+
+PREFIX = "/scheduler"
+MAX_WAIT_SEC = 60.0
+LIST_EXCLUDE = {"events", "attempts"}
+
+RouteHandler = Callable[..., Awaitable[Response]]
+
+
+class MethodNotAllowed(AprError):
+    code = "method_not_allowed"
+    http_status = 405
+
+
+class Unauthorized(AprError):
+    code = "unauthorized"
+    http_status = 401
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    template: str
+    handler: RouteHandler
+    auth: bool = True
+
+    @property
+    def parts(self) -> list[str]:
+        return self.template.strip("/").split("/")
+
+
+def job_json(job: Job, *, full: bool = True) -> dict[str, Any]:
+    return job.model_dump(mode="json", exclude=None if full else LIST_EXCLUDE)
+
+
+def host_json(host: Host) -> dict[str, Any]:
+    return host.model_dump(mode="json")
+
+
+def event_json(event: Event) -> dict[str, Any]:
+    return event.model_dump(mode="json")
+
+
+class SchedulerApi:
+    """An h11 server handler serving the /scheduler contract for one Scheduler.
+
+    ``token=None`` turns auth off (the daemon only does that when asked explicitly).
+    """
+
+    def __init__(self, scheduler: Scheduler, *, token: str | None) -> None:
+        self.scheduler = scheduler
+        self._token = token.encode() if token else None
+        self._started = time.monotonic()
+        s = PREFIX
+        self.routes = [
+            Route("GET", f"{s}/health", self.health, auth=False),
+            Route("GET", f"{s}/openapi.json", self.openapi),
+            Route("POST", f"{s}/hosts/register", self.register_host),
+            Route("GET", f"{s}/hosts", self.list_hosts),
+            Route("GET", f"{s}/hosts/{{host_id}}", self.get_host),
+            Route("DELETE", f"{s}/hosts/{{host_id}}", self.unregister_host),
+            Route("POST", f"{s}/hosts/{{host_id}}/heartbeat", self.heartbeat),
+            Route("POST", f"{s}/jobs", self.submit),
+            Route("POST", f"{s}/jobs/batch", self.submit_batch),
+            Route("GET", f"{s}/jobs", self.list_jobs),
+            Route("GET", f"{s}/jobs/{{job_id}}", self.get_job),
+            Route("GET", f"{s}/jobs/{{job_id}}/logs", self.logs),
+            Route("POST", f"{s}/jobs/{{job_id}}/pause", self.pause),
+            Route("POST", f"{s}/jobs/{{job_id}}/resume", self.resume),
+            Route("POST", f"{s}/jobs/{{job_id}}/stop", self.stop),
+            Route("POST", f"{s}/jobs/{{job_id}}/rerun", self.rerun),
+            Route("GET", f"{s}/metrics/summary", self.metrics),
+            Route("GET", f"{s}/events", self.events),
+        ]
+        self._openapi = json.dumps(build_openapi(self.routes, __version__)).encode()
+
+    async def __call__(self, request: Request) -> Response:
+        try:
+            route, params = self._match(request)
+            if route.auth and self._token is not None:
+                self._check_token(request)
+            return await route.handler(request, **params)
+        except MethodNotAllowed as exc:
+            response = error_response(405, exc.code, exc.message, exc.details)
+            response.headers.append(("Allow", ", ".join(exc.details["allow"])))
+            return response
+        except Unauthorized as exc:
+            response = error_response(401, exc.code, exc.message, exc.details)
+            response.headers.append(("WWW-Authenticate", 'Bearer realm="apr_sched"'))
+            return response
+        except AprError as exc:
+            return error_response(exc.http_status, exc.code, exc.message, exc.details)
+
+    # routing -----------------------------------------------------------------------------
+    def _match(self, request: Request) -> tuple[Route, dict[str, str]]:
+        segments = request.path.strip("/").split("/")
+        allowed: list[str] = []
+        for route in self.routes:
+            params = _match_parts(route.parts, segments)
+            if params is None:
+                continue
+            if route.method == request.method:
+                return route, _checked_ids(params)
+            allowed.append(route.method)
+        if allowed:
+            raise MethodNotAllowed(
+                f"{request.method} is not allowed on {request.path}; use {', '.join(allowed)}",
+                {"allow": sorted(set(allowed))},
+            )
+        raise NotFound(f"no such endpoint: {request.method} {request.path}",
+                       {"path": request.path})
+
+    def _check_token(self, request: Request) -> None:
+        header = request.header("authorization") or ""
+        scheme, _, credentials = header.partition(" ")
+        if scheme.lower() != "bearer" or not credentials:
+            raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>' "
+                               "(the token is in <state_dir>/token)")
+        assert self._token is not None
+        if not hmac.compare_digest(credentials.strip().encode(), self._token):
+            raise Unauthorized("wrong bearer token")
+
+    # endpoints ---------------------------------------------------------------------------
+    async def health(self, request: Request) -> Response:
+        counts = self.scheduler.job_counts()
+        return Response.json(200, {
+            "status": "ok",
+            "version": __version__,
+            "uptime_sec": round(time.monotonic() - self._started, 3),
+            "hosts_online": self.scheduler.hosts_online(),
+            "jobs_pending": counts[JobStatus.PENDING],
+            "jobs_running": counts[JobStatus.RUNNING],
+        })
+
+    async def openapi(self, request: Request) -> Response:
+        return Response(200, self._openapi)
+
+    async def register_host(self, request: Request) -> Response:
+        host, created = await self.scheduler.register_host(_json_object(request))
+        return Response.json(201 if created else 200, host_json(host))
+
+    async def list_hosts(self, request: Request) -> Response:
+        hosts = await self.scheduler.list_hosts()
+        return Response.json(200, {"hosts": [host_json(h) for h in hosts], "total": len(hosts)})
+
+    async def get_host(self, request: Request, host_id: str) -> Response:
+        return Response.json(200, host_json(await self.scheduler.get_host(host_id)))
+
+    async def unregister_host(self, request: Request, host_id: str) -> Response:
+        return Response.json(200, host_json(await self.scheduler.unregister_host(host_id)))
+
+    async def heartbeat(self, request: Request, host_id: str) -> Response:
+        load = _json_object(request) if request.body.strip() else None
+        host = await self.scheduler.heartbeat(host_id, load)
+        return Response.json(200, {
+            "host_id": host.host_id, "state": host.state.value,
+            "last_heartbeat": host.last_heartbeat.isoformat() if host.last_heartbeat else None,
+        })
+
+    async def submit(self, request: Request) -> Response:
+        job = await self.scheduler.submit(_json_object(request))
+        return Response.json(201, job_json(job))
+
+    async def submit_batch(self, request: Request) -> Response:
+        body = _json_body(request)
+        if isinstance(body, dict):
+            unknown = sorted(set(body) - {"jobs"})
+            if unknown or "jobs" not in body:
+                raise InvalidInput(
+                    'batch body must be {"jobs": [...]} or a list of jobs',
+                    [{"field": k, "message": "unknown field"} for k in unknown]
+                    or [{"field": "jobs", "message": "Field required"}],
+                )
+            body = body["jobs"]
+        if not isinstance(body, list):
+            raise InvalidInput('batch body must be {"jobs": [...]} or a list of jobs',
+                               [{"field": "jobs", "message": "must be a list"}])
+        jobs = await self.scheduler.submit_batch(body)
+        return Response.json(201, {"job_ids": [j.job_id for j in jobs], "count": len(jobs)})
+
+    async def list_jobs(self, request: Request) -> Response:
+        q = request.query
+        unknown = sorted(set(q) - {"status", "project", "design", "owner", "host", "limit",
+                                   "offset"})
+        if unknown:
+            raise InvalidInput(f"unknown query parameter {unknown[0]!r}",
+                               [{"field": k, "message": "unknown query parameter"}
+                                for k in unknown])
+        statuses = [part for value in q.get("status", []) for part in value.split(",") if part]
+        page = await self.scheduler.list_jobs(
+            status=statuses or None,
+            project=_one(q, "project"), design=_one(q, "design"), owner=_one(q, "owner"),
+            host=_one(q, "host"),
+            limit=_int(q, "limit", None, 0, 100_000), offset=_int(q, "offset", 0, 0) or 0,
+        )
+        return Response.json(200, {"jobs": [job_json(j, full=False) for j in page.jobs],
+                                   "total": page.total})
+
+    async def get_job(self, request: Request, job_id: str) -> Response:
+        return Response.json(200, job_json(await self.scheduler.get_job(job_id)))
+
+    async def logs(self, request: Request, job_id: str) -> Response:
+        q = request.query
+        attempt = _int(q, "attempt", None, 1)
+        offset = _int(q, "offset", None, 0)
+        if offset is not None:
+            log = await self.scheduler.read_log(job_id, offset, attempt)
+        else:
+            log = await self.scheduler.tail_log(job_id, _int(q, "tail", 200, 0, 1_000_000) or 0,
+                                                attempt)
+        fmt = _one(q, "format")
+        if fmt not in (None, "json", "text"):
+            raise InvalidInput("format must be json or text",
+                               [{"field": "format", "message": "must be json or text"}])
+        accept = request.header("accept") or ""
+        if fmt == "text" or (fmt is None and "text/plain" in accept
+                             and "application/json" not in accept):
+            text = "".join(line + "\n" for line in log.lines)
+            return Response(200, text.encode(), content_type="text/plain; charset=utf-8",
+                            headers=[("X-Log-Offset", str(log.offset)),
+                                     ("X-Log-Attempt", str(log.attempt))])
+        return Response.json(200, log.model_dump(mode="json"))
+
+    async def pause(self, request: Request, job_id: str) -> Response:
+        return Response.json(200, job_json(await self.scheduler.pause(job_id)))
+
+    async def resume(self, request: Request, job_id: str) -> Response:
+        return Response.json(200, job_json(await self.scheduler.resume(job_id)))
+
+    async def stop(self, request: Request, job_id: str) -> Response:
+        return Response.json(200, job_json(await self.scheduler.stop(job_id)))
+
+    async def rerun(self, request: Request, job_id: str) -> Response:
+        return Response.json(200, job_json(await self.scheduler.rerun(job_id)))
+
+    async def metrics(self, request: Request) -> Response:
+        summary = await self.scheduler.metrics_summary()
+        return Response.json(200, summary.model_dump(mode="json"))
+
+    async def events(self, request: Request) -> Response:
+        q = request.query
+        since = _int(q, "since", 0, 0) or 0
+        wait = _float(q, "wait", 0.0, 0.0, MAX_WAIT_SEC)
+        limit = _int(q, "limit", 1000, 1, 10_000) or 1000
+        events = await self.scheduler.events_since(since, wait=wait, limit=limit)
+        last = events[-1].seq if events else max(since, 0)
+        return Response.json(200, {"events": [event_json(e) for e in events],
+                                   "last_seq": last})
+
+
+# request parsing ---------------------------------------------------------------------------
+def _match_parts(template: list[str], segments: list[str]) -> dict[str, str] | None:
+    if len(template) != len(segments):
+        return None
+    params = {}
+    for want, got in zip(template, segments, strict=True):
+        if want.startswith("{"):
+            params[want[1:-1]] = got
+        elif want != got:
+            return None
+    return params
+
+
+def _checked_ids(params: dict[str, str]) -> dict[str, str]:
+    """Percent-decode path ids and refuse anything that is not a plain id: such a string
+    never reaches a lookup, a path or a shell."""
+    checked = {}
+    for name, raw in params.items():
+        value = unquote(raw, errors="replace")
+        if not is_valid_id(value):
+            raise InvalidInput(f"{name} {value!r} is not a valid id",
+                               [{"field": name, "message": "not a valid id: letters, digits, "
+                                 "'.', '_' and '-', starting with a letter or digit"}])
+        checked[name] = value
+    return checked
+
+
+def _json_body(request: Request) -> Any:
+    if not request.body.strip():
+        raise InvalidInput("request body is empty; send JSON",
+                           [{"field": "(body)", "message": "empty body"}])
+    try:
+        text = request.body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"request body is not valid UTF-8 (byte {exc.start})",
+                           [{"field": "(body)", "message": "not valid UTF-8"}]) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"request body is not valid JSON: {exc.msg} at line {exc.lineno} "
+                           f"column {exc.colno}",
+                           [{"field": "(body)", "message": f"invalid JSON: {exc.msg}"}]) from None
+    except ValueError as exc:  # e.g. an integer with more digits than Python converts
+        raise InvalidInput(f"request body is not acceptable JSON: {exc}",
+                           [{"field": "(body)", "message": str(exc)}]) from None
+
+
+def _json_object(request: Request) -> dict[str, Any]:
+    body = _json_body(request)
+    if not isinstance(body, dict):
+        raise InvalidInput("request body must be a JSON object",
+                           [{"field": "(body)", "message": "must be a JSON object"}])
+    return body
+
+
+def _one(query: dict[str, list[str]], name: str) -> str | None:
+    values = query.get(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise InvalidInput(f"query parameter {name} given {len(values)} times",
+                           [{"field": name, "message": "give it once"}])
+    return values[0]
+
+
+def _int(query: dict[str, list[str]], name: str, default: int | None, low: int,
+         high: int | None = None) -> int | None:
+    raw = _one(query, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput(f"{name} must be an integer, got {raw[:40]!r}",
+                           [{"field": name, "message": "must be an integer"}]) from None
+    if value < low or (high is not None and value > high):
+        bound = f">= {low}" if high is None else f"between {low} and {high}"
+        raise InvalidInput(f"{name} must be {bound}", [{"field": name,
+                                                        "message": f"must be {bound}"}])
+    return value
+
+
+def _float(query: dict[str, list[str]], name: str, default: float, low: float,
+           high: float) -> float:
+    raw = _one(query, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a number, got {raw[:40]!r}",
+                           [{"field": name, "message": "must be a number"}]) from None
+    if not low <= value <= high:
+        raise InvalidInput(f"{name} must be between {low:g} and {high:g}",
+                           [{"field": name, "message": f"must be between {low:g} and {high:g}"}])
+    return value
