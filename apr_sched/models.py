@@ -7,6 +7,7 @@ coercion or a dropped field. Output models relax strictness: they are built by u
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 import re
@@ -82,6 +83,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@functools.cache
 def current_user() -> str:
     """The submitting account, the natural default owner on a head node."""
     try:

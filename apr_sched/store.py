@@ -182,12 +182,11 @@ class Store:
         return hosts
 
     # jobs --------------------------------------------------------------------------------
-    def insert_jobs(self, rows: list[dict[str, Any]]) -> None:
+    def insert_jobs(self, rows: list[tuple[Any, ...]]) -> None:
+        """New jobs, each a tuple in ``JOB_COLUMNS`` order with times as ISO strings."""
         placeholders = ", ".join("?" * len(JOB_COLUMNS))
         self._db.executemany(
-            f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) VALUES ({placeholders})",
-            [tuple(_iso(row.get(c)) for c in JOB_COLUMNS) for row in rows],
-        )
+            f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) VALUES ({placeholders})", rows)
 
     def update_job(self, job_id: str, **columns: Any) -> None:
         assignments = ", ".join(f"{name}=?" for name in columns)
@@ -215,12 +214,11 @@ class Store:
             (job_id, attempt, *(_iso(v) for v in columns.values())),
         )
 
-    def insert_attempts(self, rows: list[dict[str, Any]]) -> None:
-        placeholders = ", ".join("?" * len(ATTEMPT_COLUMNS))
+    def insert_first_attempts(self, job_ids: list[str], queued_at: str) -> None:
+        """Attempt 1, PENDING, of each new job."""
         self._db.executemany(
-            f"INSERT INTO attempts ({', '.join(ATTEMPT_COLUMNS)}) VALUES ({placeholders})",
-            [tuple(_iso(row.get(c)) for c in ATTEMPT_COLUMNS) for row in rows],
-        )
+            "INSERT INTO attempts (job_id, attempt, status, queued_at) VALUES (?, 1, ?, ?)",
+            [(job_id, "PENDING", queued_at) for job_id in job_ids])
 
     def load_attempts(self, job_id: str) -> list[Attempt]:
         rows = self._db.execute(
@@ -243,9 +241,10 @@ class Store:
 
     # events ------------------------------------------------------------------------------
     def insert_events(self, events: Sequence[Event]) -> None:
+        times: dict[datetime, str] = {}  # a batch shares one timestamp: format it once
         self._db.executemany(
             "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [_event_row(e) for e in events],
+            [_event_row(e, times) for e in events],
         )
 
     def max_event_seq(self) -> int:
@@ -264,11 +263,14 @@ class Store:
         return [_event_from_row(r) for r in rows]
 
 
-def _event_row(event: Event) -> tuple[Any, ...]:
+def _event_row(event: Event, times: dict[datetime, str]) -> tuple[Any, ...]:
+    time = times.get(event.time)
+    if time is None:
+        time = times[event.time] = event.time.isoformat()
     if isinstance(event, JobEvent):
-        return (event.seq, _iso(event.time), "job", event.job_id, event.host_id, event.attempt,
+        return (event.seq, time, "job", event.job_id, event.host_id, event.attempt,
                 event.from_status, event.to_status, event.reason)
-    return (event.seq, _iso(event.time), "host", None, event.host_id, None,
+    return (event.seq, time, "host", None, event.host_id, None,
             event.from_state, event.to_state, event.reason)
 
 

@@ -1,0 +1,24 @@
+"""Model details that other code relies on."""
+
+from __future__ import annotations
+
+from apr_sched import Job, JobSpec
+from apr_sched.models import utcnow
+from apr_sched.scheduler import _new_job
+
+
+def test_fast_new_job_equals_a_validated_job():
+    spec = JobSpec.model_validate({
+        "name": "n", "project": "P", "design": "top", "owner": "me", "priority": 3,
+        "timeout_sec": 9.5, "retry_limit": 2, "workdir": "/tmp", "command": "echo 'x'",
+        "env": {"A": "1"}, "resource_request": {"cpu": 2, "memory_gb": 1.5, "slots": 1,
+                                                "host_labels": {"tool": "icc2"}}})
+    now = utcnow()
+    fast = _new_job(spec, "7", now)
+    slow = Job.model_validate({**spec.model_dump(), "job_id": "7", "submitted_at": now})
+    assert fast == slow
+    assert fast.model_dump() == slow.model_dump()
+    assert fast.model_dump_json() == slow.model_dump_json()
+    assert fast.model_copy().resource_request == spec.resource_request
+    fast.status = slow.status  # assignment works as on any model
+    assert fast.model_fields_set >= {"job_id", "submitted_at", "command"}
