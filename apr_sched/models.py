@@ -15,7 +15,14 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _ID_RE = re.compile(ID_PATTERN)
@@ -63,6 +70,14 @@ Command = Annotated[
 Workdir = Annotated[
     str, StringConstraints(min_length=1, max_length=4096), AfterValidator(_no_nul),
     AfterValidator(_absolute_path),
+]
+SshAddress = Annotated[
+    str, StringConstraints(
+        pattern=r"^(?:[A-Za-z0-9._][A-Za-z0-9._-]{0,63}@)?"
+                r"(?:\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9][A-Za-z0-9.-]{0,252})(?::[0-9]{1,5})?$"),
+]
+FilePath = Annotated[
+    str, StringConstraints(min_length=1, max_length=4096), AfterValidator(_no_control_chars),
 ]
 Prefix = Annotated[
     str, StringConstraints(min_length=1, max_length=4096), AfterValidator(_no_control_chars),
@@ -136,8 +151,24 @@ class HostSpec(_StrictInput):
     total_cpu: int = Field(ge=1, le=MAX_COUNT)
     total_memory_gb: float = Field(ge=0, le=MAX_MEMORY_GB)
     executor_prefix: Prefix | None = None
-    """Run jobs as ``<prefix> <quoted command>``, e.g. ``ssh -o BatchMode=yes cad@10.0.0.11``."""
+    """Run jobs as ``<prefix> <quoted command>``, e.g. ``ssh -o BatchMode=yes cad@10.0.0.11``.
+    A plain ``ssh`` command line is recognised and run natively (see ``ssh``)."""
     labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, max_length=64)
+    ssh: SshAddress | None = None
+    """``user@host[:port]``: a native SSH host (one connection, remote pause/resume/stop)."""
+    ssh_identity_file: FilePath | None = None
+    """Private key to log in with (default: the ssh client's usual keys)."""
+    ssh_known_hosts: FilePath | None = None
+    """known_hosts file to check the host key against (default ~/.ssh/known_hosts)."""
+    ssh_connect_timeout_sec: float = Field(default=10.0, gt=0, le=600)
+    remote_spool: FilePath = "~/.apr_sched/spool"
+    """Directory on the SSH host for job logs and exit codes (created when missing)."""
+
+    @model_validator(mode="after")
+    def _one_way_to_reach(self) -> HostSpec:
+        if self.ssh and self.executor_prefix:
+            raise ValueError("give either ssh or executor_prefix, not both")
+        return self
 
 
 class ResourceRequest(_StrictInput):
@@ -260,6 +291,8 @@ class Host(HostSpec):
     model_config = ConfigDict(extra="forbid", strict=False, frozen=False)
 
     state: HostState = HostState.ONLINE
+    state_reason: str | None = None
+    """Why the host is in its state, e.g. why it is OFFLINE."""
     registered_at: datetime
     last_heartbeat: datetime | None = None
     used_slots: int = 0

@@ -30,6 +30,8 @@ from apr_sched.events import EventHub, Subscription
 from apr_sched.executors.base import Executor, ExitStatus, Launch, RunHandle, StartFailed
 from apr_sched.executors.local import LocalExecutor
 from apr_sched.executors.prefix import PrefixExecutor
+from apr_sched.executors.ssh import SshExecutor
+from apr_sched.executors.ssh_target import ssh_target
 from apr_sched.logs import AttemptFiles, attempt_files, read_from, tail_lines
 from apr_sched.metrics import TimingSamples
 from apr_sched.models import (
@@ -107,6 +109,10 @@ class Scheduler:
         hosts: host specs registered (or updated) at start. ``None`` means the embedded
             default, one host ``local`` sized from this machine.
         stop_grace_sec: time between SIGTERM and SIGKILL when stopping or timing out a job.
+        heartbeat_timeout_sec: a host that has sent heartbeats goes OFFLINE when they stop
+            for this long.
+        host_lost_after_sec: jobs on an SSH host that stays unreachable this long are
+            declared lost (requeued if their retry limit allows).
         lock_info: extra facts recorded in the state-dir lock (e.g. the HTTP URL).
     """
 
@@ -116,10 +122,16 @@ class Scheduler:
         *,
         hosts: Sequence[HostSpec] | None = None,
         stop_grace_sec: float = 10.0,
+        heartbeat_timeout_sec: float = 30.0,
+        host_lost_after_sec: float = 300.0,
         lock_info: Mapping[str, Any] | None = None,
     ) -> None:
         self.state_dir = resolve_state_dir(state_dir)
         self.stop_grace_sec = stop_grace_sec
+        self.heartbeat_timeout_sec = heartbeat_timeout_sec
+        self.host_lost_after_sec = host_lost_after_sec
+        self._lost_timers: dict[str, asyncio.TimerHandle] = {}
+        self._heartbeat_timers: dict[str, asyncio.TimerHandle] = {}
         self._initial_hosts = list(hosts) if hosts is not None else None
         self._lock = StateDirLock(self.state_dir)
         self._lock_info = dict(lock_info or {})
@@ -305,16 +317,30 @@ class Scheduler:
     # hosts -------------------------------------------------------------------------------
     def _add_host(self, host: Host) -> None:
         """Install a host (new or changed); jobs already running there keep their usage."""
+        old = self._hosts.get(host.host_id)
         self._hosts[host.host_id] = host
-        self._executors[host.host_id] = self._make_executor(host)
+        if old is None or _reach(old) != _reach(host):
+            previous = self._executors.get(host.host_id)
+            if previous is not None:
+                asyncio.get_running_loop().create_task(previous.close())
+            executor = self._make_executor(host)
+            self._executors[host.host_id] = executor
+            if isinstance(executor, SshExecutor):
+                host.state = HostState.OFFLINE
+                host.state_reason = f"connecting to {executor.target.describe()}"
+            executor.open()
         capacity = HostCapacity.from_spec(host, accepting=host.state is HostState.ONLINE)
-        old = self._pool.get(host.host_id)
-        if old is not None:
-            capacity.used_slots, capacity.used_cpu = old.used_slots, old.used_cpu
-            capacity.used_memory_gb = old.used_memory_gb
+        current = self._pool.get(host.host_id)
+        if current is not None:
+            capacity.used_slots, capacity.used_cpu = current.used_slots, current.used_cpu
+            capacity.used_memory_gb = current.used_memory_gb
         self._pool.upsert(capacity)
 
     def _make_executor(self, host: HostSpec) -> Executor:
+        target = ssh_target(host)
+        if target is not None:
+            return SshExecutor(host.host_id, target, host.remote_spool,
+                               on_reachable=self._host_reachable, on_load=self._host_load)
         if host.executor_prefix:
             return PrefixExecutor(host.host_id, host.executor_prefix)
         return LocalExecutor(host.host_id)
@@ -329,16 +355,25 @@ class Scheduler:
             host = Host(**spec.model_dump(), registered_at=now, last_heartbeat=None)
             reason = "registered"
         else:
-            host = Host(**spec.model_dump(), state=old.state, registered_at=old.registered_at,
-                        last_heartbeat=old.last_heartbeat)
+            host = Host(**spec.model_dump(), state=old.state, state_reason=old.state_reason,
+                        registered_at=old.registered_at, last_heartbeat=old.last_heartbeat,
+                        load=old.load)
             if host.spec() == old.spec():
                 return self._host_view(host.host_id), False
+            running = self._running_on(host.host_id)
+            if running and _reach(old) != _reach(host):
+                raise HostBusy(
+                    f"host {host.host_id} runs {len(running)} job(s); how it is reached "
+                    f"(ssh, executor_prefix, spool) cannot change until they end",
+                    {"host_id": host.host_id, "running_jobs": running})
             reason = "updated"
-        event = self._host_event(host.host_id, old.state if old else None, host.state, reason)
+        self._add_host(host)
+        event = self._host_event(host.host_id, old.state if old else None, host.state,
+                                 reason if host.state_reason is None or host.state
+                                 is HostState.ONLINE else f"{reason}; {host.state_reason}")
         with self.store.transaction():
             self.store.save_host(host)
             self.store.insert_events([event])
-        self._add_host(host)
         self._publish([event])
         self._wake()
         return self._host_view(host.host_id), old is None
@@ -353,21 +388,91 @@ class Scheduler:
         host.last_heartbeat = utcnow()
         if figures is not None:
             host.load = figures
-        if host.state is HostState.OFFLINE:
-            event = self._host_event(host_id, host.state, HostState.ONLINE, "heartbeat received")
-            host.state = HostState.ONLINE
-            with self.store.transaction():
-                self.store.save_host(host)
-                self.store.insert_events([event])
-            self._pool.set_accepting(host_id, True)
-            self._publish([event])
-            self._wake()
+        executor = self._executors.get(host_id)
+        if host.state is HostState.OFFLINE and not (
+                isinstance(executor, SshExecutor) and not executor.is_reachable()):
+            self._set_host_state(host, HostState.ONLINE, "heartbeat received")
+        self._arm_heartbeat_timeout(host_id)
         return self._host_view(host_id)
+
+    # host liveness -------------------------------------------------------------------------
+    def _set_host_state(self, host: Host, state: HostState, reason: str) -> None:
+        """Record a host's new state; OFFLINE hosts get no jobs, and jobs on an unreachable
+        SSH host are declared lost if it stays away for host_lost_after_sec."""
+        if host.state is state:
+            host.state_reason = reason
+            return
+        event = self._host_event(host.host_id, host.state, state, reason)
+        host.state, host.state_reason = state, reason
+        with self.store.transaction():
+            self.store.save_host(host)
+            self.store.insert_events([event])
+        self._pool.set_accepting(host.host_id, state is HostState.ONLINE)
+        self._publish([event])
+        timer = self._lost_timers.pop(host.host_id, None)
+        if timer is not None:
+            timer.cancel()
+        if state is HostState.OFFLINE and isinstance(self._executors.get(host.host_id),
+                                                     SshExecutor):
+            assert self._loop is not None
+            self._lost_timers[host.host_id] = self._loop.call_later(
+                self.host_lost_after_sec, self._host_lost, host.host_id)
+        if state is HostState.ONLINE:
+            self._wake()
+
+    def _host_reachable(self, host_id: str, reachable: bool, reason: str) -> None:
+        """Called by an SSH executor when its connection comes up or goes down."""
+        host = self._hosts.get(host_id)
+        if host is None or self._closing or self._store is None:
+            return
+        if reachable and host.state is HostState.OFFLINE:
+            self._set_host_state(host, HostState.ONLINE, reason)
+        elif not reachable and host.state is HostState.ONLINE:
+            self._set_host_state(host, HostState.OFFLINE, reason)
+        else:
+            host.state_reason = reason
+
+    def _host_load(self, host_id: str, load: HostLoad) -> None:
+        host = self._hosts.get(host_id)
+        if host is not None:
+            host.load = load
+
+    def _arm_heartbeat_timeout(self, host_id: str) -> None:
+        timer = self._heartbeat_timers.pop(host_id, None)
+        if timer is not None:
+            timer.cancel()
+        assert self._loop is not None
+        self._heartbeat_timers[host_id] = self._loop.call_later(
+            self.heartbeat_timeout_sec, self._heartbeat_missed, host_id)
+
+    def _heartbeat_missed(self, host_id: str) -> None:
+        self._heartbeat_timers.pop(host_id, None)
+        host = self._hosts.get(host_id)
+        if host is not None and host.state is HostState.ONLINE and not self._closing:
+            self._set_host_state(host, HostState.OFFLINE,
+                                 f"no heartbeat for {self.heartbeat_timeout_sec:g}s")
+
+    def _host_lost(self, host_id: str) -> None:
+        """The host stayed unreachable too long: its attempts are lost (and may retry)."""
+        self._lost_timers.pop(host_id, None)
+        if self._closing:
+            return
+        for run in [r for r in self._runs.values() if r.host_id == host_id]:
+            if run.task is not None:
+                run.task.cancel()
+            abandon = getattr(run.executor, "abandon", None)
+            if abandon is not None and run.handle is not None:
+                abandon(run.handle)
+            self._finish(run, ExitStatus(None, lost=True, detail=(
+                f"host {host_id} unreachable for {self.host_lost_after_sec:g}s")))
+
+    def _running_on(self, host_id: str) -> list[str]:
+        return sorted(r.job_id for r in self._runs.values() if r.host_id == host_id)
 
     async def unregister_host(self, host_id: str) -> Host:
         """Remove a host; refused while it runs jobs (stop or let them finish first)."""
         host = self._get_host(host_id)
-        running = sorted(r.job_id for r in self._runs.values() if r.host_id == host_id)
+        running = self._running_on(host_id)
         if running:
             raise HostBusy(
                 f"host {host_id} still runs {len(running)} job(s): {', '.join(running[:10])}",
@@ -1008,6 +1113,12 @@ def _validate(model: type[_Spec], value: _Spec | Mapping[str, Any], prefix: str 
         return model.model_validate(value)
     except ValidationError as exc:
         raise InvalidInput.from_validation(exc, prefix) from None
+
+
+def _reach(spec: HostSpec) -> tuple[Any, ...]:
+    """What decides which executor a host gets and where it connects."""
+    return (spec.executor_prefix, spec.ssh, spec.ssh_identity_file, spec.ssh_known_hosts,
+            spec.ssh_connect_timeout_sec, spec.remote_spool)
 
 
 def _file_size(path: Path) -> int:

@@ -54,6 +54,9 @@ class StartFailed(Exception):
 class Executor(Protocol):
     host_id: str
 
+    def open(self) -> None:
+        """Start connecting, if there is anything to connect to (needs a running loop)."""
+
     def control_refusal(self) -> str | None:
         """Why pause/resume cannot work on this host, or None when they can."""
 

@@ -57,6 +57,9 @@ class LocalExecutor:
         self.host_id = host_id
         self._children: dict[int, subprocess.Popen[bytes]] = {}
 
+    def open(self) -> None:
+        """Nothing to connect to: jobs run here."""
+
     def control_refusal(self) -> str | None:
         return None
 

@@ -1,0 +1,299 @@
+"""The agent that runs on a remote host, one per host, over one long-lived SSH channel.
+
+It is sent as source over the channel's command line and runs under the host's python3
+(3.6 or newer, standard library only: this file must not import apr_sched). It starts job
+wrappers, signals their process groups, reports exits, streams log bytes by offset, and
+answers probes; the login shell is paid once per host instead of once per job.
+
+Protocol: JSON lines. The scheduler writes commands to stdin, each with a ``req`` number
+the reply repeats; the agent also sends ``log`` and ``exit`` notices unasked. A job keeps
+running when the agent or its connection dies: wrappers are session leaders of their own,
+and the next agent finds them again from the spool (rc file or /proc).
+"""
+
+import base64
+import errno
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+
+VERSION = 1
+TICK_SEC = 0.1
+"""How often running jobs' logs are checked for new bytes (and adopted wrappers for exit)."""
+CHUNK = 256 * 1024
+ARGV0 = "apr-sched-job"
+
+
+class Watch(object):
+    """One attempt the agent reports on: its files, its process, how far its log was sent."""
+
+    def __init__(self, job_id, attempt, directory, pgid, offset, child):
+        self.job_id = job_id
+        self.attempt = attempt
+        self.log = os.path.join(directory, "%d.log" % attempt)
+        self.rc = os.path.join(directory, "%d.rc" % attempt)
+        self.pgid = pgid
+        self.offset = offset
+        self.child = child  # a Popen we started, or None for a wrapper adopted after restart
+        self.ended = False
+
+
+class Agent(object):
+    def __init__(self, spool, wrapper):
+        self.spool = os.path.abspath(os.path.expanduser(spool))
+        self.wrapper = wrapper
+        self.watches = {}
+        self.out = sys.stdout.buffer
+        self.buffer = b""
+
+    def send(self, message):
+        self.out.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+
+    def flush(self):
+        self.out.flush()
+
+    def job_dir(self, job_id):
+        if not job_id or "/" in job_id or job_id.startswith("."):
+            raise ValueError("invalid job id %r" % job_id)
+        return os.path.join(self.spool, job_id)
+
+    # commands ------------------------------------------------------------------------------
+    def handle(self, command):
+        op = command.get("op")
+        req = command.get("req")
+        try:
+            reply = getattr(self, "op_" + str(op))(command)
+        except Exception as exc:  # report, never die on one bad command
+            reply = {"op": "error", "message": "%s: %s" % (type(exc).__name__, exc)}
+        if reply is not None:
+            reply["req"] = req
+            self.send(reply)
+
+    def op_ping(self, command):
+        return {"op": "pong"}
+
+    def op_start(self, command):
+        job_id, attempt = command["job_id"], int(command["attempt"])
+        directory = self.job_dir(job_id)
+        if not os.path.isdir(directory):
+            os.makedirs(directory)
+        rc = os.path.join(directory, "%d.rc" % attempt)
+        if os.path.exists(rc):
+            os.unlink(rc)
+        log_fd = os.open(os.path.join(directory, "%d.log" % attempt),
+                         os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        workdir = command.get("workdir") or os.path.expanduser("~")
+        assignments = ["%s=%s" % item for item in sorted(command.get("env", {}).items())]
+        argv = ["/bin/sh", "-c", self.wrapper, ARGV0, rc, workdir] + assignments + [
+            command["command"]]
+        try:
+            child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_fd,
+                                     stderr=subprocess.STDOUT, cwd=directory,
+                                     start_new_session=True, close_fds=True)
+        finally:
+            os.close(log_fd)
+        self.watches[(job_id, attempt)] = Watch(job_id, attempt, directory, child.pid,
+                                                int(command.get("offset", 0)), child)
+        return {"op": "started", "job_id": job_id, "attempt": attempt, "pgid": child.pid}
+
+    def op_watch(self, command):
+        """Report on an attempt started earlier (after a reconnect or a scheduler restart)."""
+        job_id, attempt = command["job_id"], int(command["attempt"])
+        key = (job_id, attempt)
+        offset = int(command.get("offset", 0))
+        existing = self.watches.get(key)
+        if existing is not None:
+            existing.offset = offset
+            return {"op": "watching", "job_id": job_id, "attempt": attempt, "state": "running",
+                    "pgid": existing.pgid}
+        directory = self.job_dir(job_id)
+        watch = Watch(job_id, attempt, directory, command.get("pgid"), offset, None)
+        if watch.pgid and self.is_wrapper(watch.pgid, watch.rc):
+            state = "running"
+        elif os.path.exists(watch.rc):
+            state = "exited"
+        else:
+            watch.pgid = self.find_wrapper(watch.rc)
+            state = "running" if watch.pgid else "lost"
+        if state == "lost":
+            return {"op": "watching", "job_id": job_id, "attempt": attempt, "state": "lost"}
+        self.watches[key] = watch
+        return {"op": "watching", "job_id": job_id, "attempt": attempt, "state": state,
+                "pgid": watch.pgid}
+
+    def op_forget(self, command):
+        self.watches.pop((command["job_id"], int(command["attempt"])), None)
+        return {"op": "ok"}
+
+    def op_abandon(self, command):
+        """Kill an attempt the scheduler gave up on (it was requeued elsewhere)."""
+        job_id, attempt = command["job_id"], int(command["attempt"])
+        self.watches.pop((job_id, attempt), None)
+        rc = os.path.join(self.job_dir(job_id), "%d.rc" % attempt)
+        pgid = command.get("pgid")
+        if not (pgid and self.is_wrapper(pgid, rc)):
+            pgid = self.find_wrapper(rc)
+        if pgid:
+            try:
+                os.killpg(int(pgid), signal.SIGKILL)
+            except OSError:
+                pass
+        return {"op": "ok", "killed": bool(pgid)}
+
+    def op_signal(self, command):
+        pgid, signum = int(command["pgid"]), int(command["signal"])
+        if pgid < 2:
+            raise ValueError("refusing to signal process group %d" % pgid)
+        try:
+            os.killpg(pgid, signum)
+        except OSError as exc:
+            if exc.errno != errno.ESRCH:
+                raise
+            return {"op": "ok", "gone": True}
+        return {"op": "ok", "gone": False}
+
+    def op_probe(self, command):
+        reply = {"op": "probe"}  # type: dict[str, object]
+        try:
+            with open("/proc/loadavg") as f:
+                reply["load_avg_1m"] = float(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+        try:
+            with open("/proc/meminfo") as f:
+                for line in f:
+                    if line.startswith("MemAvailable:"):
+                        reply["free_memory_gb"] = int(line.split()[1]) / (1024.0 * 1024.0)
+        except (OSError, ValueError):
+            pass
+        try:
+            if not os.path.isdir(self.spool):
+                os.makedirs(self.spool)
+            st = os.statvfs(self.spool)
+            reply["free_disk_gb"] = st.f_bavail * st.f_frsize / float(1 << 30)
+        except OSError:
+            pass
+        return reply
+
+    # finding wrappers -------------------------------------------------------------------------
+    @staticmethod
+    def is_wrapper(pid, rc_path):
+        try:
+            with open("/proc/%d/cmdline" % int(pid), "rb") as f:
+                argv = f.read().split(b"\0")
+        except (OSError, ValueError):
+            return False
+        return ARGV0.encode() in argv and rc_path.encode() in argv
+
+    def find_wrapper(self, rc_path):
+        for name in os.listdir("/proc"):
+            if name.isdigit() and self.is_wrapper(int(name), rc_path):
+                return int(name)
+        return None
+
+    # the loop ------------------------------------------------------------------------------
+    def stream(self, watch, to_end=False):
+        """Send log bytes past ``watch.offset``; all of them when ``to_end``."""
+        try:
+            f = open(watch.log, "rb")
+        except (IOError, OSError):
+            return
+        with f:
+            f.seek(watch.offset)
+            while True:
+                data = f.read(CHUNK)
+                if not data:
+                    return
+                self.send({"op": "log", "job_id": watch.job_id, "attempt": watch.attempt,
+                           "offset": watch.offset,
+                           "data": base64.b64encode(data).decode("ascii")})
+                watch.offset += len(data)
+                if not to_end:
+                    return
+
+    def has_ended(self, watch):
+        if watch.child is not None:
+            return watch.child.poll() is not None
+        return not (watch.pgid and self.is_wrapper(watch.pgid, watch.rc))
+
+    def finish(self, watch):
+        self.stream(watch, to_end=True)
+        rc = None
+        try:
+            with open(watch.rc) as f:
+                text = f.read()
+            if text.endswith("\n"):
+                rc = int(text)
+        except (IOError, OSError, ValueError):
+            pass
+        message = {"op": "exit", "job_id": watch.job_id, "attempt": watch.attempt, "rc": rc}
+        if rc is None and watch.child is not None and watch.child.returncode is not None \
+                and watch.child.returncode < 0:
+            message["signal"] = -watch.child.returncode
+            try:
+                os.killpg(watch.pgid, signal.SIGKILL)  # nothing may outlive its wrapper
+            except OSError:
+                pass
+        self.send(message)
+        del self.watches[(watch.job_id, watch.attempt)]
+
+    def tick(self):
+        for watch in list(self.watches.values()):
+            if self.has_ended(watch):
+                self.finish(watch)
+            else:
+                self.stream(watch)
+        self.flush()
+
+    def read_commands(self, fd):
+        data = os.read(fd, 1 << 16)
+        if not data:
+            return False
+        self.buffer += data
+        while b"\n" in self.buffer:
+            line, self.buffer = self.buffer.split(b"\n", 1)
+            if line.strip():
+                self.handle(json.loads(line.decode("utf-8")))
+        return True
+
+    def run(self):
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)  # wake select when a job ends
+        stdin = sys.stdin.fileno()
+        self.send({"op": "hello", "version": VERSION, "pid": os.getpid(),
+                   "python": "%d.%d" % sys.version_info[:2], "spool": self.spool})
+        self.flush()
+        next_tick = time.monotonic()
+        while True:
+            timeout = max(0.0, next_tick - time.monotonic()) if self.watches else None
+            try:
+                ready, _, _ = select.select([stdin, wake_r], [], [], timeout)
+            except InterruptedError:
+                ready = []
+            if wake_r in ready:
+                os.read(wake_r, 4096)
+            if stdin in ready and not self.read_commands(stdin):
+                return  # the scheduler is gone; jobs keep running
+            if wake_r in ready or time.monotonic() >= next_tick or stdin in ready:
+                self.tick()
+                next_tick = time.monotonic() + TICK_SEC
+
+
+def main():
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    config = json.loads(base64.b64decode(sys.argv[-1]).decode("utf-8"))
+    try:
+        Agent(config["spool"], config["wrapper"]).run()
+    except (BrokenPipeError, KeyboardInterrupt):
+        pass
+
+
+if __name__ == "__main__":
+    main()
