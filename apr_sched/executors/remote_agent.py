@@ -266,6 +266,7 @@ class Agent(object):
         signal.set_wakeup_fd(wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)  # wake select when a job ends
         stdin = sys.stdin.fileno()
+        os.makedirs(self.spool, mode=0o700, exist_ok=True)
         self.send({"op": "hello", "version": VERSION, "pid": os.getpid(),
                    "python": "%d.%d" % sys.version_info[:2], "spool": self.spool})
         self.flush()
