@@ -11,7 +11,6 @@ pass on the next loop iteration (coalesced), never a polling sleep.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import time
@@ -25,7 +24,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from apr_sched.config import SchedulerConfig, local_host_spec, resolve_state_dir
-from apr_sched.errors import HostBusy, IllegalTransition, InvalidInput, NotFound
+from apr_sched.errors import AprError, HostBusy, IllegalTransition, InvalidInput, NotFound
 from apr_sched.events import EventHub, Subscription
 from apr_sched.executors.base import Executor, ExitStatus, Launch, RunHandle, StartFailed
 from apr_sched.executors.local import LocalExecutor
@@ -209,8 +208,10 @@ class Scheduler:
         self._closing = True
         if stop_jobs:
             for job_id in list(self._runs):
-                with contextlib.suppress(IllegalTransition, NotFound):
+                try:
                     await self._stop_running(self._jobs[job_id], self._runs[job_id])
+                except AprError as exc:
+                    log.warning("could not stop job %s on shutdown: %s", job_id, exc.message)
             tasks = [run.task for run in self._runs.values() if run.task is not None]
             if tasks:
                 await asyncio.wait(tasks, timeout=self.stop_grace_sec + 5)

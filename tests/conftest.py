@@ -93,3 +93,6 @@ def group_members(pgid: int) -> list[int]:
         if int(fields[2]) == pgid and fields[0] != "Z":
             members.append(int(entry.name))
     return members
+
+
+from tests.sshd import ssh_hosts  # noqa: E402, F401  (fixture: real sshd test hosts)

@@ -165,7 +165,7 @@ class SshExecutor:
                 reason = f"login to {self.target.describe()} refused: {exc}"
                 wait = HOST_KEY_RETRY_SEC
             except (OSError, asyncssh.Error, TimeoutError, ValueError) as exc:
-                reason = f"cannot reach {self.target.describe()}: {exc or type(exc).__name__}"
+                reason = f"cannot reach {self.target.describe()}: {type(exc).__name__} {exc}"
             self._disconnect(reason)
             if self._closing:
                 return
