@@ -40,6 +40,7 @@ __all__ = [
     "SchedulerClient",
     "find_token",
     "find_url",
+    "normalize_url",
 ]
 
 DEFAULT_URL = "http://127.0.0.1:5000"

@@ -148,6 +148,11 @@ class SchedulerConfig(_StrictConfig):
     stop_grace_sec: float = Field(default=10.0, gt=0, le=3600)
     """Between SIGTERM and SIGKILL when a job is stopped or times out: EDA tools need time
     to save and release licenses."""
+    heartbeat_timeout_sec: float = Field(default=30.0, gt=0, le=86400)
+    """A host that has sent heartbeats goes OFFLINE when they stop for this long."""
+    host_lost_after_sec: float = Field(default=300.0, gt=0, le=7 * 86400)
+    """Jobs on an SSH host unreachable this long are declared lost (and requeued if their
+    retry_limit allows); a host back sooner gets its jobs found again."""
     http: HttpConfig = Field(default_factory=HttpConfig)
     hosts: list[HostSpec] = Field(default_factory=list)
     """Registered at startup; ``host_id`` must be unique."""

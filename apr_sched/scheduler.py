@@ -161,6 +161,8 @@ class Scheduler:
             "state_dir": config.state_dir,
             "hosts": config.hosts or None,
             "stop_grace_sec": config.stop_grace_sec,
+            "heartbeat_timeout_sec": config.heartbeat_timeout_sec,
+            "host_lost_after_sec": config.host_lost_after_sec,
         }
         options.update(overrides)
         return cls(**options)

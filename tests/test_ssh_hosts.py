@@ -198,3 +198,33 @@ async def test_seed_style_prefix_runs_natively(ssh_hosts, make_scheduler, tmp_pa
     assert (await s.resume(job.job_id)).status is JobStatus.RUNNING
     await s.stop(job.job_id)
     assert (await s.wait(job.job_id, 15)).status is JobStatus.STOPPED
+
+
+async def test_unknown_host_key_refuses_the_host(ssh_hosts, make_scheduler, tmp_path):
+    (host,) = ssh_hosts(1)
+    empty = tmp_path / "empty_known_hosts"
+    empty.write_text("")
+    s = await make_scheduler(hosts=[ssh_spec(host, ssh_known_hosts=str(empty))])
+    reason = await wait_until(lambda: s._hosts[host.name].state_reason
+                              if "host key" in (s._hosts[host.name].state_reason or "")
+                              else None, timeout=15)
+    assert "not verified" in reason and str(empty) in reason
+    assert s._hosts[host.name].state is HostState.OFFLINE
+
+
+async def test_missed_heartbeats_take_a_host_offline_until_it_beats_again(make_scheduler):
+    from tests.conftest import host as plain_host
+
+    s = await make_scheduler(hosts=[plain_host("api-host")], heartbeat_timeout_sec=0.3)
+    await s.heartbeat("api-host", {"load_avg_1m": 0.5})
+    assert s._hosts["api-host"].state is HostState.ONLINE
+    await wait_until(lambda: s._hosts["api-host"].state is HostState.OFFLINE, timeout=5)
+    assert "no heartbeat" in (s._hosts["api-host"].state_reason or "")
+    job = await s.submit({"command": "true"})
+    await asyncio.sleep(0.1)  # an observation window: an OFFLINE host gets no job
+    assert s._jobs[job.job_id].status is JobStatus.PENDING
+    await s.heartbeat("api-host")
+    assert (await s.wait(job.job_id, 10)).status is JobStatus.SUCCEEDED
+    events = [e for e in await s.events_since(0) if getattr(e, "host_id", None) == "api-host"
+              and e.kind == "host"]
+    assert [e.to_state for e in events][-2:] == [HostState.OFFLINE, HostState.ONLINE]
