@@ -7,7 +7,7 @@ binds to and connects to 127.0.0.x only.
 ``kill()`` simulates an sshd crash: the listener and every sshd process serving this host's
 connections get SIGKILL, so live connections drop, while the commands those connections
 started keep running (as with a network cut), so a scheduler can find its jobs again after
-``restart()``. ``user_pids()`` lists those commands; the fixture kills them at teardown.
+``restart()``. ``user_pids()`` lists those commands; the fixture ends them at teardown.
 """
 
 from __future__ import annotations
@@ -288,7 +288,8 @@ class SshHost:
         if self.running:
             return
         if os.geteuid() == 0 and not PRIVSEP_DIR.is_dir():
-            PRIVSEP_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
+            PRIVSEP_DIR.mkdir(parents=True, exist_ok=True)
+            PRIVSEP_DIR.chmod(0o755)
         for attempt in range(PORT_ATTEMPTS):
             self._write_files()
             mark = self.log_file.stat().st_size if self.log_file.exists() else 0
@@ -297,18 +298,8 @@ class SshHost:
                     [SSHD, "-D", "-f", str(self.config), "-E", str(self.log_file)],
                     stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr)
             proc = self._proc
-
-            listening = f"Server listening on {self.address} port {self.port}."
-
-            def up_or_exited(proc: subprocess.Popen[bytes] = proc) -> bool:
-                # The log line ties the port to this sshd (not some other listener).
-                if proc.poll() is not None:
-                    return True
-                return listening in self._log_since(mark) and port_accepts(self.address,
-                                                                            self.port)
-
-            _poll(up_or_exited, START_TIMEOUT, f"sshd {self.name} on {self.address}:{self.port}",
-                  lambda: self.log_text)
+            _poll(functools.partial(self._up_or_exited, proc, mark), START_TIMEOUT,
+                  f"sshd {self.name} on {self.address}:{self.port}", lambda: self.log_text)
             if proc.poll() is None:
                 self._port_pinned = True
                 return
@@ -319,6 +310,14 @@ class SshHost:
                 raise RuntimeError(
                     f"sshd {self.name} exited with {proc.returncode}:\n{self.log_text}")
             self.port = free_port(self.address)
+
+    def _up_or_exited(self, proc: subprocess.Popen[bytes], log_offset: int) -> bool:
+        if proc.poll() is not None:
+            return True
+        # The log line ties the port to this sshd (not to some other listener).
+        listening = f"Server listening on {self.address} port {self.port}."
+        return listening in self._log_since(log_offset) and port_accepts(self.address,
+                                                                          self.port)
 
     def _connection_sshds(self) -> set[int]:
         """sshd processes serving this host: the listener, its sshd descendants, and any

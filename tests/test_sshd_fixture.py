@@ -6,22 +6,15 @@ from __future__ import annotations
 
 import socket
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import asyncssh
 import pytest
 
-from tests.sshd import SshHost, running_hosts, wrong_known_hosts
+from tests.sshd import SshHost, wrong_known_hosts
 
-SshHosts = Callable[[int], list[SshHost]]
-
-
-@pytest.fixture
-def ssh_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshHosts]:
-    # Same as tests.sshd.ssh_hosts (importing that here would shadow it for ruff).
-    with running_hosts(tmp_path_factory) as start:
-        yield start
+SshHosts = Callable[[int], list[SshHost]]  # the ssh_hosts fixture (tests.sshd, via conftest)
 
 
 def ssh(host: SshHost, command: str, *, known_hosts: Path | None = None,
@@ -57,6 +50,7 @@ def test_ssh_client_runs_a_command_on_two_hosts(ssh_hosts: SshHosts) -> None:
 
 def test_kill_drops_live_sessions_and_restart_keeps_the_host_key(ssh_hosts: SshHosts) -> None:
     (host,) = ssh_hosts(1)
+    known_hosts = host.known_hosts.read_text()
     session = subprocess.Popen([*host.ssh_argv(), "echo started; exec sleep 30"],
                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
@@ -74,7 +68,8 @@ def test_kill_drops_live_sessions_and_restart_keeps_the_host_key(ssh_hosts: SshH
         session.kill()
         session.wait()
     host.restart()
-    result = ssh(host, "echo ok")  # same known_hosts still verifies
+    assert host.known_hosts.read_text() == known_hosts
+    result = ssh(host, "echo ok")  # the same host key still verifies
     assert (result.returncode, result.stdout) == (0, "ok\n"), result.stderr
     host.stop()
     host.stop()  # idempotent
