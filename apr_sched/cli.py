@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from apr_sched import __version__
+from apr_sched.cli_client import CLIENT_COMMANDS, add_client_commands, run_client_command
 from apr_sched.config import SchedulerConfig, hosts_toml, load_config, resolve_state_dir
 from apr_sched.errors import AprError
 from apr_sched.http.service import HttpService
@@ -47,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="stop running jobs on shutdown instead of leaving them to be "
                             "found again at the next start")
 
+    add_client_commands(sub)
+
     config = sub.add_parser("config", help="configuration helpers")
     config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     export = config_sub.add_parser("export", help="write the registered hosts as TOML")
@@ -69,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(serve(args))
         if args.command == "config":
             return export_config(args)
+        if args.command in CLIENT_COMMANDS:
+            return run_client_command(args)
     except AprError as exc:
         print(f"apr-sched: {exc.message}", file=sys.stderr)
         return 2

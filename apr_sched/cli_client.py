@@ -142,8 +142,9 @@ def add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
 
     p = sub.add_parser("jobs", help="list jobs")
     _add_discovery(p)
-    p.add_argument("--status", action="append", metavar="STATUS",
-                   help="only these states (repeatable or comma-separated)")
+    p.add_argument("--status", action="extend", nargs="+", metavar="STATUS",
+                   help="only these states: --status RUNNING PAUSED, repeated, or "
+                        "comma-separated")
     p.add_argument("--project")
     p.add_argument("--design")
     p.add_argument("--owner")

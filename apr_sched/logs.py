@@ -32,6 +32,7 @@ __all__ = [
     "read_from",
     "read_rc",
     "tail_lines",
+    "tail_with_offset",
 ]
 
 BLOCK_SIZE = 64 * 1024
@@ -69,7 +70,8 @@ def attempt_files(state_dir: Path, job_id: str, attempt: int) -> AttemptFiles:
     )
 
 
-def tail_lines(path: Path, n: int, *, max_bytes: int = TAIL_MAX_BYTES) -> list[str]:
+def tail_lines(path: Path, n: int, *, max_bytes: int = TAIL_MAX_BYTES,
+               end: int | None = None) -> list[str]:
     """The last ``n`` lines of ``path``, read backwards in blocks: cheap on a 1 GB log.
 
     A line is what lies between two ``b"\\n"``; the newline is dropped, a final line without
@@ -79,7 +81,8 @@ def tail_lines(path: Path, n: int, *, max_bytes: int = TAIL_MAX_BYTES) -> list[s
 
     At most ``max_bytes`` are read: if the ``n`` lines are longer than that (a job that
     writes progress with ``"\\r"`` only), the oldest line returned is cut at its start.
-    A missing file, or ``n <= 0``, gives ``[]``.
+    A missing file, or ``n <= 0``, gives ``[]``. With ``end``, bytes from there on are
+    ignored (the file as it was at that size).
     """
     if n <= 0:
         return []
@@ -90,8 +93,9 @@ def tail_lines(path: Path, n: int, *, max_bytes: int = TAIL_MAX_BYTES) -> list[s
     except FileNotFoundError:
         return []
     with f:
-        end = f.seek(0, os.SEEK_END)
-        if end == 0:
+        size = f.seek(0, os.SEEK_END)
+        end = size if end is None else min(end, size)
+        if end <= 0:
             return []
         f.seek(end - 1)
         trailing_newline = f.read(1) == b"\n"
@@ -116,6 +120,34 @@ def tail_lines(path: Path, n: int, *, max_bytes: int = TAIL_MAX_BYTES) -> list[s
     # without (start of file or max_bytes reached) that piece is the oldest line returned.
     lines = data.split(b"\n")
     return [line.decode("utf-8", errors="replace") for line in lines[-n:]]
+
+
+def tail_with_offset(path: Path, n: int, *, complete_only: bool) -> tuple[list[str], int]:
+    """The last ``n`` lines and the byte offset just past them, from one consistent view of
+    a growing file; pass the offset to ``read_from`` to follow it. With ``complete_only``
+    (the writer is still running) an unfinished last line is held back for the next read."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return [], 0
+    end = size
+    if complete_only and size:
+        end = _after_last_newline(path, size)
+    return tail_lines(path, n, end=end), end
+
+
+def _after_last_newline(path: Path, size: int, limit: int = 1 << 20) -> int:
+    """Offset just past the last newline before ``size`` (``size`` if none in ``limit``)."""
+    with open(path, "rb") as f:
+        pos = size
+        while pos > max(0, size - limit):
+            start = max(0, pos - BLOCK_SIZE)
+            f.seek(start)
+            index = f.read(pos - start).rfind(b"\n")
+            if index >= 0:
+                return start + index + 1
+            pos = start
+    return 0 if size <= limit else size
 
 
 def read_from(path: Path, offset: int, max_bytes: int = 1 << 20) -> tuple[bytes, int]:

@@ -31,7 +31,7 @@ from apr_sched.executors.local import LocalExecutor
 from apr_sched.executors.prefix import PrefixExecutor
 from apr_sched.executors.ssh import SshExecutor
 from apr_sched.executors.ssh_target import ssh_target
-from apr_sched.logs import AttemptFiles, attempt_files, read_from, tail_lines
+from apr_sched.logs import AttemptFiles, attempt_files, read_from, tail_with_offset
 from apr_sched.metrics import TimingSamples
 from apr_sched.models import (
     Event,
@@ -620,10 +620,13 @@ class Scheduler:
         if n < 0:
             raise InvalidInput("tail must be >= 0", [{"field": "tail", "message": "must be >= 0"}])
         files = attempt_files(self.state_dir, job_id, attempt)
-        size = _file_size(files.log)
-        lines = await asyncio.to_thread(tail_lines, files.log, n) if n > 10_000 \
-            else tail_lines(files.log, n)
-        return LogTail(job_id=job_id, attempt=attempt, lines=lines, offset=size)
+        running = attempt == job.attempt and job.status.is_active
+        if n > 10_000:
+            lines, offset = await asyncio.to_thread(tail_with_offset, files.log, n,
+                                                    complete_only=running)
+        else:
+            lines, offset = tail_with_offset(files.log, n, complete_only=running)
+        return LogTail(job_id=job_id, attempt=attempt, lines=lines, offset=offset)
 
     async def read_log(self, job_id: str, offset: int, attempt: int | None = None,
                        max_bytes: int = 1 << 20) -> LogTail:
