@@ -13,9 +13,10 @@ exactly what the HTTP layer sends back as ``{"error": {...}}``.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 
 class AprError(Exception):
@@ -87,3 +88,16 @@ def field_errors(exc: ValidationError, prefix: str = "") -> list[dict[str, str]]
             message = "unknown field"
         out.append({"field": path or "(body)", "message": message})
     return out
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validated(model: type[M], value: M | Mapping[str, Any], prefix: str = "") -> M:
+    """``value`` as a ``model``, or InvalidInput naming every bad field (under ``prefix``)."""
+    if isinstance(value, model):
+        return value
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        raise InvalidInput.from_validation(exc, prefix) from None

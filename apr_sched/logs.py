@@ -30,6 +30,7 @@ __all__ = [
     "AttemptFiles",
     "attempt_files",
     "read_from",
+    "read_lines_from",
     "read_rc",
     "tail_lines",
     "tail_with_offset",
@@ -173,6 +174,29 @@ def read_from(path: Path, offset: int, max_bytes: int = 1 << 20) -> tuple[bytes,
         f.seek(offset)
         data = f.read(max_bytes)
     return data, offset + len(data)
+
+
+def read_lines_from(path: Path, offset: int, max_bytes: int = 1 << 20, *,
+                    writer_done: bool) -> tuple[list[str], int]:
+    """Complete lines appended after byte ``offset`` and the offset to continue from.
+    While the writer runs, an unfinished last line is held back until it is complete."""
+    data, end = read_from(path, offset, max_bytes)
+    partial = not data.endswith(b"\n") and len(data) == end - offset and len(data) < max_bytes
+    if partial and not (writer_done and end >= _size(path)):
+        cut = data.rfind(b"\n") + 1
+        end -= len(data) - cut
+        data = data[:cut]
+    lines = data.decode("utf-8", errors="replace").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines, end
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _read_small(path: Path, limit: int = 64) -> bytes | None:

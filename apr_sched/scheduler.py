@@ -19,19 +19,24 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
-
-from pydantic import ValidationError
+from typing import Any
 
 from apr_sched.config import SchedulerConfig, local_host_spec, resolve_state_dir
-from apr_sched.errors import AprError, HostBusy, IllegalTransition, InvalidInput, NotFound
+from apr_sched.errors import (
+    AprError,
+    HostBusy,
+    IllegalTransition,
+    InvalidInput,
+    NotFound,
+    validated,
+)
 from apr_sched.events import EventHub, Subscription
 from apr_sched.executors.base import Executor, ExitStatus, Launch, RunHandle, StartFailed
 from apr_sched.executors.local import LocalExecutor
 from apr_sched.executors.prefix import PrefixExecutor
 from apr_sched.executors.ssh import SshExecutor
 from apr_sched.executors.ssh_target import ssh_target
-from apr_sched.logs import AttemptFiles, attempt_files, read_from, tail_with_offset
+from apr_sched.logs import AttemptFiles, attempt_files, read_lines_from, tail_with_offset
 from apr_sched.metrics import TimingSamples
 from apr_sched.models import (
     Event,
@@ -50,6 +55,8 @@ from apr_sched.models import (
     ResourceRequest,
     Usage,
     is_valid_id,
+    new_pending_job,
+    parse_statuses,
     utcnow,
 )
 from apr_sched.placement import HostCapacity, HostPool
@@ -351,7 +358,7 @@ class Scheduler:
     async def register_host(self, spec: HostSpec | Mapping[str, Any]) -> tuple[Host, bool]:
         """Add a host, or update an existing one's capacity, labels and prefix.
         Returns the host and whether it was new."""
-        spec = _validate(HostSpec, spec)
+        spec = validated(HostSpec, spec)
         now = utcnow()
         old = self._hosts.get(spec.host_id)
         if old is None:
@@ -387,7 +394,7 @@ class Scheduler:
         """A host says it is alive (optionally with load figures): note the time, and bring it
         back ONLINE if it was OFFLINE. Only state changes are written to the store."""
         host = self._get_host(host_id)
-        figures = None if load is None else _validate(HostLoad, load)
+        figures = None if load is None else validated(HostLoad, load)
         host.last_heartbeat = utcnow()
         if figures is not None:
             host.load = figures
@@ -519,7 +526,7 @@ class Scheduler:
     # submit ------------------------------------------------------------------------------
     async def submit(self, spec: JobSpec | Mapping[str, Any]) -> Job:
         """Queue one job; returns once it is committed to the store."""
-        (job,) = self._add_jobs([_validate(JobSpec, spec)])
+        (job,) = self._add_jobs([validated(JobSpec, spec)])
         return job.model_copy()
 
     async def submit_batch(self, specs: Iterable[JobSpec | Mapping[str, Any]]) -> list[Job]:
@@ -528,7 +535,7 @@ class Scheduler:
         details: list[dict[str, str]] = []
         for index, spec in enumerate(specs):
             try:
-                valid.append(_validate(JobSpec, spec, prefix=f"jobs[{index}]"))
+                valid.append(validated(JobSpec, spec, prefix=f"jobs[{index}]"))
             except InvalidInput as exc:
                 details.extend(exc.details)
         if details:
@@ -553,7 +560,7 @@ class Scheduler:
             seq += 1
             queue_seq += 1
             # The spec is validated already: build the Job without validating it again.
-            job = _new_job(spec, str(seq), now)
+            job = new_pending_job(spec, str(seq), now)
             jobs.append(job)
             books.append(_Book(seq=seq, queue_seq=queue_seq, queued_at=now))
             # in store.JOB_COLUMNS order
@@ -587,7 +594,7 @@ class Scheduler:
         offset: int = 0,
     ) -> JobPage:
         """Jobs in submit order, filtered; ``total`` counts all matches before paging."""
-        statuses = _parse_statuses(status)
+        statuses = parse_statuses(status)
         if offset < 0 or (limit is not None and limit < 0):
             raise InvalidInput("limit and offset must be >= 0", [
                 {"field": "limit" if limit is not None and limit < 0 else "offset",
@@ -641,17 +648,8 @@ class Scheduler:
             raise InvalidInput("offset must be >= 0",
                                [{"field": "offset", "message": "must be >= 0"}])
         files = attempt_files(self.state_dir, job_id, attempt)
-        data, end = read_from(files.log, offset, max_bytes)
         ended = attempt < job.attempt or not job.status.is_active
-        partial = not data.endswith(b"\n") and len(data) < max_bytes
-        if partial and not (ended and end == _file_size(files.log)):
-            cut = data.rfind(b"\n") + 1
-            end -= len(data) - cut
-            data = data[:cut]
-        text = data.decode("utf-8", errors="replace")
-        lines = text.split("\n")
-        if lines and lines[-1] == "":
-            lines.pop()
+        lines, end = read_lines_from(files.log, offset, max_bytes, writer_done=ended)
         return LogTail(job_id=job_id, attempt=attempt, lines=lines, offset=end)
 
     def log_files(self, job_id: str, attempt: int | None = None) -> AttemptFiles:
@@ -1083,73 +1081,10 @@ class Scheduler:
         self._hub.publish(events)
 
 
-_NEW_JOB_FIELDS: dict[str, Any] = {
-    "status": JobStatus.PENDING, "attempt": 1, "host_id": None, "pending_reason": None,
-    "started_at": None, "finished_at": None, "exit_code": None, "signal": None, "pgid": None,
-}
-
-
-_JOB_FIELD_ORDER = tuple(Job.model_fields)
-
-
-def _new_job(spec: JobSpec, job_id: str, now: datetime) -> Job:
-    """A PENDING Job from an already validated spec, without validating it again.
-
-    What ``Job.model_construct`` does, minus its per-field default lookups (it inspects
-    default factories every call): a 10,000-job batch builds 10,000 of these.
-    tests/test_models.py checks the result equals a validated Job field for field.
-    """
-    given = {**spec.__dict__, **_NEW_JOB_FIELDS, "job_id": job_id, "submitted_at": now,
-             "events": [], "attempts": []}
-    values = {name: given[name] for name in _JOB_FIELD_ORDER}  # serialisation follows it
-    job = Job.__new__(Job)
-    object.__setattr__(job, "__dict__", values)
-    object.__setattr__(job, "__pydantic_fields_set__", set(values))
-    object.__setattr__(job, "__pydantic_extra__", None)
-    object.__setattr__(job, "__pydantic_private__", None)
-    return job
-
-_Spec = TypeVar("_Spec", JobSpec, HostSpec, HostLoad)
-
-
-def _validate(model: type[_Spec], value: _Spec | Mapping[str, Any], prefix: str = "") -> _Spec:
-    if isinstance(value, model):
-        return value
-    try:
-        return model.model_validate(value)
-    except ValidationError as exc:
-        raise InvalidInput.from_validation(exc, prefix) from None
-
-
 def _reach(spec: HostSpec) -> tuple[Any, ...]:
     """What decides which executor a host gets and where it connects."""
     return (spec.executor_prefix, spec.ssh, spec.ssh_identity_file, spec.ssh_known_hosts,
             spec.ssh_connect_timeout_sec, spec.remote_spool)
-
-
-def _file_size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0
-
-
-def _parse_statuses(
-    status: JobStatus | str | Iterable[JobStatus | str] | None,
-) -> set[JobStatus] | None:
-    if status is None:
-        return None
-    items = status.split(",") if isinstance(status, str) else list(status)
-    result = set()
-    for item in items:
-        try:
-            result.add(JobStatus(str(item).strip().upper()))
-        except ValueError:
-            raise InvalidInput(
-                f"unknown status {item!r}; expected one of {', '.join(JobStatus)}",
-                [{"field": "status", "message": f"unknown status {item!r}"}],
-            ) from None
-    return result
 
 
 def _illegal(action: str, job: Job) -> IllegalTransition:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from apr_sched import Job, JobSpec
-from apr_sched.models import utcnow
-from apr_sched.scheduler import _new_job
+from apr_sched.models import new_pending_job, utcnow
 
 
 def test_fast_new_job_equals_a_validated_job():
@@ -14,7 +13,7 @@ def test_fast_new_job_equals_a_validated_job():
         "env": {"A": "1"}, "resource_request": {"cpu": 2, "memory_gb": 1.5, "slots": 1,
                                                 "host_labels": {"tool": "icc2"}}})
     now = utcnow()
-    fast = _new_job(spec, "7", now)
+    fast = new_pending_job(spec, "7", now)
     slow = Job.model_validate({**spec.model_dump(), "job_id": "7", "submitted_at": now})
     assert fast == slow
     assert fast.model_dump() == slow.model_dump()
