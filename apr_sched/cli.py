@@ -98,6 +98,7 @@ async def serve(args: argparse.Namespace) -> int:
         host=args.host if args.host is not None else config.http.host,
         port=args.port if args.port is not None else config.http.port,
         auth=not args.no_auth and config.http.auth != "none",
+        limits=config.http.limits(),
     )
     try:
         await http.start()

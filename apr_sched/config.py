@@ -46,6 +46,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from apr_sched.errors import InvalidInput, field_errors
+from apr_sched.http.server import HttpLimits
 from apr_sched.models import HostSpec
 
 __all__ = [
@@ -138,6 +139,23 @@ class HttpConfig(_StrictConfig):
     """0 picks a free port (tests, several schedulers on one machine)."""
     auth: Literal["token", "none"] = "token"
     """``"none"`` turns authentication off; only for a trusted, single-user machine."""
+    max_head_bytes: int = Field(default=16 * 1024, ge=1024, le=1 << 20)
+    """Request line and headers; larger is refused with 431."""
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=1 << 30)
+    """Larger bodies are refused with 413 before they are read."""
+    keepalive_timeout_sec: float = Field(default=15.0, gt=0, le=3600)
+    """An idle keep-alive connection is closed after this long."""
+    request_timeout_sec: float = Field(default=30.0, gt=0, le=3600)
+    """A request not fully received in this time gets 408."""
+    max_connections: int = Field(default=512, ge=1, le=100_000)
+    """Connections beyond this get 503."""
+
+    def limits(self) -> HttpLimits:
+        return HttpLimits(max_head_bytes=self.max_head_bytes,
+                          max_body_bytes=self.max_body_bytes,
+                          keepalive_timeout=self.keepalive_timeout_sec,
+                          request_timeout=self.request_timeout_sec,
+                          max_connections=self.max_connections)
 
 
 class SchedulerConfig(_StrictConfig):

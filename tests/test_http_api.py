@@ -299,3 +299,32 @@ async def test_openapi_describes_every_route(served):
     assert routes == documented
     assert "JobSpec" in doc["components"]["schemas"]
     assert doc["components"]["schemas"]["JobSpec"]["additionalProperties"] is False
+
+
+async def raw_exchange(url: str, data: bytes) -> bytes:
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(data)
+        return await asyncio.wait_for(reader.read(65536), 10)
+    finally:
+        writer.close()
+
+
+async def test_oversized_requests_create_nothing(served):
+    scheduler, api = served
+    head = (f"POST /scheduler/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {api.token}\r\n"
+            "Content-Type: application/json\r\n")
+    too_big = await raw_exchange(api.url, (head + "Content-Length: 20000000\r\n\r\n").encode()
+                                 + b'{"command": "true", "name": "' + b"x" * 60000)
+    assert too_big.startswith(b"HTTP/1.1 413 ")
+    many_headers = "".join(f"X-H{i}: v\r\n" for i in range(1000))
+    body = b'{"command": "true"}'
+    too_many = await raw_exchange(api.url, (head + many_headers
+                                            + f"Content-Length: {len(body)}\r\n\r\n").encode()
+                                  + body)
+    assert too_many.startswith(b"HTTP/1.1 431 ")
+    garbage = await raw_exchange(api.url, b"\x16\x03\x01\x02\x00garbage\r\n\r\n")
+    assert garbage.startswith(b"HTTP/1.1 400 ")
+    assert await job_count(scheduler) == 0
+    assert (await api.get("/scheduler/health")).status == 200
