@@ -11,6 +11,7 @@ from apr_sched.blocking import BlockingScheduler
 from apr_sched.config import SchedulerConfig, load_config, local_host_spec, resolve_state_dir
 from apr_sched.errors import (
     AprError,
+    AuthFailed,
     HostBusy,
     IllegalTransition,
     InvalidInput,
@@ -41,6 +42,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AprError",
     "Attempt",
+    "AuthFailed",
     "BlockingScheduler",
     "Event",
     "Host",

@@ -26,7 +26,14 @@ from urllib.parse import urlencode, urlsplit
 from pydantic import BaseModel
 
 from apr_sched.config import SchedulerConfig
-from apr_sched.errors import AprError, HostBusy, IllegalTransition, InvalidInput, NotFound
+from apr_sched.errors import (
+    AprError,
+    AuthFailed,
+    HostBusy,
+    IllegalTransition,
+    InvalidInput,
+    NotFound,
+)
 from apr_sched.models import Host, Job, JobPage, MetricsSummary, is_valid_id
 from apr_sched.statedir import read_owner
 
@@ -58,13 +65,6 @@ class DaemonUnreachable(AprError):
 
     code = "unreachable"
     http_status = 503
-
-
-class AuthFailed(AprError):
-    """The daemon refused the bearer token (missing or wrong)."""
-
-    code = "unauthorized"
-    http_status = 401
 
 
 _STALE_CONNECTION = (

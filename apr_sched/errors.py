@@ -3,6 +3,7 @@
     AprError                    anything apr_sched refuses or cannot do
     ├── InvalidInput            bad field values; ``details`` lists each field and reason (400)
     ├── NotFound                unknown job, host or attempt (404)
+    ├── AuthFailed              a missing or wrong bearer token (401)
     ├── IllegalTransition       an action that does not apply to the current state (409)
     ├── HostBusy                unregistering a host that still runs jobs (409)
     └── StateDirLocked          another scheduler already owns the state dir
@@ -52,6 +53,13 @@ class InvalidInput(AprError):
 class NotFound(AprError):
     code = "not_found"
     http_status = 404
+
+
+class AuthFailed(AprError):
+    """The HTTP endpoint refused the bearer token (missing or wrong)."""
+
+    code = "unauthorized"
+    http_status = 401
 
 
 class IllegalTransition(AprError):

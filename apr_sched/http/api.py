@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from apr_sched import __version__
-from apr_sched.errors import AprError, InvalidInput, NotFound
+from apr_sched.errors import AprError, AuthFailed, InvalidInput, NotFound
 from apr_sched.http.openapi import build_openapi
 from apr_sched.http.server import Request, Response, error_response
 from apr_sched.models import Event, Host, Job, JobStatus, is_valid_id
@@ -32,11 +32,6 @@ RouteHandler = Callable[..., Awaitable[Response]]
 class MethodNotAllowed(AprError):
     code = "method_not_allowed"
     http_status = 405
-
-
-class Unauthorized(AprError):
-    code = "unauthorized"
-    http_status = 401
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +101,7 @@ class SchedulerApi:
             response = error_response(405, exc.code, exc.message, exc.details)
             response.headers.append(("Allow", ", ".join(exc.details["allow"])))
             return response
-        except Unauthorized as exc:
+        except AuthFailed as exc:
             response = error_response(401, exc.code, exc.message, exc.details)
             response.headers.append(("WWW-Authenticate", 'Bearer realm="apr_sched"'))
             return response
@@ -136,11 +131,11 @@ class SchedulerApi:
         header = request.header("authorization") or ""
         scheme, _, credentials = header.partition(" ")
         if scheme.lower() != "bearer" or not credentials:
-            raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>' "
+            raise AuthFailed("missing bearer token: send 'Authorization: Bearer <token>' "
                                "(the token is in <state_dir>/token)")
         assert self._token is not None
         if not hmac.compare_digest(credentials.strip().encode(), self._token):
-            raise Unauthorized("wrong bearer token")
+            raise AuthFailed("wrong bearer token")
 
     # endpoints ---------------------------------------------------------------------------
     async def health(self, request: Request) -> Response:
