@@ -49,8 +49,8 @@ class Route:
         return self.template.strip("/").split("/")
 
 
-def job_json(job: Job, *, full: bool = True) -> dict[str, Any]:
-    return job.model_dump(mode="json", exclude=None if full else LIST_EXCLUDE)
+def job_json(job: Job) -> dict[str, Any]:
+    return job.model_dump(mode="json")
 
 
 def host_json(host: Host) -> dict[str, Any]:
