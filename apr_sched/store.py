@@ -9,6 +9,7 @@ jobs is one transaction. ``synchronous=NORMAL`` in WAL mode survives a crash of 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -112,6 +113,10 @@ class Store:
 
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path
+        if not readonly and not path.exists():
+            # Job commands and environments may hold secrets: owner-only from the start
+            # (SQLite gives its -wal and -shm files the database file's mode).
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
         self._db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row

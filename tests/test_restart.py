@@ -144,3 +144,14 @@ async def test_ten_thousand_job_batch_is_one_fast_transaction(make_scheduler):
     await s1.close()
     s2 = await make_scheduler(hosts=[])
     assert (await s2.list_jobs(status="PENDING")).total == 10_000
+
+
+async def test_state_files_are_private(make_scheduler):
+    import stat
+
+    s = await make_scheduler()
+    await s.submit({"command": "true", "env": {"LICENSE_KEY": "secret"}})
+    for name in ("apr_sched.db", "apr_sched.db-wal"):
+        mode = stat.S_IMODE((s.state_dir / name).stat().st_mode)
+        assert mode & 0o077 == 0, (name, oct(mode))
+    assert stat.S_IMODE(s.state_dir.stat().st_mode) & 0o077 == 0
