@@ -1,0 +1,282 @@
+"""The Textual app: owns the backend, the local job book, and the flow of events into views.
+
+Events from the backend are collected as they come and applied at most every
+``flush_interval`` seconds (50 ms): the book is updated, then only the rows of jobs that
+changed are touched, inside one ``batch_update``. Slower facts (host usage, metrics,
+pending reasons of visible jobs) are re-read on their own timers. Screens ask the app's
+``backend``; nothing but the app's workers feeds the book.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any, ClassVar
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.worker import Worker, WorkerState
+
+from apr_sched.errors import AprError
+from apr_sched.models import Host, JobEvent, MetricsSummary, current_user, utcnow
+from apr_tui.backend import Backend, Feed, FeedClosed, Resync, Snapshot
+from apr_tui.book import JobBook
+from apr_tui.screens.main import MainScreen
+
+log = logging.getLogger("apr_tui")
+
+Clock = Callable[[], datetime]
+
+NEW_JOBS_BY_ID = 50
+"""Fetch up to this many unknown jobs one by one; more means a batch: page them in."""
+
+
+class AprTui(App[str]):
+    """htop/k9s for APR jobs. Build it with ``make_app``."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "apr_tui"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
+    ]
+
+    def __init__(self, backend: Backend, *, clock: Clock | None = None,
+                 flush_interval: float = 0.05, tick_interval: float = 1.0,
+                 hosts_interval: float = 5.0, reasons_interval: float = 2.0,
+                 notice: str | None = None, owner: str | None = None) -> None:
+        super().__init__()
+        self.backend = backend
+        self.clock: Clock = clock or utcnow
+        self.default_owner = owner or current_user()
+        """Pre-filled owner of new jobs."""
+        self.book = JobBook()
+        self.hosts: list[Host] = []
+        self.metrics: MetricsSummary | None = None
+        self.connection = ""
+        self.loaded = asyncio.Event()
+        """Set once the first snapshot is on screen."""
+        self.flush_interval = flush_interval
+        self.tick_interval = tick_interval
+        self.hosts_interval = hosts_interval
+        self.reasons_interval = reasons_interval
+        self._notice = notice
+        self._inbox: list[Any] = []
+        self._hosts_wanted = False
+        self._hosts_read_at = 0.0
+        self._leaving = False
+        self._fetch_lock = asyncio.Lock()
+        self._main = MainScreen(backend)
+
+    @property
+    def main(self) -> MainScreen:
+        return self._main
+
+    def get_default_screen(self) -> MainScreen:
+        return self._main
+
+    def on_mount(self) -> None:
+        self.set_interval(self.flush_interval, self.flush)
+        self.set_interval(self.tick_interval, self._tick)
+        self.set_interval(min(0.5, self.hosts_interval), self._maybe_read_hosts)
+        self.set_interval(self.reasons_interval, self._read_visible_reasons)
+        if self._notice:
+            self.notify(self._notice, timeout=8)
+
+    # the feed ------------------------------------------------------------------------
+    def start_following(self) -> None:
+        """Called by the main screen once its widgets exist."""
+        self._follow()
+
+    @work(group="feed", exclusive=True, exit_on_error=False)
+    async def _follow(self) -> None:
+        """Snapshot, then events, forever; re-snapshot after a gap; retry when unreachable."""
+        delay = 0.5
+        while not self._leaving:
+            feed: Feed | None = None
+            try:
+                await self.backend.start()
+                feed = await self.backend.open_feed()
+                self._load(await self.backend.snapshot())
+                self._set_connection("")
+                delay = 0.5
+                while True:
+                    events = await feed.next()  # not inbox.extend(await ...): flush swaps lists
+                    self._inbox.extend(events)
+            except Resync:
+                continue
+            except FeedClosed:
+                return
+            except AprError as exc:
+                if self._leaving:
+                    return
+                if not self.backend.attached and not self.loaded.is_set():
+                    self.exit(return_code=2, message=f"apr-tui: {exc.message}")
+                    return
+                self._set_connection(f"disconnected: {exc.message}; retrying")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            finally:
+                if feed is not None:
+                    await feed.close()
+
+    def _load(self, snapshot: Snapshot) -> None:
+        self._inbox.clear()
+        self.book.replace_all(snapshot.jobs)
+        self.hosts, self.metrics = snapshot.hosts, snapshot.metrics
+        self._hosts_read_at = time.monotonic()
+        with self.batch_update():
+            self.main.reload_jobs()
+            self.main.show_hosts(self.hosts)
+            self.main.update_summary()
+        self.loaded.set()
+        # Thousands of long-lived jobs: keep the cyclic GC from re-scanning them on every
+        # full collection (120-200 ms pauses at 10,000 jobs, seen as key-latency spikes).
+        gc.freeze()
+
+    def on_unmount(self) -> None:
+        gc.unfreeze()
+
+    def flush(self) -> None:
+        """Apply the events collected since the last flush (called every 50 ms)."""
+        if not self._inbox:
+            return
+        events, self._inbox = self._inbox, []
+        changed: set[str] = set()
+        unknown: set[str] = set()
+        for event in events:
+            if isinstance(event, JobEvent):
+                (changed if self.book.apply(event) else unknown).add(event.job_id)
+            else:
+                self._hosts_wanted = True
+        unknown -= changed
+        if unknown:
+            self._fetch_new(unknown)
+        if changed:
+            self._hosts_wanted = True
+            self.jobs_changed(changed)
+
+    def jobs_changed(self, job_ids: Iterable[str]) -> None:
+        """The book changed for these jobs: let the views catch up, in one repaint."""
+        with self.batch_update():
+            self.main.jobs_changed(set(job_ids))
+
+    @work(group="fetch-new", exit_on_error=False)
+    async def _fetch_new(self, job_ids: set[str]) -> None:
+        async with self._fetch_lock:
+            job_ids = {job_id for job_id in job_ids if job_id not in self.book}
+            if not job_ids:
+                return
+            try:
+                if len(job_ids) > NEW_JOBS_BY_ID:
+                    jobs = [job for job in await self.backend.jobs_after(len(self.book))
+                            if job.job_id not in self.book]
+                    missing = job_ids - {job.job_id for job in jobs}
+                    jobs += await self.backend.get_jobs(sorted(missing)[:NEW_JOBS_BY_ID])
+                else:
+                    jobs = await self.backend.get_jobs(sorted(job_ids))
+            except AprError as exc:
+                log.warning("fetching new jobs failed: %s", exc.message)
+                return
+            for job in jobs:
+                if job.job_id not in self.book:
+                    self.book.upsert(job)
+            self.jobs_changed(job.job_id for job in jobs)
+
+    # slower facts --------------------------------------------------------------------
+    def _tick(self) -> None:
+        self.main.tick(self.clock())
+
+    def _maybe_read_hosts(self) -> None:
+        stale = time.monotonic() - self._hosts_read_at > self.hosts_interval
+        if (self._hosts_wanted or stale) and self.loaded.is_set() and not self._leaving:
+            self._hosts_wanted = False
+            self._hosts_read_at = time.monotonic()
+            self._read_hosts()
+
+    @work(group="hosts", exclusive=True, exit_on_error=False)
+    async def _read_hosts(self) -> None:
+        try:
+            hosts = await self.backend.hosts()
+            metrics = await self.backend.metrics()
+        except AprError as exc:
+            log.warning("reading hosts failed: %s", exc.message)
+            return
+        self.hosts, self.metrics = hosts, metrics
+        with self.batch_update():
+            self.main.show_hosts(hosts)
+            self.main.update_summary()
+
+    def _read_visible_reasons(self) -> None:
+        if self.loaded.is_set() and not self._leaving:
+            job_ids = self.main.visible_waiting_jobs()
+            if job_ids:
+                self._refresh_jobs(job_ids)
+
+    @work(group="reasons", exclusive=True, exit_on_error=False)
+    async def _refresh_jobs(self, job_ids: list[str]) -> None:
+        """Re-read a few jobs (why pending jobs wait changes without an event)."""
+        try:
+            jobs = await self.backend.get_jobs(job_ids)
+        except AprError:
+            return
+        changed = []
+        for job in jobs:
+            old = self.book.get(job.job_id)
+            if old is not None and old.status is job.status \
+                    and old.pending_reason != job.pending_reason:
+                old.pending_reason = job.pending_reason
+                changed.append(job.job_id)
+        if changed:
+            self.jobs_changed(changed)
+
+    def _set_connection(self, text: str) -> None:
+        if text != self.connection:
+            self.connection = text
+            self.main.update_summary()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A bug in a worker must not pass silently, nor take the app down."""
+        if event.state is WorkerState.ERROR:
+            error = event.worker.error
+            log.error("worker %s failed", event.worker.name, exc_info=error)
+            self.notify(f"internal error in {event.worker.name}: {error!r}",
+                        severity="error", timeout=10)
+
+    # leaving -------------------------------------------------------------------------
+    async def action_quit(self) -> None:
+        self.main.request_quit()
+
+    def leave(self, choice: str) -> None:
+        """Quit once: ``detach`` (jobs keep running), ``stop`` (stop running jobs first),
+        or ``disconnect`` (attached). Asking again while leaving changes nothing."""
+        if self._leaving:
+            return
+        self._leaving = True
+        self._leave_now(choice)
+
+    @work(group="shutdown", exit_on_error=False)
+    async def _leave_now(self, choice: str) -> None:
+        if choice == "stop":
+            self.notify(f"stopping {self.book.active_count()} running job(s)…", timeout=30)
+        try:
+            await self.backend.close(stop_jobs=choice == "stop")
+        except Exception:  # leaving must not fail: log it, exit anyway
+            log.exception("closing the backend failed")
+        for worker in self.workers:
+            if worker.group in ("feed", "hosts", "reasons", "fetch-new"):
+                worker.cancel()
+        with contextlib.suppress(Exception):
+            self.exit(choice)
+
+
+def make_app(backend: Backend, *, clock: Clock | None = None, notice: str | None = None,
+             owner: str | None = None, **intervals: float) -> AprTui:
+    """The app over ``backend`` (started on mount if it is not yet). Used by the CLI and
+    by the tests; ``clock`` and ``owner`` are injectable so screenshots are reproducible."""
+    return AprTui(backend, clock=clock, notice=notice, owner=owner, **intervals)

@@ -1,0 +1,366 @@
+"""The one async interface the UI talks to, whether the scheduler is in-process or remote.
+
+``InProcessBackend`` wraps a ``Scheduler`` running on the UI's own event loop and follows
+``scheduler.subscribe()``; ``AttachedBackend`` speaks the ``/scheduler`` HTTP API and
+follows the events long-poll. Screens and widgets never know which one they have.
+
+A ``Feed`` delivers events after a snapshot. It is opened *before* the snapshot is read, so
+nothing falls between the two; events it delivers that the snapshot already reflects are
+harmless (they carry resulting states). ``Resync`` means events were lost: read a new
+snapshot and open a new feed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from apr_sched.errors import InvalidInput, NotFound
+from apr_sched.events import Subscription, SubscriptionLagged
+from apr_sched.http.service import HttpService
+from apr_sched.models import (
+    Event,
+    Host,
+    HostEvent,
+    Job,
+    JobEvent,
+    JobSpec,
+    LogTail,
+    MetricsSummary,
+    is_valid_id,
+)
+from apr_sched.scheduler import Scheduler
+from apr_tui.apiclient import ApiClient
+
+LONG_POLL_SEC = 20.0
+EVENT_PAGE = 1000
+
+
+class Resync(Exception):
+    """The feed lost events (fell behind, or reconnected): re-read the snapshot."""
+
+
+class FeedClosed(Exception):
+    """The scheduler behind the feed has shut down."""
+
+
+@dataclass(slots=True)
+class Snapshot:
+    jobs: list[Job]
+    hosts: list[Host]
+    metrics: MetricsSummary
+
+
+class Feed(ABC):
+    @abstractmethod
+    async def next(self) -> list[Event]:
+        """The next events, oldest first (at least one). Raises ``Resync`` when events were
+        lost, ``FeedClosed`` when the scheduler has gone, ``AprError`` when unreachable."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+
+class Backend(ABC):
+    """What the TUI can ask of a scheduler. Errors are ``AprError``s with a message fit for
+    a notification (``IllegalTransition`` names the current state)."""
+
+    attached: bool = False
+    """True when the scheduler runs elsewhere: quitting only disconnects."""
+    mode: str = "in-process"
+    """Shown in the header: ``in-process``, ``attached`` or ``demo``."""
+
+    @property
+    @abstractmethod
+    def description(self) -> str:
+        """Where the jobs live, for the header: a state dir or a URL."""
+
+    @property
+    def http_url(self) -> str | None:
+        """The HTTP endpoint this TUI serves, if any."""
+        return None
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Connect or start; idempotent."""
+
+    @abstractmethod
+    async def close(self, *, stop_jobs: bool = False) -> None:
+        """Disconnect, or shut the scheduler down (``stop_jobs``: stop running jobs first)."""
+
+    @abstractmethod
+    async def open_feed(self) -> Feed: ...
+
+    @abstractmethod
+    async def snapshot(self) -> Snapshot: ...
+
+    @abstractmethod
+    async def jobs_after(self, count: int) -> list[Job]:
+        """Jobs in submit order after the first ``count`` (newly submitted ones)."""
+
+    @abstractmethod
+    async def get_job(self, job_id: str) -> Job:
+        """One job with its attempts and event timeline."""
+
+    async def get_jobs(self, job_ids: Iterable[str]) -> list[Job]:
+        """Fresh views of some jobs (without timelines); unknown ids are skipped."""
+        jobs = []
+        for job_id in job_ids:
+            with contextlib.suppress(NotFound):
+                job = await self.get_job(job_id)
+                job.events, job.attempts = [], []
+                jobs.append(job)
+        return jobs
+
+    @abstractmethod
+    async def hosts(self) -> list[Host]: ...
+
+    @abstractmethod
+    async def metrics(self) -> MetricsSummary: ...
+
+    @abstractmethod
+    async def tail_log(self, job_id: str, lines: int, attempt: int | None = None) -> LogTail: ...
+
+    @abstractmethod
+    async def read_log(self, job_id: str, offset: int,
+                       attempt: int | None = None) -> LogTail: ...
+
+    @abstractmethod
+    async def control(self, action: str, job_id: str) -> Job:
+        """``pause``, ``resume``, ``stop`` or ``rerun`` one job."""
+
+    @abstractmethod
+    async def submit(self, spec: JobSpec) -> Job: ...
+
+    @abstractmethod
+    async def submit_batch(self, specs: Sequence[Any]) -> list[str]:
+        """All or nothing; returns the new job ids."""
+
+
+ACTIONS = ("pause", "resume", "stop", "rerun")
+
+
+# in-process --------------------------------------------------------------------------------
+class _SubscriptionFeed(Feed):
+    def __init__(self, subscription: Subscription) -> None:
+        self._subscription = subscription
+
+    async def next(self) -> list[Event]:
+        try:
+            event = await self._subscription.get()
+        except SubscriptionLagged:
+            raise Resync("fell behind the scheduler's events") from None
+        if event is None:
+            raise FeedClosed("the scheduler has shut down")
+        return [event]
+
+    async def close(self) -> None:
+        self._subscription.close()
+
+
+class InProcessBackend(Backend):
+    """A ``Scheduler`` on this event loop, optionally also served over HTTP (``http``).
+
+    ``start`` starts both unless already started; ``close`` closes both.
+    """
+
+    def __init__(self, scheduler: Scheduler, http: HttpService | None = None) -> None:
+        self.scheduler = scheduler
+        self.http = http
+        self._http_started = False
+        self._closed = False
+
+    @property
+    def description(self) -> str:
+        return str(self.scheduler.state_dir)
+
+    @property
+    def http_url(self) -> str | None:
+        if self.http is None or not self._http_started:
+            return None
+        return self.http.url
+
+    async def start(self) -> None:
+        await self.scheduler.start()
+        if self.http is not None and not self._http_started:
+            await self.http.start()
+            self._http_started = True
+
+    async def close(self, *, stop_jobs: bool = False) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.http is not None:
+            await self.http.close()
+        await self.scheduler.close(stop_jobs=stop_jobs)
+
+    async def open_feed(self) -> Feed:
+        return _SubscriptionFeed(self.scheduler.subscribe())
+
+    async def snapshot(self) -> Snapshot:
+        page = await self.scheduler.list_jobs()
+        return Snapshot(page.jobs, await self.scheduler.list_hosts(),
+                        await self.scheduler.metrics_summary())
+
+    async def jobs_after(self, count: int) -> list[Job]:
+        return (await self.scheduler.list_jobs(offset=count)).jobs
+
+    async def get_job(self, job_id: str) -> Job:
+        return await self.scheduler.get_job(job_id)
+
+    async def hosts(self) -> list[Host]:
+        return await self.scheduler.list_hosts()
+
+    async def metrics(self) -> MetricsSummary:
+        return await self.scheduler.metrics_summary()
+
+    async def tail_log(self, job_id: str, lines: int, attempt: int | None = None) -> LogTail:
+        return await self.scheduler.tail_log(job_id, lines, attempt)
+
+    async def read_log(self, job_id: str, offset: int, attempt: int | None = None) -> LogTail:
+        return await self.scheduler.read_log(job_id, offset, attempt)
+
+    async def control(self, action: str, job_id: str) -> Job:
+        if action not in ACTIONS:
+            raise ValueError(f"unknown action {action!r}")
+        method = getattr(self.scheduler, action)
+        job: Job = await method(job_id)
+        return job
+
+    async def submit(self, spec: JobSpec) -> Job:
+        return await self.scheduler.submit(spec)
+
+    async def submit_batch(self, specs: Sequence[Any]) -> list[str]:
+        return [job.job_id for job in await self.scheduler.submit_batch(specs)]
+
+
+# attached ----------------------------------------------------------------------------------
+def parse_event(data: dict[str, Any]) -> Event:
+    if data.get("kind") == "host":
+        return HostEvent.model_validate(data)
+    return JobEvent.model_validate(data)
+
+
+class _LongPollFeed(Feed):
+    def __init__(self, client: ApiClient, since: int, wait: float) -> None:
+        self._client = client
+        self.since = since
+        self.wait = wait
+
+    async def next(self) -> list[Event]:
+        while True:
+            data = await self._client.request(
+                "GET", "/events",
+                query={"since": self.since, "wait": self.wait, "limit": EVENT_PAGE},
+                timeout=self.wait + 10)
+            events = [parse_event(item) for item in data.get("events", [])]
+            if events:
+                self.since = max(self.since, int(data.get("last_seq", events[-1].seq)))
+                return events
+
+    async def close(self) -> None:
+        """Nothing to release: the client's connections are closed with the backend."""
+
+
+class AttachedBackend(Backend):
+    """A daemon reached over HTTP at ``url`` (with ``token`` unless it runs without auth).
+
+    ``long_poll_sec`` is how long one events request may wait for news; a daemon shutting
+    down waits for requests in flight, so shorter polls let it stop sooner.
+    """
+
+    attached = True
+    mode = "attached"
+
+    def __init__(self, url: str, token: str | None = None, timeout: float = 30.0, *,
+                 long_poll_sec: float = LONG_POLL_SEC) -> None:
+        self.client = ApiClient(url, token, timeout)
+        self.long_poll_sec = long_poll_sec
+
+    @property
+    def description(self) -> str:
+        return self.client.url
+
+    async def start(self) -> None:
+        await self.client.request("GET", "/health")
+
+    async def close(self, *, stop_jobs: bool = False) -> None:
+        await self.client.close()
+
+    async def open_feed(self) -> Feed:
+        return _LongPollFeed(self.client, await self._head_seq(), self.long_poll_sec)
+
+    async def _has_events_after(self, seq: int) -> bool:
+        data = await self.client.request("GET", "/events", query={"since": seq, "limit": 1})
+        return bool(data.get("events"))
+
+    async def _head_seq(self) -> int:
+        """The newest event's seq: /events pages forward from ``since`` and has no "latest"
+        query, so search for it (about 2*log2(seq) one-event requests)."""
+        if not await self._has_events_after(0):
+            return 0
+        low, high = 0, 1024  # events exist after low; none after high (once checked)
+        while await self._has_events_after(high):
+            low, high = high, high * 4
+        while high - low > 1:
+            middle = (low + high) // 2
+            if await self._has_events_after(middle):
+                low = middle
+            else:
+                high = middle
+        return high
+
+    async def snapshot(self) -> Snapshot:
+        jobs = await self._jobs_page(0)
+        return Snapshot(jobs, await self.hosts(), await self.metrics())
+
+    async def _jobs_page(self, offset: int) -> list[Job]:
+        data = await self.client.request("GET", "/jobs", query={"offset": offset or None})
+        return [Job.model_validate(item) for item in data.get("jobs", [])]
+
+    async def jobs_after(self, count: int) -> list[Job]:
+        return await self._jobs_page(count)
+
+    async def get_job(self, job_id: str) -> Job:
+        return Job.model_validate(await self.client.request("GET", f"/jobs/{_id(job_id)}"))
+
+    async def hosts(self) -> list[Host]:
+        data = await self.client.request("GET", "/hosts")
+        return [Host.model_validate(item) for item in data.get("hosts", [])]
+
+    async def metrics(self) -> MetricsSummary:
+        return MetricsSummary.model_validate(await self.client.request("GET", "/metrics/summary"))
+
+    async def tail_log(self, job_id: str, lines: int, attempt: int | None = None) -> LogTail:
+        data = await self.client.request("GET", f"/jobs/{_id(job_id)}/logs",
+                                         query={"tail": lines, "attempt": attempt})
+        return LogTail.model_validate(data)
+
+    async def read_log(self, job_id: str, offset: int, attempt: int | None = None) -> LogTail:
+        data = await self.client.request("GET", f"/jobs/{_id(job_id)}/logs",
+                                         query={"offset": offset, "attempt": attempt})
+        return LogTail.model_validate(data)
+
+    async def control(self, action: str, job_id: str) -> Job:
+        if action not in ACTIONS:
+            raise ValueError(f"unknown action {action!r}")
+        return Job.model_validate(
+            await self.client.request("POST", f"/jobs/{_id(job_id)}/{action}"))
+
+    async def submit(self, spec: JobSpec) -> Job:
+        return Job.model_validate(await self.client.request("POST", "/jobs", body=spec))
+
+    async def submit_batch(self, specs: Sequence[Any]) -> list[str]:
+        data = await self.client.request("POST", "/jobs/batch", body={"jobs": list(specs)})
+        return [str(job_id) for job_id in data.get("job_ids", [])]
+
+
+def _id(job_id: str) -> str:
+    """Refuse anything but a plain id before it becomes part of a URL path."""
+    if not is_valid_id(job_id):
+        raise InvalidInput(f"not a valid job id: {job_id!r}",
+                           [{"field": "job_id", "message": "not a valid id"}])
+    return job_id

@@ -1,0 +1,274 @@
+"""What a job looks like as a table row: cells, colours, sort keys and filters.
+
+Headless (no textual import): the jobs table renders these cells, tests check them directly.
+A cell is a plain ``Cell`` (text + one style) or a ``Since`` (a live duration the table
+formats against its clock at render time, so ticking clocks never rewrite rows).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, NamedTuple
+
+from apr_sched.models import FINAL_STATUSES, Job, JobStatus
+
+
+class Cell(NamedTuple):
+    text: str
+    style: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Since:
+    """A duration that grows with the clock: ``prefix`` + (now - start)."""
+
+    start: datetime
+    prefix: str = ""
+    style: str = ""
+
+    def render(self, now: datetime) -> Cell:
+        return Cell(self.prefix + format_duration((now - self.start).total_seconds()),
+                    self.style)
+
+
+CellValue = Cell | Since
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnSpec:
+    key: str
+    label: str
+    width: int
+    """Fixed width in cells; 0 means flexible: between ``min_width`` and ``max_width``
+    (0: no limit), sharing what the fixed columns leave."""
+    justify: str = "left"
+    min_width: int = 0
+    max_width: int = 0
+    drop: int = 0
+    """When the screen is too narrow, columns are hidden in increasing ``drop`` order;
+    0 means never hidden."""
+
+
+JOB_COLUMNS: tuple[ColumnSpec, ...] = (
+    ColumnSpec("id", "ID", 5, "right"),
+    ColumnSpec("name", "NAME/DESIGN", 0, min_width=12, max_width=28),
+    ColumnSpec("project", "PROJECT", 9, drop=2),
+    ColumnSpec("owner", "OWNER", 9, drop=1),
+    ColumnSpec("priority", "PRI", 4, "right", drop=3),
+    ColumnSpec("status", "STATUS", 9),
+    ColumnSpec("host", "HOST", 9, drop=5),
+    ColumnSpec("attempt", "ATT", 3, "right", drop=4),
+    ColumnSpec("time", "WAIT/RAN", 9, "right", drop=6),
+    ColumnSpec("reason", "REASON", 0, min_width=16),
+)
+COLUMN_KEYS = tuple(c.key for c in JOB_COLUMNS)
+
+STATUS_STYLE: dict[JobStatus, str] = {
+    JobStatus.PENDING: "cyan",
+    JobStatus.HELD: "magenta",
+    JobStatus.RUNNING: "bold green",
+    JobStatus.PAUSED: "bold yellow",
+    JobStatus.SUCCEEDED: "green",
+    JobStatus.FAILED: "bold red",
+    JobStatus.TIMEOUT: "red",
+    JobStatus.STOPPED: "dark_orange",
+}
+STATUS_ORDER = {status: index for index, status in enumerate(JobStatus)}
+
+
+class StatusFilter(StrEnum):
+    """The status views behind keys 1-5."""
+
+    ALL = "all"
+    PENDING = "pending"
+    RUNNING = "running"
+    FAILED = "failed"
+    DONE = "done"
+
+    @property
+    def statuses(self) -> frozenset[JobStatus] | None:
+        return _FILTER_STATUSES[self]
+
+
+_FILTER_STATUSES: dict[StatusFilter, frozenset[JobStatus] | None] = {
+    StatusFilter.ALL: None,
+    StatusFilter.PENDING: frozenset({JobStatus.PENDING, JobStatus.HELD}),
+    StatusFilter.RUNNING: frozenset({JobStatus.RUNNING, JobStatus.PAUSED}),
+    StatusFilter.FAILED: frozenset({JobStatus.FAILED, JobStatus.TIMEOUT}),
+    StatusFilter.DONE: frozenset({JobStatus.SUCCEEDED, JobStatus.STOPPED}),
+}
+
+
+def layout_widths(columns: tuple[ColumnSpec, ...], width: int, gutter: int = 2) -> list[int]:
+    """Each column's width for a line of ``width`` cells (0 = hidden). Columns are separated
+    by one space and preceded by ``gutter`` cells; narrow screens hide droppable columns
+    first, then flexible ones share the rest (the first flexible one takes up to 30 %)."""
+
+    def needed(shown: list[bool]) -> int:
+        return gutter + sum((c.width or c.min_width) + 1
+                            for c, keep in zip(columns, shown, strict=True) if keep)
+
+    shown = [True] * len(columns)
+    for index in sorted((i for i, c in enumerate(columns) if c.drop), key=lambda i:
+                        columns[i].drop):
+        if needed(shown) <= width:
+            break
+        shown[index] = False
+    widths = [c.width if keep else 0 for c, keep in zip(columns, shown, strict=True)]
+    flexible = [i for i, c in enumerate(columns) if not c.width and shown[i]]
+    room = width - gutter - sum(w + 1 for w in widths if w) - len(flexible)
+    for position, index in enumerate(flexible):
+        column = columns[index]
+        last = position == len(flexible) - 1
+        share = room if last else int(room * 0.3)
+        if column.max_width:
+            share = min(share, column.max_width)
+        widths[index] = max(column.min_width, share)
+        room -= widths[index]
+    return widths
+
+
+def format_duration(seconds: float) -> str:
+    """``42s``, ``12m05s``, ``3h05m``, ``2d04h``: short enough for a table cell."""
+    total = max(0, int(seconds))
+    if total < 60:
+        return f"{total}s"
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h"
+
+
+def display_name(job: Job) -> str:
+    if job.name:
+        return job.name
+    if job.design:
+        return job.design
+    return job.command.split(None, 1)[0] if job.command.strip() else ""
+
+
+def outcome(job: Job) -> str:
+    """Why a job is where it is, for jobs that are not waiting."""
+    if job.status is JobStatus.SUCCEEDED:
+        return "exit code 0"
+    if job.status is JobStatus.STOPPED:
+        return "stopped by request"
+    if job.status is JobStatus.TIMEOUT:
+        return f"exceeded timeout_sec={job.timeout_sec:g}" if job.timeout_sec else "timed out"
+    if job.status in FINAL_STATUSES:
+        if job.exit_code is not None:
+            text = f"exit code {job.exit_code}"
+            return f"{text} ({job.signal})" if job.signal else text
+        if job.signal:
+            return f"killed by {job.signal}"
+        return job.status.value.lower()
+    if job.status.is_active and job.host_id:
+        return f"on {job.host_id}"
+    return ""
+
+
+def time_cell(job: Job, since: datetime | None) -> CellValue:
+    """Waiting jobs count up from when they (re)entered the queue; running ones from their
+    start; finished ones show how long they ran."""
+    if job.status in (JobStatus.PENDING, JobStatus.HELD):
+        return Since(since or job.submitted_at, "w ", "dim")
+    if job.status.is_active:
+        return Since(job.started_at or since or job.submitted_at, "r ")
+    if job.started_at and job.finished_at:
+        return Cell("r " + format_duration((job.finished_at - job.started_at).total_seconds()))
+    return Cell("-", "dim")
+
+
+def job_cells(job: Job, since: datetime | None = None,
+              note: str | None = None) -> tuple[CellValue, ...]:
+    """The row for ``job`` in ``JOB_COLUMNS`` order. ``note`` is the reason of its latest
+    event when known (shown for running and finished jobs)."""
+    if job.status in (JobStatus.PENDING, JobStatus.HELD):
+        reason = Cell(job.pending_reason or "", "dim" if job.status is JobStatus.HELD else "")
+    else:
+        reason = Cell(note or outcome(job), "dim")
+    return (
+        Cell(job.job_id),
+        Cell(display_name(job)),
+        Cell(job.project),
+        Cell(job.owner),
+        Cell(str(job.priority)),
+        Cell(job.status.value, STATUS_STYLE[job.status]),
+        Cell(job.host_id or "-", "" if job.host_id else "dim"),
+        Cell(str(job.attempt)),
+        time_cell(job, since),
+        reason,
+    )
+
+
+def _id_key(job_id: str) -> tuple[int, int, str]:
+    return (0, int(job_id), "") if job_id.isdigit() else (1, 0, job_id)
+
+
+def _time_key(job: Job, since: datetime | None) -> float:
+    cell = time_cell(job, since)
+    if isinstance(cell, Since):
+        return -cell.start.timestamp()  # earlier start = longer duration
+    if job.started_at and job.finished_at:
+        return -(job.finished_at - job.started_at).total_seconds() - 1e12
+    return 1e13
+
+
+SORT_KEYS: dict[str, Callable[[Job, datetime | None], Any]] = {
+    "id": lambda job, since: _id_key(job.job_id),
+    "name": lambda job, since: display_name(job).lower(),
+    "project": lambda job, since: job.project.lower(),
+    "owner": lambda job, since: job.owner.lower(),
+    "priority": lambda job, since: -job.priority,
+    "status": lambda job, since: STATUS_ORDER[job.status],
+    "host": lambda job, since: job.host_id or "\uffff",
+    "attempt": lambda job, since: job.attempt,
+    "time": _time_key,
+    "reason": lambda job, since: (job.pending_reason or outcome(job)).lower(),
+}
+"""Natural order per column: priority and durations sort largest first."""
+
+
+def sort_key(column: str, job: Job, since: datetime | None = None) -> tuple[Any, ...]:
+    """Sort by ``column``, then by id so equal values keep submit order."""
+    return (SORT_KEYS[column](job, since), _id_key(job.job_id))
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    """Which jobs the table shows: a status view and a case-insensitive text filter over
+    id, name, project, design, owner and host."""
+
+    status: StatusFilter = StatusFilter.ALL
+    text: str = ""
+
+    def matches(self, job: Job) -> bool:
+        statuses = self.status.statuses
+        if statuses is not None and job.status not in statuses:
+            return False
+        needle = self.text.strip().lower()
+        if not needle:
+            return True
+        haystack = (job.job_id, job.name or "", job.project, job.design, job.owner,
+                    job.host_id or "")
+        return any(needle in field.lower() for field in haystack)
+
+    def describe(self) -> str:
+        parts = [] if self.status is StatusFilter.ALL else [self.status.value]
+        if self.text.strip():
+            parts.append(f"/{self.text.strip()}")
+        return " ".join(parts)
+
+
+def count_by_status(jobs: Iterable[Job]) -> dict[JobStatus, int]:
+    counts = dict.fromkeys(JobStatus, 0)
+    for job in jobs:
+        counts[job.status] += 1
+    return counts

@@ -1,0 +1,422 @@
+"""The main screen: summary, hosts, jobs, log; every single-key action lives here.
+
+Actions apply to the marked jobs when some are marked (``space``), else to the job under
+the cursor. ``check_action`` greys out keys that apply to none of them, so the footer shows
+what can be done now. Anything the scheduler refuses becomes a notification with its
+reason.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, ClassVar, cast
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Footer, Input
+
+from apr_sched.errors import AprError
+from apr_sched.models import FINAL_STATUSES, Host, Job, JobStatus
+from apr_tui.backend import Backend
+from apr_tui.rows import JOB_COLUMNS, JobFilter, StatusFilter, job_cells, sort_key
+from apr_tui.widgets.filter import FilterBar
+from apr_tui.widgets.hosts import HostsPane
+from apr_tui.widgets.jobs import JobsTable, Row
+from apr_tui.widgets.log import LogPane
+from apr_tui.widgets.summary import SummaryData, SummaryHeader
+
+if TYPE_CHECKING:
+    from apr_tui.app import AprTui
+
+APPLIES: dict[str, frozenset[JobStatus]] = {
+    "pause": frozenset({JobStatus.PENDING, JobStatus.RUNNING}),
+    "resume": frozenset({JobStatus.HELD, JobStatus.PAUSED}),
+    "stop": frozenset({JobStatus.PENDING, JobStatus.HELD, JobStatus.RUNNING, JobStatus.PAUSED}),
+    "rerun": FINAL_STATUSES,
+}
+"""Which states each action applies to (the scheduler has the final word)."""
+DONE_VERB = {"pause": "paused", "resume": "resumed", "stop": "stop sent to",
+             "rerun": "rerun queued for"}
+SORT_COLUMNS = [c.key for c in JOB_COLUMNS]
+LOG_SWITCH_DELAY = 0.08
+"""Holding a cursor key does not reload the log for every job passed over."""
+FILTER_DELAY = 0.15
+MAX_REASON_REFRESH = 30
+"""Pending reasons change without events: re-read at most this many visible ones at a time."""
+
+
+class MainScreen(Screen[None]):
+    # compact layout classes for 80x24 (see app.tcss); Textual types these itself
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]  # noqa: RUF012
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]  # noqa: RUF012
+    BINDINGS: ClassVar[list[BindingType]] = [
+        # footer order = importance: on 80 columns the last ones (n, b) fall off the end
+        Binding("p", "control('pause')", "Pause", tooltip="Pause: hold a pending job, "
+                "SIGSTOP a running one"),
+        Binding("r", "control('resume')", "Resume", tooltip="Resume a held or paused job"),
+        Binding("s", "stop", "Stop", tooltip="Stop (asks first): SIGTERM, then SIGKILL"),
+        Binding("R", "control('rerun')", "Rerun", tooltip="Rerun a finished job"),
+        Binding("space", "mark", "Mark", key_display="␣", tooltip="Mark or unmark the job; "
+                "actions apply to all marked jobs"),
+        Binding("enter", "detail", "Detail", tooltip="Spec, attempts and event timeline"),
+        Binding("f", "follow", "Follow", tooltip="Follow the end of the log, or stop"),
+        Binding("question_mark", "help", "Help", tooltip="Every key"),
+        Binding("q", "quit", "Quit", tooltip="Quit (asks when jobs are running)"),
+        Binding("slash", "filter", "Filter", tooltip="Filter jobs by text"),
+        Binding("n", "new_job", "New", tooltip="Submit a new job"),
+        Binding("b", "batch", "Batch", tooltip="Submit a batch of jobs from a JSON file"),
+        Binding("1", "view('all')", "View all jobs", show=False),
+        Binding("2", "view('pending')", "View pending and held jobs", show=False),
+        Binding("3", "view('running')", "View running and paused jobs", show=False),
+        Binding("4", "view('failed')", "View failed and timed-out jobs", show=False),
+        Binding("5", "view('done')", "View succeeded and stopped jobs", show=False),
+        Binding("o", "sort_next", "Sort by the next column", show=False),
+        Binding("O", "sort_reverse", "Reverse the sort order", show=False),
+        Binding("left_square_bracket", "attempt(-1)", "Log of the earlier attempt",
+                show=False),
+        Binding("right_square_bracket", "attempt(1)", "Log of the later attempt", show=False),
+        Binding("escape", "clear_marks", "Clear marks", show=False),
+    ]
+
+    def __init__(self, backend: Backend) -> None:
+        super().__init__(id="main")
+        # kept, not queried: the app's timers may call in while the screen is torn down
+        self.summary = SummaryHeader(id="summary")
+        self.hosts = HostsPane(id="hosts")
+        self.jobs = JobsTable(JOB_COLUMNS, sort_key=self._sort_value, id="jobs")
+        self.log_pane = LogPane(backend, id="log")
+        self.filter_bar = FilterBar(id="filter")
+        self.job_filter = JobFilter()
+        self._log_timer: Timer | None = None
+        self._filter_timer: Timer | None = None
+        self._bindings_signature: tuple[object, ...] = ()
+
+    @property
+    def tui(self) -> AprTui:
+        return cast("AprTui", self.app)
+
+    def compose(self) -> ComposeResult:
+        yield self.summary
+        yield self.hosts
+        yield self.jobs
+        yield self.log_pane
+        yield self.filter_bar
+        yield Footer(show_command_palette=False, compact=True)
+
+    def on_mount(self) -> None:
+        self.hosts.border_title = "hosts"
+        self.jobs.focus()
+        self._update_title()
+        self.update_summary()
+        self.tui.start_following()
+
+    # widgets -------------------------------------------------------------------------
+    def _cells(self, job: Job) -> Row:
+        book = self.tui.book
+        return job_cells(job, book.since.get(job.job_id), book.notes.get(job.job_id))
+
+    def _sort_value(self, key: str, column: str) -> object:
+        book = self.tui.book
+        return sort_key(column, book.jobs[key], book.since.get(key))
+
+    # data in (called by the app) -----------------------------------------------------
+    def reload_jobs(self) -> None:
+        """Show every job of the book that passes the filter (load, or a new filter)."""
+        match = self.job_filter.matches
+        self.jobs.set_now(self.tui.clock())
+        self.jobs.set_rows((job.job_id, self._cells(job))
+                           for job in self.tui.book.jobs.values() if match(job))
+        self._after_change(None)
+
+    def jobs_changed(self, job_ids: set[str]) -> None:
+        """Touch only the rows of these jobs: update, add or drop them."""
+        book, table, match = self.tui.book, self.jobs, self.job_filter.matches
+        upserts: list[tuple[str, Row]] = []
+        removals: list[str] = []
+        for job_id in job_ids:
+            job = book.get(job_id)
+            if job is not None and match(job):
+                upserts.append((job_id, self._cells(job)))
+            elif table.has_row(job_id):
+                removals.append(job_id)
+        table.upsert_rows(upserts)
+        table.remove_rows(removals)
+        self._after_change(job_ids)
+
+    def _after_change(self, job_ids: set[str] | None) -> None:
+        self._update_title()
+        self.update_summary()
+        cursor = self.jobs.cursor_key
+        if job_ids is None or cursor in job_ids:
+            self._show_log(now=True)
+        self._refresh_bindings_if_changed()
+
+    def show_hosts(self, hosts: list[Host]) -> None:
+        self.hosts.update_hosts(hosts)
+
+    def update_summary(self) -> None:
+        tui = self.tui
+        self.summary.data = SummaryData(
+            where=tui.backend.description,
+            mode=tui.backend.mode,
+            http_url=tui.backend.http_url,
+            now=tui.clock(),
+            counts=dict(tui.book.counts),
+            metrics=tui.metrics,
+            connection=tui.connection,
+        )
+
+    def tick(self, now: datetime) -> None:
+        self.jobs.set_now(now)
+        self.update_summary()
+
+    def visible_waiting_jobs(self) -> list[str]:
+        book = self.tui.book
+        return [key for key in self.jobs.visible_keys()
+                if (job := book.get(key)) is not None
+                and job.status is JobStatus.PENDING][:MAX_REASON_REFRESH]
+
+    def _update_title(self) -> None:
+        table = self.jobs
+        title = f"jobs · {table.row_count:,} shown of {len(self.tui.book):,}"
+        if view := self.job_filter.describe():
+            title += f" · view {view}"
+        if table.sort_column:
+            title += f" · sort {table.sort_column}{' desc' if table.sort_reverse else ''}"
+        if table.marked:
+            title += f" · {len(table.marked)} marked"
+        table.border_title = title
+
+    # selection -----------------------------------------------------------------------
+    def target_jobs(self) -> list[Job]:
+        """The marked jobs in table order, or else the job under the cursor."""
+        book, table = self.tui.book, self.jobs
+        if table.marked:
+            return [job for key in sorted(table.marked, key=table.index_of)
+                    if (job := book.get(key)) is not None]
+        job = book.get(table.cursor_key)
+        return [job] if job is not None else []
+
+    def cursor_job(self) -> Job | None:
+        return self.tui.book.get(self.jobs.cursor_key)
+
+    def on_jobs_table_highlighted(self, event: JobsTable.Highlighted) -> None:
+        self._show_log(now=False)
+        self._refresh_bindings_if_changed()
+
+    def on_jobs_table_selected(self, event: JobsTable.Selected) -> None:
+        self.action_detail()
+
+    def _show_log(self, *, now: bool) -> None:
+        if self._log_timer is not None:
+            self._log_timer.stop()
+            self._log_timer = None
+        if now:
+            self._switch_log()
+        else:
+            self._log_timer = self.set_timer(LOG_SWITCH_DELAY, self._switch_log)
+
+    def _switch_log(self) -> None:
+        self._log_timer = None
+        job = self.cursor_job()
+        if job is None:
+            self.log_pane.show(None, 0, False)
+        else:
+            live = not job.status.is_final and job.status is not JobStatus.HELD
+            self.log_pane.show(job.job_id, job.attempt, live)
+
+    # keys that apply ---------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("control", "stop"):
+            name = str(parameters[0]) if parameters else "stop"
+            applies = APPLIES[name]
+            return True if any(job.status in applies for job in self.target_jobs()) else None
+        if action in ("detail", "mark", "follow"):
+            return True if self.cursor_job() is not None else None
+        if action == "attempt":
+            job = self.cursor_job()
+            return True if job is not None and job.attempt > 1 else None
+        if action == "clear_marks":
+            return True if self.jobs.marked else None
+        return True
+
+    def _refresh_bindings_if_changed(self) -> None:
+        """Footer work only when what applies has changed, not on every cursor step."""
+        jobs = self.target_jobs()
+        signature = (tuple(sorted({job.status for job in jobs})), bool(jobs),
+                     bool(self.jobs.marked), any(job.attempt > 1 for job in jobs[:1]))
+        if signature != self._bindings_signature:
+            self._bindings_signature = signature
+            self.refresh_bindings()
+
+    # actions -------------------------------------------------------------------------
+    def action_control(self, name: str) -> None:
+        self._control(name, [job.job_id for job in self.target_jobs()], bool(self.jobs.marked))
+
+    def action_stop(self) -> None:
+        from apr_tui.screens.confirm import ConfirmScreen
+
+        jobs = self.target_jobs()
+        if not jobs:
+            return
+        ids = [job.job_id for job in jobs]
+        shown = ", ".join(ids[:8]) + (f" and {len(ids) - 8} more" if len(ids) > 8 else "")
+        question = (f"Stop {len(ids)} job{'s' if len(ids) != 1 else ''} ({shown})?\n"
+                    "Running jobs get SIGTERM, then SIGKILL after the grace period.")
+        marked = bool(self.jobs.marked)
+
+        def decided(confirmed: bool | None) -> None:
+            if confirmed:
+                self._control("stop", ids, marked)
+
+        self.app.push_screen(ConfirmScreen(question, confirm_label="Stop"), decided)
+
+    @work(group="control", exit_on_error=False)
+    async def _control(self, action: str, job_ids: list[str], from_marks: bool) -> None:
+        tui = self.tui
+        done: list[str] = []
+        refusals: list[str] = []
+        for job_id in job_ids:
+            try:
+                job = await tui.backend.control(action, job_id)
+            except AprError as exc:
+                refusals.append(exc.message)
+                continue
+            tui.book.upsert(job)
+            done.append(job_id)
+        if from_marks and done:
+            self.jobs.clear_marks()
+        tui.jobs_changed(done)
+        if done:
+            which = f"job {done[0]}" if len(done) == 1 else f"{len(done)} jobs"
+            self.notify(f"{DONE_VERB[action]} {which}", timeout=3)
+        if refusals:
+            more = f" (and {len(refusals) - 3} more)" if len(refusals) > 3 else ""
+            self.notify("\n".join(refusals[:3]) + more, title=f"{action} refused",
+                        severity="error", timeout=8)
+
+    def action_mark(self) -> None:
+        key = self.jobs.cursor_key
+        if key is None:
+            return
+        self.jobs.toggle_mark(key)
+        self.jobs.action_cursor(1)
+        self._update_title()
+        self._refresh_bindings_if_changed()
+
+    def action_clear_marks(self) -> None:
+        self.jobs.clear_marks()
+        self._update_title()
+        self._refresh_bindings_if_changed()
+
+    def action_view(self, name: str) -> None:
+        self.job_filter = JobFilter(StatusFilter(name), self.job_filter.text)
+        self.reload_jobs()
+
+    def action_sort_next(self) -> None:
+        table = self.jobs
+        index = SORT_COLUMNS.index(table.sort_column) + 1 if table.sort_column else 0
+        column = SORT_COLUMNS[index] if index < len(SORT_COLUMNS) else None
+        table.sort_by(column, table.sort_reverse if column else False)
+        self._update_title()
+
+    def action_sort_reverse(self) -> None:
+        table = self.jobs
+        table.sort_by(table.sort_column or "id", not table.sort_reverse)
+        self._update_title()
+
+    def action_filter(self) -> None:
+        bar = self.filter_bar
+        bar.add_class("-active")
+        bar.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id != "filter":
+            return
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+        self._filter_timer = self.set_timer(FILTER_DELAY, self._apply_text_filter)
+
+    def _apply_text_filter(self) -> None:
+        self._filter_timer = None
+        text = self.filter_bar.value
+        if text != self.job_filter.text:
+            self.job_filter = JobFilter(self.job_filter.status, text)
+            self.reload_jobs()
+
+    def on_filter_bar_closed(self, event: FilterBar.Closed) -> None:
+        bar = self.filter_bar
+        if event.cleared or not bar.value:
+            bar.remove_class("-active")
+        self._apply_text_filter()
+        self.jobs.focus()
+
+    def action_detail(self) -> None:
+        from apr_tui.screens.detail import JobDetailScreen
+
+        job = self.cursor_job()
+        if job is not None:
+            self.app.push_screen(JobDetailScreen(job.job_id))
+
+    def action_follow(self) -> None:
+        pane = self.log_pane
+        pane.follow = not pane.follow
+
+    def action_attempt(self, delta: int) -> None:
+        if not self.log_pane.step_attempt(delta):
+            self.notify("no such attempt", timeout=2)
+
+    def action_new_job(self) -> None:
+        from apr_tui.screens.new_job import NewJobScreen
+
+        def submitted(job: Job | None) -> None:
+            if job is None:
+                return
+            self.tui.book.upsert(job)
+            self.tui.jobs_changed([job.job_id])
+            self.jobs.move_cursor_to_key(job.job_id)
+            self.notify(f"submitted job {job.job_id}", timeout=3)
+
+        self.app.push_screen(NewJobScreen(owner=self.tui.default_owner), submitted)
+
+    def action_batch(self) -> None:
+        from apr_tui.screens.batch import BatchScreen
+
+        def submitted(job_ids: list[str] | None) -> None:
+            if job_ids:
+                span = job_ids[0] if len(job_ids) == 1 else f"{job_ids[0]}-{job_ids[-1]}"
+                self.notify(f"queued {len(job_ids)} job(s): {span}", timeout=4)
+
+        self.app.push_screen(BatchScreen(), submitted)
+
+    def action_help(self) -> None:
+        from apr_tui.screens.help import HelpScreen
+
+        self.app.push_screen(HelpScreen())
+
+    def action_quit(self) -> None:
+        self.request_quit()
+
+    def request_quit(self) -> None:
+        """Attached: just disconnect. In-process with jobs running: ask what to do."""
+        from apr_tui.screens.quit import QuitScreen
+
+        tui = self.tui
+        if isinstance(self.app.screen, QuitScreen):
+            return
+        if tui.backend.attached:
+            tui.leave("disconnect")
+            return
+        running = tui.book.active_count()
+        if not running:
+            tui.leave("detach")
+            return
+
+        def decided(choice: str | None) -> None:
+            if choice in ("detach", "stop"):
+                tui.leave(choice)
+
+        self.app.push_screen(QuitScreen(running), decided)

@@ -1,0 +1,87 @@
+"""The hosts pane: one keyed row per host, cells updated in place when they change."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from apr_sched.models import Host, HostState
+
+HOST_STATE_STYLE: dict[HostState, str] = {
+    HostState.ONLINE: "bold green",
+    HostState.OFFLINE: "bold red",
+    HostState.DRAINING: "yellow",
+    HostState.CLOSED: "dim",
+}
+HOST_COLUMNS = (
+    ("host", "HOST"), ("state", "STATE"), ("slots", "SLOTS"), ("cpu", "CPU"),
+    ("memory", "MEM GB"), ("load", "LOAD"), ("jobs", "JOBS"), ("labels", "LABELS"),
+)
+BAR_WIDTH = 8
+
+
+def usage_bar(used: float, total: float, width: int = BAR_WIDTH) -> Text:
+    """``█████░░░ 5/8``, green, yellow past 75 %, red when full."""
+    fraction = 0.0 if total <= 0 else min(1.0, used / total)
+    filled = round(fraction * width)
+    style = "red" if fraction >= 1 else "yellow" if fraction > 0.75 else "green"
+    text = Text("█" * filled, style=style)
+    text.append("░" * (width - filled), style="dim")
+    text.append(f" {used:g}/{total:g}")
+    return text
+
+
+def host_load(host: Host) -> float:
+    """The fullest dimension, as the scheduler's placement defines load."""
+    parts = [host.used_slots / host.total_slots, host.used_cpu / host.total_cpu]
+    if host.total_memory_gb:
+        parts.append(host.used_memory_gb / host.total_memory_gb)
+    return max(parts)
+
+
+def host_cells(host: Host) -> tuple[Text | str, ...]:
+    load = f"{host_load(host):.0%}"
+    if host.load is not None and host.load.load_avg_1m is not None:
+        load += f" la {host.load.load_avg_1m:.2f}"
+    labels = " ".join(f"{k}={v}" for k, v in sorted(host.labels.items()))
+    return (
+        host.host_id,
+        Text(host.state.value, style=HOST_STATE_STYLE[host.state]),
+        usage_bar(host.used_slots, host.total_slots),
+        f"{host.used_cpu}/{host.total_cpu}",
+        f"{host.used_memory_gb:g}/{host.total_memory_gb:g}",
+        load,
+        str(host.running_jobs),
+        labels or "-",
+    )
+
+
+class HostsPane(DataTable[Text | str]):
+    """Hosts, as the summary of what runs where; ``update_hosts`` touches changed cells only."""
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=False)
+        self._cells: dict[str, tuple[Text | str, ...]] = {}
+
+    def on_mount(self) -> None:
+        for key, label in HOST_COLUMNS:
+            self.add_column(label, key=key)
+
+    def update_hosts(self, hosts: Sequence[Host]) -> None:
+        seen = set()
+        for host in hosts:
+            seen.add(host.host_id)
+            cells = host_cells(host)
+            old = self._cells.get(host.host_id)
+            if old is None:
+                self.add_row(*cells, key=host.host_id)
+            else:
+                for (key, _), before, after in zip(HOST_COLUMNS, old, cells, strict=True):
+                    if before != after:
+                        self.update_cell(host.host_id, key, after, update_width=True)
+            self._cells[host.host_id] = cells
+        for host_id in set(self._cells) - seen:
+            self.remove_row(host_id)
+            del self._cells[host_id]

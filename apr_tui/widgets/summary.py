@@ -1,0 +1,81 @@
+"""The header: where the jobs live, the clock, and the numbers a person scans first."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widget import Widget
+
+from apr_sched.models import JobStatus, MetricsSummary
+from apr_tui.rows import STATUS_STYLE
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryData:
+    """Everything the header shows; the app sets a new one, the header re-renders."""
+
+    where: str = ""
+    mode: str = "in-process"
+    http_url: str | None = None
+    now: datetime | None = None
+    counts: dict[JobStatus, int] = field(default_factory=dict)
+    metrics: MetricsSummary | None = None
+    connection: str = ""
+    """Empty when all is well; else what is wrong (``disconnected: retrying``)."""
+
+
+def _gb(value: float) -> str:
+    return f"{value:,.0f}" if value >= 10 else f"{value:g}"
+
+
+def summary_text(data: SummaryData) -> Text:
+    line = Text()
+    line.append("apr_sched ", style="bold")
+    line.append(f"{data.mode}  ", style="bold cyan")
+    line.append(data.where, style="dim")
+    if data.http_url:
+        line.append(f"  serving {data.http_url}", style="dim")
+    if data.connection:
+        line.append(f"  {data.connection}", style="bold red")
+    if data.now is not None:
+        line.append(f"  {data.now:%Y-%m-%d %H:%M:%S} UTC", style="dim")
+    line.append("\n")
+    shown = [s for s in JobStatus if data.counts.get(s, 0)]
+    if not shown:
+        line.append("no jobs", style="dim")
+    for index, status in enumerate(shown):
+        line.append(f"{data.counts[status]:,} ", style=STATUS_STYLE[status])
+        line.append(status.value.lower() + (" " if index < len(shown) - 1 else ""))
+    metrics = data.metrics
+    if metrics is not None:
+        line.append("\n")
+        line.append(f"slots {metrics.slots.used:g}/{metrics.slots.total:g}  "
+                    f"cpu {metrics.cpu.used:g}/{metrics.cpu.total:g}  "
+                    f"mem {_gb(metrics.memory_gb.used)}/{_gb(metrics.memory_gb.total)} GB")
+        line.append("  hosts ")
+        line.append(f"{metrics.hosts_online} online", style="green")
+        line.append(" ")
+        line.append(f"{metrics.hosts_offline} offline",
+                    style="bold red" if metrics.hosts_offline else "dim")
+        line.append(f"  {metrics.finished_last_hour} finished (1h)")
+    return line
+
+
+class SummaryHeader(Widget):
+    """Three lines; ``data`` is set from above ("attributes down")."""
+
+    DEFAULT_CSS = """
+    SummaryHeader {
+        height: 3;
+        padding: 0 1;
+        background: $panel;
+    }
+    """
+
+    data: reactive[SummaryData] = reactive(SummaryData, layout=False)
+
+    def render(self) -> Text:
+        return summary_text(self.data)

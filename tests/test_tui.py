@@ -1,0 +1,402 @@
+"""Pilot tests: every key and screen of the TUI against a real in-process scheduler
+running real jobs (``sleep``), checked in the scheduler and in /proc, not only on screen."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from textual.widgets import DataTable
+
+from apr_sched import HostSpec, JobStatus, Scheduler
+from apr_tui.app import make_app
+from apr_tui.backend import InProcessBackend
+from apr_tui.screens.batch import BatchScreen
+from apr_tui.screens.confirm import ConfirmScreen
+from apr_tui.screens.detail import JobDetailScreen
+from apr_tui.screens.help import HelpScreen
+from apr_tui.screens.main import MainScreen
+from apr_tui.screens.new_job import NewJobScreen
+from apr_tui.screens.quit import QuitScreen
+from apr_tui.widgets.hosts import HostsPane
+from apr_tui.widgets.jobs import JobsTable
+from tests.conftest import group_members, host, proc_state, wait_until
+from tests.test_tui_support import (
+    open_tui,
+    press_to_exit,
+    select,
+    sleep_job,
+    start_scheduler,
+    wait_shown,
+)
+
+
+async def running_job(scheduler: Scheduler, tmp_path: Path, name: str = "job",
+                      **extra: Any) -> tuple[str, int]:
+    """Submit a ``sleep`` job and wait until its process group exists; (job id, pgid)."""
+    job = await scheduler.submit(sleep_job(tmp_path, name, **extra))
+
+    async def pgid() -> int | None:
+        return (await scheduler.get_job(job.job_id)).pgid
+
+    return job.job_id, await wait_until(pgid, 10, message=f"{name} started")
+
+
+async def test_main_screen_shows_summary_hosts_jobs_and_log(make_scheduler: Any,
+                                                            tmp_path: Path) -> None:
+    scheduler = await start_scheduler(make_scheduler)
+    job_id, _ = await running_job(scheduler, tmp_path, "alpha")
+    waiting = await scheduler.submit({"command": "true", "name": "needs-gpu",
+                                      "resource_request": {"host_labels": {"gpu": "a100"}}})
+    async with open_tui(InProcessBackend(scheduler)) as (app, pilot, _):
+        await wait_shown(app, job_id, "RUNNING")
+        await wait_shown(app, waiting.job_id, "PENDING")
+        table = app.main.jobs
+        assert table.cell_text(job_id, "name") == "alpha"
+        assert table.cell_text(job_id, "host") == "h1"
+        assert table.cell_text(waiting.job_id, "reason") == "no host has label gpu=a100"
+        hosts = app.main.query_one(HostsPane)
+        assert hosts.row_count == 1 and str(hosts.get_cell("h1", "state")) == "ONLINE"
+        assert app.book.counts[JobStatus.RUNNING] == 1
+        assert app.book.counts[JobStatus.PENDING] == 1
+        await select(app, pilot, job_id)
+        await wait_until(lambda: "started alpha" in app.main.log_pane.lines, 5)
+        # a job submitted while the app runs arrives through the event feed
+        later = await scheduler.submit({"command": "true", "name": "later"})
+        await wait_shown(app, later.job_id, "SUCCEEDED")
+
+
+async def test_p_really_stops_the_process_and_r_resumes_it(make_scheduler: Any,
+                                                          tmp_path: Path) -> None:
+    scheduler = await start_scheduler(make_scheduler)
+    job_id, pgid = await running_job(scheduler, tmp_path)
+    async with open_tui(InProcessBackend(scheduler)) as (app, pilot, seen):
+        await select(app, pilot, job_id)
+        await pilot.press("p")
+        await wait_shown(app, job_id, "PAUSED")
+        await wait_until(lambda: proc_state(pgid) == "T", 5, message="SIGSTOP reached the job")
+        assert (await scheduler.get_job(job_id)).status is JobStatus.PAUSED
+        assert app.main.check_action("control", ("pause",)) is None  # greyed out now
+        await pilot.press("r")
+        await wait_shown(app, job_id, "RUNNING")
+        await wait_until(lambda: proc_state(pgid) in ("S", "R"), 5, message="SIGCONT")
+        assert any("paused job" in note for note in seen.notes)
+
+
+async def test_s_asks_first_then_stops_the_job(make_scheduler: Any, tmp_path: Path) -> None:
+    scheduler = await start_scheduler(make_scheduler)
+    job_id, pgid = await running_job(scheduler, tmp_path)
+    async with open_tui(InProcessBackend(scheduler)) as (app, pilot, _):
+        await select(app, pilot, job_id)
+        await pilot.press("s")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        assert isinstance(app.screen, MainScreen)
+        assert (await scheduler.get_job(job_id)).status is JobStatus.RUNNING
+        await pilot.press("s", "y")
+        await wait_shown(app, job_id, "STOPPED")
+        await wait_until(lambda: not group_members(pgid), 5, message="process group gone")
+
+
+async def test_R_reruns_a_finished_job_and_earlier_attempts_stay_reachable(
+        make_scheduler: Any, tmp_path: Path) -> None:
+    scheduler = await start_scheduler(make_scheduler)
+    job = await scheduler.submit({"command": 'echo "this is attempt $APR_ATTEMPT"',
+                                  "workdir": str(tmp_path)})
+    async with open_tui(InProcessBackend(scheduler)) as (app, pilot, _):
+        await wait_shown(app, job.job_id, "SUCCEEDED")
+        await select(app, pilot, job.job_id)
+        main = app.main
+        assert main.check_action("control", ("pause",)) is None
+        assert main.check_action("control", ("rerun",)) is True
+        await pilot.press("R")
+        await wait_until(lambda: app.book.jobs[job.job_id].attempt == 2, 5)
+        await wait_shown(app, job.job_id, "SUCCEEDED")
+        log = main.log_pane
+        await wait_until(lambda: log.attempt == 2 and "this is attempt 2" in log.lines, 5)
+        await pilot.press("left_square_bracket")
+        await wait_until(lambda: log.attempt == 1 and "this is attempt 1" in log.lines, 5)
+        await pilot.press("right_square_bracket")
+        await wait_until(lambda: log.attempt == 2 and "this is attempt 2" in log.lines, 5)
+
+
+async def test_space_marks_several_jobs_and_p_pauses_all_marked(make_scheduler: Any,
+                                                                tmp_path: Path) -> None:
+    scheduler = await start_scheduler(make_scheduler)
+    jobs = [await running_job(scheduler, tmp_path, f"j{i}") for i in range(3)]
+    async with open_tui(InProcessBackend(scheduler)) as (app, pilot, _):
+        await select(app, pilot, jobs[0][0])
+        await pilot.press("space", "space")  # marks j0 and j1, cursor moves down each time
+        assert app.main.jobs.marked == {jobs[0][0], jobs[1][0]}
+        assert "2 marked" in str(app.main.jobs.border_title)
+        await pilot.press("escape")  # esc clears marks
+        assert app.main.jobs.marked == set()
+        await select(app, pilot, jobs[0][0])
+        await pilot.press("space", "space", "p")
+        for job_id, _ in jobs[:2]:
+            await wait_shown(app, job_id, "PAUSED")
+        await wait_until(lambda: all(proc_state(pgid) == "T" for _, pgid in jobs[:2]), 5)
+        assert proc_state(jobs[2][1]) in ("S", "R")
+        assert app.main.jobs.marked == set()  # an action on marked jobs clears the marks
+
+
+async def test_refusals_become_notifications_not_crashes(make_scheduler: Any,
+                                                         tmp_path: Path) -> None:
+    """Pausing a job on an executor_prefix host is refused by the scheduler (it cannot
+    signal the remote group); with another job marked, one succeeds and one is refused."""
+    prefixed = HostSpec(host_id="viaprefix", total_slots=2, total_cpu=2, total_memory_gb=1,
+                        executor_prefix="sh -c", labels={"via": "prefix"})
+    scheduler = await start_scheduler(make_scheduler, hosts=[host("h1"), prefixed])
+    remote = await scheduler.submit(sleep_job(tmp_path, "remote", resource_request={
+        "host_labels": {"via": "prefix"}}))
+    remote_id = remote.job_id
+    local_id, local_pgid = await running_job(scheduler, tmp_path, "local")
+    async with open_tui(InProcessBackend(scheduler)) as (app, pilot, seen):
+        await wait_shown(app, remote_id, "RUNNING")
+        await select(app, pilot, remote_id)
+        await pilot.press("p")
+        await wait_until(lambda: seen.errors, 5, message="a refusal notification")
+        assert "pause refused" in seen.errors[0] and "viaprefix" in seen.errors[0]
+        assert (await scheduler.get_job(remote_id)).status is JobStatus.RUNNING
+        await pilot.press("space")
+        await select(app, pilot, local_id)
+        await pilot.press("space", "p")
+        await wait_shown(app, local_id, "PAUSED")
+        await wait_until(lambda: len(seen.errors) == 2, 5)
+        assert proc_state(local_pgid) == "T"
+        assert app.is_running
+
+
+async def test_status_views_text_filter_and_sort(make_scheduler: Any, tmp_path: Path) -> None:
+    scheduler = await start_scheduler(make_scheduler)
+    run_id, _ = await running_job(scheduler, tmp_path, "alpha-route", project="P1")
+    ok = await scheduler.submit({"command": "true", "name": "beta-cts", "project": "P2"})
+    bad = await scheduler.submit({"command": "exit 3", "name": "gamma-place", "project": "P2"})
+    held = await scheduler.submit({"command": "true", "name": "delta", "project": "P1",
+                                   "resource_request": {"host_labels": {"no": "such"}}})
+    await scheduler.pause(held.job_id)
+    async with open_tui(InProcessBackend(scheduler)) as (app, pilot, _):
+        table = app.main.jobs
+        await wait_shown(app, bad.job_id, "FAILED")
+        await wait_shown(app, ok.job_id, "SUCCEEDED")
+        views = {"2": {held.job_id}, "3": {run_id}, "4": {bad.job_id}, "5": {ok.job_id},
+                 "1": {run_id, ok.job_id, bad.job_id, held.job_id}}
+        for key, shown in views.items():
+            await pilot.press(key)
+            assert set(table.keys) == shown, key
+        await pilot.press("slash")
+        await pilot.press(*"p2")
+        await wait_until(lambda: set(table.keys) == {ok.job_id, bad.job_id}, 3)
+        await pilot.press("enter")  # keep the filter, back to the table
+        assert table.has_focus and "/p2" in str(table.border_title)
+        await pilot.press("slash", "escape")
+        await wait_until(lambda: table.row_count == 4, 3)
+        await pilot.press("o", "o")  # sort by id, then by name
+        assert table.sort_column == "name"
+        assert [app.book.jobs[k].name for k in table.keys] == [
+            "alpha-route", "beta-cts", "delta", "gamma-place"]
+        await pilot.press("O")
+        assert table.keys[0] == bad.job_id
+
+
+async def test_status_change_moves_a_job_out_of_its_view(make_scheduler: Any,
+                                                         tmp_path: Path) -> None:
+    scheduler = await start_scheduler(make_scheduler)
+    job_id, _ = await running_job(scheduler, tmp_path)
+    async with open_tui(InProcessBackend(scheduler)) as (app, pilot, _):
+        await pilot.press("3")
+        await wait_until(lambda: app.main.jobs.keys == [job_id], 5)
+        await scheduler.stop(job_id)
+        await wait_until(lambda: app.main.jobs.row_count == 0, 5)
+        await pilot.press("5")
+        await wait_until(lambda: app.main.jobs.keys == [job_id], 5)
+
+
+async def test_enter_opens_detail_with_spec_attempts_and_timeline(make_scheduler: Any,
+                                                                  tmp_path: Path) -> None:
+    scheduler = await start_scheduler(make_scheduler)
+    job_id, _ = await running_job(scheduler, tmp_path, "detailed", priority=7)
+    async with open_tui(InProcessBackend(scheduler)) as (app, pilot, _):
+        await select(app, pilot, job_id)
+        await pilot.press("enter")
+        assert isinstance(app.screen, JobDetailScreen)
+        screen = app.screen
+        await wait_until(lambda: screen.job is not None, 5)
+        spec = str(screen.query_one("#detail-spec").render())
+        assert "detailed" in spec and "sleep 30" in spec
+        events = screen.query_one("#detail-events", DataTable)
+        assert events.row_count >= 2  # submitted, dispatched
+        await scheduler.pause(job_id)  # the screen follows changes while open
+        await wait_until(lambda: screen.job is not None
+                         and screen.job.status is JobStatus.PAUSED, 5)
+        await pilot.press("escape")
+        assert isinstance(app.screen, MainScreen)
+
+
+async def test_n_form_shows_errors_beside_fields_then_submits(make_scheduler: Any,
+                                                             tmp_path: Path) -> None:
+    scheduler = await start_scheduler(make_scheduler)
+    async with open_tui(InProcessBackend(scheduler)) as (app, pilot, _):
+        await pilot.press("n")
+        form = app.screen
+        assert isinstance(form, NewJobScreen)
+        await pilot.press("enter")  # empty command
+        assert "command" in form.errors
+        await pilot.press(*"sleep 30")
+        form.query_one("#field-workdir").value = "relative/dir"  # type: ignore[attr-defined]
+        form.query_one("#field-priority").value = "high"  # type: ignore[attr-defined]
+        form.query_one("#field-cpu").value = "-1"  # type: ignore[attr-defined]
+        await pilot.press("ctrl+s")
+        assert form.errors["priority"] == "must be a whole number"
+        form.query_one("#field-priority").value = "3"  # type: ignore[attr-defined]
+        await pilot.press("ctrl+s")
+        assert set(form.errors) == {"workdir", "cpu"}
+        assert "absolute" in str(form.query_one("#error-workdir").render())
+        assert str(form.query_one("#error-cpu").render()) == "must be >= 0"
+        form.query_one("#field-workdir").value = str(tmp_path)  # type: ignore[attr-defined]
+        form.query_one("#field-cpu").value = "2"  # type: ignore[attr-defined]
+        form.query_one("#field-env").value = "STAGE=route"  # type: ignore[attr-defined]
+        await pilot.press("ctrl+s")
+        await wait_until(lambda: isinstance(app.screen, MainScreen), 5)
+        page = await scheduler.list_jobs()
+        assert len(page.jobs) == 1
+        job = page.jobs[0]
+        assert (job.command, job.priority, job.resource_request.cpu, job.env) == (
+            "sleep 30", 3, 2, {"STAGE": "route"})
+        assert app.main.jobs.cursor_key == job.job_id
+
+
+async def test_b_submits_a_batch_file_all_or_nothing(make_scheduler: Any,
+                                                     tmp_path: Path) -> None:
+    scheduler = await start_scheduler(make_scheduler)
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"jobs": [{"command": "true", "name": f"b{i}"}
+                                         for i in range(3)]}))
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"command": "true"}, {"command": "true", "retry_limt": 1}]))
+    async with open_tui(InProcessBackend(scheduler)) as (app, pilot, seen):
+        await pilot.press("b")
+        dialog = app.screen
+        assert isinstance(dialog, BatchScreen)
+        dialog.query_one("#batch-path").value = str(bad)  # type: ignore[attr-defined]
+        await pilot.press("enter")
+        error = dialog.query_one("#batch-error")
+        await wait_until(lambda: "jobs[1].retry_limt: unknown field" in str(error.render()), 5)
+        assert (await scheduler.list_jobs()).total == 0
+        dialog.query_one("#batch-path").value = str(good)  # type: ignore[attr-defined]
+        await pilot.press("enter")
+        await wait_until(lambda: isinstance(app.screen, MainScreen), 5)
+        await wait_until(lambda: app.main.jobs.row_count == 3, 5)
+        assert any("queued 3 job(s)" in note for note in seen.notes)
+
+
+async def test_f_toggles_following_the_log(make_scheduler: Any, tmp_path: Path) -> None:
+    scheduler = await start_scheduler(make_scheduler)
+    job = await scheduler.submit({"command": "for i in 1 2 3; do echo line$i; sleep 0.1; done;"
+                                             " sleep 30", "workdir": str(tmp_path)})
+    async with open_tui(InProcessBackend(scheduler)) as (app, pilot, _):
+        await select(app, pilot, job.job_id)
+        pane = app.main.log_pane
+        await wait_until(lambda: "line3" in pane.lines, 5, message="live log")
+        assert pane.follow and "following" in str(pane.border_title)
+        await pilot.press("f")
+        assert not pane.follow and "paused" in str(pane.border_title)
+        await pilot.press("f")
+        assert pane.follow
+
+
+async def test_question_mark_lists_every_key(make_scheduler: Any) -> None:
+    scheduler = await start_scheduler(make_scheduler)
+    async with open_tui(InProcessBackend(scheduler)) as (app, pilot, _):
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        table = app.screen.query_one("#help-keys", DataTable)
+        keys = {str(table.get_row_at(i)[0]) for i in range(table.row_count)}
+        for key in ("p", "r", "s", "R", "space", "n", "b", "/", "enter", "f", "?", "q",
+                    "1", "2", "3", "4", "5", "o", "O", "[", "]", "esc"):
+            assert any(key in shown.split(" / ") for shown in keys), (key, keys)
+        await pilot.press("escape")
+        assert isinstance(app.screen, MainScreen)
+
+
+async def test_q_with_running_jobs_asks_and_detach_leaves_them_running(
+        make_scheduler: Any, tmp_path: Path, state_dir: Path) -> None:
+    scheduler = await start_scheduler(make_scheduler)
+    job_id, pgid = await running_job(scheduler, tmp_path)
+    async with open_tui(InProcessBackend(scheduler)) as (app, pilot, _):
+        await pilot.press("q")
+        assert isinstance(app.screen, QuitScreen)
+        await pilot.press("c")  # cancel: still here
+        assert isinstance(app.screen, MainScreen) and app.is_running
+        await pilot.press("q")
+        assert app.focused is not None and app.focused.id == "detach"  # the default
+        press_to_exit(app, "enter")
+        await wait_until(lambda: not app.is_running, 10, message="app exited")
+    assert app.return_value == "detach"
+    assert proc_state(pgid) in ("S", "R"), "a detached job keeps running"
+    again = await start_scheduler(make_scheduler, state_dir=state_dir)
+    assert (await again.get_job(job_id)).status is JobStatus.RUNNING  # found again
+    await again.stop(job_id)
+
+
+async def test_q_stop_all_stops_running_jobs_before_quitting(make_scheduler: Any,
+                                                             tmp_path: Path) -> None:
+    scheduler = await start_scheduler(make_scheduler)
+    jobs = [await running_job(scheduler, tmp_path, f"j{i}") for i in range(2)]
+    async with open_tui(InProcessBackend(scheduler)) as (app, pilot, _):
+        await wait_shown(app, jobs[1][0], "RUNNING")
+        await pilot.press("q")
+        press_to_exit(app, "s")
+        await wait_until(lambda: not app.is_running, 15, message="app exited")
+    assert app.return_value == "stop"
+    for _, pgid in jobs:
+        assert not group_members(pgid)
+
+
+async def test_q_without_running_jobs_quits_at_once(make_scheduler: Any) -> None:
+    scheduler = await start_scheduler(make_scheduler)
+    async with open_tui(InProcessBackend(scheduler)) as (app, _pilot, _):
+        press_to_exit(app, "q")
+        await wait_until(lambda: not app.is_running, 5)
+    assert app.return_value == "detach"
+
+
+async def test_cursor_keys_and_footer_follow_the_selection(make_scheduler: Any,
+                                                           tmp_path: Path) -> None:
+    scheduler = await start_scheduler(make_scheduler)
+    job_id, _ = await running_job(scheduler, tmp_path, "runs")
+    done = await scheduler.submit({"command": "true", "name": "done"})
+    async with open_tui(InProcessBackend(scheduler)) as (app, pilot, _):
+        await wait_shown(app, done.job_id, "SUCCEEDED")
+        table = app.main.query_one(JobsTable)
+        await pilot.press("home")
+        assert table.cursor_key == job_id
+        assert app.main.check_action("control", ("pause",)) is True
+        assert app.main.check_action("control", ("rerun",)) is None
+        await pilot.press("down")
+        assert table.cursor_key == done.job_id
+        assert app.main.check_action("control", ("pause",)) is None
+        assert app.main.check_action("stop", ()) is None
+        assert app.main.check_action("control", ("rerun",)) is True
+
+
+
+async def test_the_app_starts_an_unstarted_scheduler_itself(state_dir: Path) -> None:
+    scheduler = Scheduler(state_dir, hosts=[host("h1")], stop_grace_sec=2.0)
+    try:
+        async with open_tui(InProcessBackend(scheduler)) as (app, _pilot, _):
+            job = await scheduler.submit({"command": "true", "name": "first"})
+            await wait_shown(app, job.job_id, "SUCCEEDED")
+    finally:
+        await scheduler.close(stop_jobs=True)
+
+
+async def test_a_scheduler_that_cannot_start_ends_the_app_with_its_reason(
+        make_scheduler: Any, state_dir: Path) -> None:
+    await start_scheduler(make_scheduler)  # holds the state dir
+    second = InProcessBackend(Scheduler(state_dir, hosts=[host("h1")]))
+    app = make_app(second)
+    async with app.run_test(size=(80, 24)):
+        await wait_until(lambda: not app.is_running, 10)
+    assert app.return_code == 2

@@ -1,0 +1,79 @@
+"""Snapshot tests of the main screen, job detail, the new-job form with errors, and help,
+at 80x24 and 160x48, on frozen demo data with a frozen clock (``apr_tui.demo``).
+
+Plain ``def`` tests (pytest-textual-snapshot runs the app itself). After an intended change
+of the look, review the report, then ``pytest tests/test_tui_snapshots.py --snapshot-update``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Input
+
+from apr_tui.app import AprTui, make_app
+from apr_tui.demo import DEMO_OWNER, StaticBackend, demo_clock
+from apr_tui.screens.detail import JobDetailScreen
+from tests.conftest import wait_until
+
+SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((160, 48), id="160x48")]
+
+
+def demo_app() -> AprTui:
+    return make_app(StaticBackend(), clock=demo_clock, owner=DEMO_OWNER)
+
+
+async def loaded(pilot: Pilot[Any]) -> None:
+    app = pilot.app
+    assert isinstance(app, AprTui)
+    await wait_until(app.loaded.is_set, 10)
+    await wait_until(lambda: app.main.log_pane.lines, 5)
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_main_screen(snap_compare: Any, size: tuple[int, int]) -> None:
+    assert snap_compare(demo_app(), terminal_size=size, run_before=loaded)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_job_detail(snap_compare: Any, size: tuple[int, int]) -> None:
+    async def open_detail(pilot: Pilot[Any]) -> None:
+        await loaded(pilot)
+        await pilot.press("enter")
+        screen = pilot.app.screen
+        assert isinstance(screen, JobDetailScreen)
+        await wait_until(lambda: screen.job is not None, 5)
+        await pilot.pause()
+
+    assert snap_compare(demo_app(), terminal_size=size, run_before=open_detail)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_new_job_form_with_errors(snap_compare: Any, size: tuple[int, int]) -> None:
+    async def fill_badly(pilot: Pilot[Any]) -> None:
+        await loaded(pilot)
+        await pilot.press("n")
+        form = pilot.app.screen
+        for field in form.query(Input):
+            field.cursor_blink = False
+        values = {"command": "innovus -init place.tcl", "workdir": "runs/place",
+                  "priority": "high", "cpu": "-4", "host_labels": "tool"}
+        for name, value in values.items():
+            form.query_one(f"#field-{name}", Input).value = value
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+
+    assert snap_compare(demo_app(), terminal_size=size, run_before=fill_badly)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_help(snap_compare: Any, size: tuple[int, int]) -> None:
+    async def open_help(pilot: Pilot[Any]) -> None:
+        await loaded(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+
+    assert snap_compare(demo_app(), terminal_size=size, run_before=open_help)

@@ -1,0 +1,93 @@
+"""Helpers for the TUI tests: open the app on a backend, wait on what the screen shows.
+
+No tests here; the TUI test modules import these. Waits are bounded polls
+(``tests.conftest.wait_until``), never bare sleeps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from textual import events
+from textual.message import Message
+from textual.notifications import Notify
+from textual.pilot import Pilot
+
+from apr_sched import HostSpec, JobStatus, Scheduler
+from apr_tui.app import AprTui, make_app
+from apr_tui.backend import Backend
+from tests.conftest import host, wait_until
+
+SIZE = (120, 36)
+
+
+@dataclass
+class Seen:
+    """Messages the app received, from ``run_test(message_hook=...)``."""
+
+    notes: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def hook(self, message: Message) -> None:
+        if isinstance(message, Notify):
+            note = message.notification
+            (self.errors if note.severity == "error" else self.notes).append(
+                f"{note.title}: {note.message}" if note.title else note.message)
+
+
+@asynccontextmanager
+async def open_tui(backend: Backend, size: tuple[int, int] = SIZE,
+                   **options: Any) -> AsyncIterator[tuple[AprTui, Pilot[Any], Seen]]:
+    app = make_app(backend, **options)
+    seen = Seen()
+    try:
+        async with app.run_test(size=size, message_hook=seen.hook) as pilot:
+            await wait_until(app.loaded.is_set, 10, message="TUI loaded its first snapshot")
+            yield app, pilot, seen
+    finally:
+        if backend.attached:
+            await backend.close()
+
+
+def press_to_exit(app: AprTui, key: str) -> None:
+    """Send a key that makes the app exit. ``pilot.press`` waits for the screen to settle
+    after the key, which never happens once the app has shut its message pumps."""
+    driver = app._driver
+    assert driver is not None
+    character = "\r" if key == "enter" else key if len(key) == 1 else None
+    driver.send_message(events.Key(key, character))
+
+
+def status_of(app: AprTui, job_id: str) -> str | None:
+    """The status the jobs table shows for a job (None when the row is not shown)."""
+    table = app.main.jobs
+    return table.cell_text(job_id, "status") if table.has_row(job_id) else None
+
+
+async def wait_shown(app: AprTui, job_id: str, status: JobStatus | str,
+                     timeout: float = 10.0) -> None:
+    want = JobStatus(status).value
+    await wait_until(lambda: status_of(app, job_id) == want, timeout,
+                     message=f"job {job_id} shown as {want} (shown: {status_of(app, job_id)})")
+
+
+async def select(app: AprTui, pilot: Pilot[Any], job_id: str) -> None:
+    await wait_until(lambda: app.main.jobs.has_row(job_id), 10, message=f"row {job_id}")
+    assert app.main.jobs.move_cursor_to_key(job_id)
+    await pilot.pause()
+
+
+def sleep_job(workdir: Path, name: str = "job", seconds: int = 30, **extra: Any) -> dict[str, Any]:
+    return {"command": f"echo started {name}; sleep {seconds}", "workdir": str(workdir),
+            "name": name, **extra}
+
+
+async def start_scheduler(make_scheduler: Any, hosts: list[HostSpec] | None = None,
+                          **options: Any) -> Scheduler:
+    scheduler: Scheduler = await make_scheduler(
+        hosts=[host("h1", slots=8, cpu=16, memory=64)] if hosts is None else hosts, **options)
+    return scheduler

@@ -1,0 +1,197 @@
+"""The TUI's headless parts (rows, book, forms) and the jobs table widget on its own."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.app import App, ComposeResult
+
+from apr_sched.models import Job, JobEvent, JobStatus
+from apr_tui.book import JobBook
+from apr_tui.forms import load_batch_file, parse_form, parse_pairs
+from apr_tui.rows import (
+    JOB_COLUMNS,
+    Cell,
+    JobFilter,
+    Since,
+    StatusFilter,
+    format_duration,
+    job_cells,
+    layout_widths,
+    sort_key,
+)
+from apr_tui.widgets.jobs import JobsTable
+
+T0 = datetime(2025, 3, 14, 9, 0, tzinfo=UTC)
+
+
+def job(job_id: str, status: JobStatus = JobStatus.PENDING, **fields: Any) -> Job:
+    values: dict[str, Any] = {"command": "true", "job_id": job_id, "status": status,
+                              "submitted_at": T0, "owner": "cad", **fields}
+    return Job(**values)
+
+
+def event(seq: int, job_id: str, to: JobStatus, frm: JobStatus | None = None,
+          attempt: int = 1, host: str | None = None, minutes: int = 0) -> JobEvent:
+    return JobEvent(seq=seq, time=T0 + timedelta(minutes=minutes), job_id=job_id,
+                    attempt=attempt, from_status=frm, to_status=to, reason=f"to {to}",
+                    host_id=host)
+
+
+# rows ----------------------------------------------------------------------------------
+def test_durations_are_short() -> None:
+    assert [format_duration(s) for s in (0, 42, 725, 11_100, 190_000, -3)] == [
+        "0s", "42s", "12m05s", "3h05m", "2d04h", "0s"]
+
+
+def test_columns_fit_80_and_use_160() -> None:
+    narrow = layout_widths(JOB_COLUMNS, 76)
+    shown = [c.key for c, w in zip(JOB_COLUMNS, narrow, strict=True) if w]
+    assert shown == ["id", "name", "status", "host", "attempt", "time", "reason"]
+    assert 2 + sum(w + 1 for w in narrow if w) <= 76
+    wide = layout_widths(JOB_COLUMNS, 156)
+    assert all(wide) and 2 + sum(w + 1 for w in wide) == 156
+
+
+def test_cells_show_waiting_running_and_finished_jobs() -> None:
+    waiting = job("1", pending_reason="no host has label tool=x")
+    cells = job_cells(waiting)
+    assert cells[5] == Cell("PENDING", "cyan")
+    assert cells[-1].text == "no host has label tool=x"  # type: ignore[union-attr]
+    assert isinstance(cells[8], Since) and cells[8].render(T0 + timedelta(seconds=90)).text \
+        == "w 1m30s"
+    finished = job("2", JobStatus.FAILED, host_id="h1", started_at=T0,
+                   finished_at=T0 + timedelta(hours=2), exit_code=3)
+    cells = job_cells(finished)
+    assert cells[8] == Cell("r 2h00m") and cells[-1] == Cell("exit code 3", "dim")
+    assert job_cells(finished, note="exit code 3 (after retry)")[-1].text \
+        == "exit code 3 (after retry)"  # type: ignore[union-attr]
+
+
+def test_filters_and_sort_keys() -> None:
+    a = job("1", name="soc_route", project="P1", host_id=None)
+    b = job("2", JobStatus.RUNNING, name="ddr_cts", project="P2", host_id="pnr-01",
+            priority=5, started_at=T0)
+    c = job("10", JobStatus.TIMEOUT, design="serdes", project="P2")
+    assert [j.job_id for j in (a, b, c) if JobFilter(StatusFilter.RUNNING).matches(j)] == ["2"]
+    assert [j.job_id for j in (a, b, c) if JobFilter(StatusFilter.FAILED).matches(j)] == ["10"]
+    assert [j.job_id for j in (a, b, c) if JobFilter(text="PNR-01").matches(j)] == ["2"]
+    assert [j.job_id for j in (a, b, c) if JobFilter(text="serdes").matches(j)] == ["10"]
+    assert sorted(["10", "2", "1"], key=lambda k: sort_key("id", {"1": a, "2": b,
+                                                                   "10": c}[k])) == [
+        "1", "2", "10"]
+    assert sort_key("priority", b) < sort_key("priority", a)  # larger priority first
+    assert JobFilter(StatusFilter.PENDING, " route ").describe() == "pending /route"
+
+
+# book ----------------------------------------------------------------------------------
+def test_book_applies_events_in_place_and_reports_unknown_jobs() -> None:
+    book = JobBook()
+    book.replace_all([job("2"), job("1")])
+    assert list(book.jobs) == ["1", "2"]  # submit order
+    assert book.apply(event(5, "1", JobStatus.RUNNING, JobStatus.PENDING, host="h1",
+                            minutes=3))
+    one = book.jobs["1"]
+    assert (one.status, one.host_id, one.started_at) == (
+        JobStatus.RUNNING, "h1", T0 + timedelta(minutes=3))
+    assert book.counts[JobStatus.RUNNING] == 1 and book.counts[JobStatus.PENDING] == 1
+    assert not book.apply(event(6, "3", JobStatus.PENDING))
+    book.upsert(job("3"))
+    assert list(book.jobs) == ["1", "2", "3"] and book.counts[JobStatus.PENDING] == 2
+
+
+def test_book_replays_events_to_the_same_state() -> None:
+    """An old event replayed after a snapshot, followed by the newer ones, ends where the
+    newest event says: events carry resulting states."""
+    events = [event(1, "1", JobStatus.RUNNING, JobStatus.PENDING, host="h1"),
+              event(2, "1", JobStatus.FAILED, JobStatus.RUNNING, host="h1", minutes=5),
+              event(3, "1", JobStatus.PENDING, JobStatus.FAILED, attempt=2, minutes=5),
+              event(4, "1", JobStatus.RUNNING, JobStatus.PENDING, attempt=2, host="h2",
+                    minutes=6)]
+    once, twice = JobBook(), JobBook()
+    once.replace_all([job("1")])
+    twice.replace_all([job("1")])
+    for e in events:
+        once.apply(e)
+    for e in events + events[1:]:
+        twice.apply(e)
+    for book in (once, twice):
+        final = book.jobs["1"]
+        assert (final.status, final.attempt, final.host_id) == (JobStatus.RUNNING, 2, "h2")
+        assert book.counts[JobStatus.RUNNING] == 1 and sum(book.counts.values()) == 1
+
+
+# forms ---------------------------------------------------------------------------------
+def test_form_reports_every_bad_field_at_once() -> None:
+    spec, errors = parse_form({"command": "", "workdir": "rel", "priority": "x",
+                               "cpu": "-1", "env": "A=1 broken"})
+    assert spec is None
+    assert set(errors) == {"command", "workdir", "priority", "cpu", "env"}
+    assert errors["priority"] == "must be a whole number"
+    assert errors["cpu"] == "must be >= 0"
+
+
+def test_form_builds_a_full_spec() -> None:
+    spec, errors = parse_form({
+        "command": "innovus -init place.tcl", "workdir": "/proj/top", "name": "top_place",
+        "project": "P1", "design": "top", "owner": "mei", "priority": "5",
+        "timeout_sec": "3600", "retry_limit": "2", "cpu": "8", "memory_gb": "64.5",
+        "slots": "1", "host_labels": "tool=innovus", "env": 'NOTE="two words" A=1'})
+    assert errors == {} and spec is not None
+    assert spec.resource_request.memory_gb == 64.5
+    assert spec.resource_request.host_labels == {"tool": "innovus"}
+    assert spec.env == {"NOTE": "two words", "A": "1"} and spec.timeout_sec == 3600
+    assert parse_pairs("") == {}
+
+
+def test_batch_files(tmp_path: Path) -> None:
+    wrapped = tmp_path / "a.json"
+    wrapped.write_text(json.dumps({"jobs": [{"command": "true"}]}))
+    bare = tmp_path / "b.json"
+    bare.write_text(json.dumps([{"command": "true"}, {"command": "false"}]))
+    assert len(load_batch_file(str(wrapped))) == 1 and len(load_batch_file(str(bare))) == 2
+    broken = tmp_path / "c.json"
+    broken.write_text("{")
+    for path, message in ((broken, "not valid JSON"), (tmp_path / "none.json", "no such"),
+                          (tmp_path, "is a directory")):
+        with pytest.raises(ValueError, match=message):
+            load_batch_file(str(path))
+
+
+# the jobs table ------------------------------------------------------------------------
+class TableApp(App[None]):
+    def __init__(self, jobs: dict[str, Job]) -> None:
+        super().__init__()
+        self.jobs = jobs
+
+    def compose(self) -> ComposeResult:
+        yield JobsTable(JOB_COLUMNS, sort_key=lambda key, column: sort_key(
+            column, self.jobs[key]))
+
+
+async def test_table_changes_only_rows_whose_cells_changed() -> None:
+    jobs = {str(i): job(str(i), name=f"job{i:05d}") for i in range(1, 2001)}
+    app = TableApp(jobs)
+    async with app.run_test(size=(120, 30)) as pilot:
+        table = app.query_one(JobsTable)
+        table.set_rows((k, job_cells(j)) for k, j in jobs.items())
+        await pilot.pause()
+        assert table.row_count == 2000 and table.cursor_key == "1"
+        table.upsert_rows([(k, job_cells(jobs[k])) for k in ("5", "6")])  # no change
+        assert table.row_version("5") == 0
+        jobs["6"] = job("6", JobStatus.HELD, name="job00006")
+        table.upsert_rows([(k, job_cells(jobs[k])) for k in ("5", "6")])
+        assert (table.row_version("5"), table.row_version("6")) == (0, 1)
+        assert table.cell_text("6", "status") == "HELD"
+        table.move_cursor_to_key("1500")
+        table.sort_by("name", reverse=True)  # the cursor stays on its job
+        assert table.cursor_key == "1500" and table.keys[0] == "2000"
+        table.remove_rows(["1500", "2000"])
+        assert table.row_count == 1998 and table.cursor_key is not None
+        assert "1500" not in table.keys and table.keys[0] == "1999"
+        await pilot.press("end")
+        assert table.cursor_key == table.keys[-1] == "1"
