@@ -670,6 +670,11 @@ class Scheduler:
             view.pending_reason = "held: resume to queue it again"
         return view
 
+    @property
+    def last_event_seq(self) -> int:
+        """The newest event's sequence number: follow from here with ``events_since``."""
+        return self._event_seq
+
     def job_counts(self) -> dict[JobStatus, int]:
         """Jobs per status, kept as transitions happen (cheap enough for a health check)."""
         return dict(self._status_counts)

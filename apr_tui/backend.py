@@ -293,25 +293,10 @@ class AttachedBackend(Backend):
     async def open_feed(self) -> Feed:
         return _LongPollFeed(self.client, await self._head_seq(), self.long_poll_sec)
 
-    async def _has_events_after(self, seq: int) -> bool:
-        data = await self.client.request("GET", "/events", query={"since": seq, "limit": 1})
-        return bool(data.get("events"))
-
     async def _head_seq(self) -> int:
-        """The newest event's seq: /events pages forward from ``since`` and has no "latest"
-        query, so search for it (about 2*log2(seq) one-event requests)."""
-        if not await self._has_events_after(0):
-            return 0
-        low, high = 0, 1024  # events exist after low; none after high (once checked)
-        while await self._has_events_after(high):
-            low, high = high, high * 4
-        while high - low > 1:
-            middle = (low + high) // 2
-            if await self._has_events_after(middle):
-                low = middle
-            else:
-                high = middle
-        return high
+        """The newest event's seq, so the feed follows from now on."""
+        health = await self.client.request("GET", "/health")
+        return int(health.get("last_event_seq", 0))
 
     async def snapshot(self) -> Snapshot:
         jobs = await self._jobs_page(0)

@@ -59,7 +59,8 @@ async def test_health_and_metrics(served):
     scheduler, api = served
     health = await api.get("/scheduler/health")
     assert set(health.data) == {"status", "version", "uptime_sec", "hosts_online",
-                                "jobs_pending", "jobs_running"}
+                                "jobs_pending", "jobs_running", "last_event_seq"}
+    assert health.data["last_event_seq"] == scheduler.last_event_seq > 0
     assert health.data["hosts_online"] == 1
     job = (await api.post("/scheduler/jobs", {"command": "true"})).data
     await scheduler.wait(job["job_id"], 10)
@@ -328,3 +329,19 @@ async def test_oversized_requests_create_nothing(served):
     assert garbage.startswith(b"HTTP/1.1 400 ")
     assert await job_count(scheduler) == 0
     assert (await api.get("/scheduler/health")).status == 200
+
+
+async def test_closing_answers_long_polls_at_once(make_scheduler):
+    scheduler = await make_scheduler()
+    service = HttpService(scheduler, "127.0.0.1", 0, auth=False)
+    await service.start()
+    api = Api(service.url, None)
+    last = scheduler.last_event_seq
+    poll = asyncio.create_task(api.get(f"/scheduler/events?since={last}&wait=30"))
+    await wait_until(lambda: scheduler._hub._pollers, timeout=5)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    await service.close()
+    reply = await asyncio.wait_for(poll, 5)
+    assert reply.status == 200 and reply.data["events"] == []
+    assert loop.time() - t0 < 2

@@ -7,6 +7,7 @@ changed nothing and the server keeps serving.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import time
@@ -93,6 +94,11 @@ class SchedulerApi:
             Route("GET", f"{s}/events", self.events),
         ]
         self._openapi = json.dumps(build_openapi(self.routes, __version__)).encode()
+        self._closing = asyncio.Event()
+
+    def shutdown(self) -> None:
+        """Answer long polls now, so the server can close without waiting them out."""
+        self._closing.set()
 
     async def __call__(self, request: Request) -> Response:
         try:
@@ -150,6 +156,7 @@ class SchedulerApi:
             "hosts_online": self.scheduler.hosts_online(),
             "jobs_pending": counts[JobStatus.PENDING],
             "jobs_running": counts[JobStatus.RUNNING],
+            "last_event_seq": self.scheduler.last_event_seq,
         })
 
     async def openapi(self, request: Request) -> Response:
@@ -263,7 +270,15 @@ class SchedulerApi:
         since = _int(q, "since", 0, 0) or 0
         wait = _float(q, "wait", 0.0, 0.0, MAX_WAIT_SEC)
         limit = _int(q, "limit", 1000, 1, 10_000) or 1000
-        events = await self.scheduler.events_since(since, wait=wait, limit=limit)
+        if wait and not self._closing.is_set():
+            poll = asyncio.ensure_future(self.scheduler.events_since(since, wait=wait,
+                                                                      limit=limit))
+            closing = asyncio.ensure_future(self._closing.wait())
+            await asyncio.wait([poll, closing], return_when=asyncio.FIRST_COMPLETED)
+            closing.cancel()
+            if not poll.done():  # the server is shutting down: answer now, not in `wait`
+                poll.cancel()
+        events = await self.scheduler.events_since(since, limit=limit)
         last = events[-1].seq if events else max(since, 0)
         return Response.json(200, {"events": [event_json(e) for e in events],
                                    "last_seq": last})

@@ -56,7 +56,8 @@ EVENT = {"oneOf": [_ref("JobEvent"), _ref("HostEvent")],
          "discriminator": {"propertyName": "kind"}}
 HEALTH = _object({"status": {"const": "ok"}, "version": {"type": "string"},
                   "uptime_sec": {"type": "number"}, "hosts_online": {"type": "integer"},
-                  "jobs_pending": {"type": "integer"}, "jobs_running": {"type": "integer"}})
+                  "jobs_pending": {"type": "integer"}, "jobs_running": {"type": "integer"},
+                  "last_event_seq": {"type": "integer"}})
 HEARTBEAT = _object({"host_id": {"type": "string"}, "state": {"type": "string"},
                      "last_heartbeat": {"type": ["string", "null"], "format": "date-time"}})
 BATCH_REPLY = _object({"job_ids": _array({"type": "string"}), "count": {"type": "integer"}})

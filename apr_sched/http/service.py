@@ -33,6 +33,7 @@ class HttpService:
         self.auth = auth
         self.limits = limits or HttpLimits()
         self._server: HttpServer | None = None
+        self._api: SchedulerApi | None = None
 
     @property
     def url(self) -> str:
@@ -47,6 +48,7 @@ class HttpService:
     async def start(self) -> None:
         token = ensure_token(self.scheduler.state_dir) if self.auth else None
         api = SchedulerApi(self.scheduler, token=token)
+        self._api = api
         self._server = HttpServer(api, self.host, self.port, limits=self.limits)
         await self._server.start()
         self.scheduler.update_lock_info(url=self.url)
@@ -61,6 +63,8 @@ class HttpService:
                         self.host or "*")
 
     async def close(self) -> None:
+        if self._api is not None:
+            self._api.shutdown()
         if self._server is not None:
             await self._server.close()
             self._server = None
