@@ -45,6 +45,7 @@ __all__ = [
     "AuthFailed",
     "DaemonUnreachable",
     "SchedulerClient",
+    "error_from_reply",
     "find_token",
     "find_url",
     "normalize_url",
@@ -221,7 +222,7 @@ class SchedulerClient:
                 raise AprError(f"{self.url} sent a reply that is not JSON "
                                f"(HTTP {response.status}): {raw[:120]!r}") from None
         if response.status >= 400:
-            raise _error_from_reply(response.status, data, raw)
+            raise error_from_reply(response.status, data, raw)
         return data
 
     # health and hosts --------------------------------------------------------------------
@@ -409,8 +410,9 @@ _BY_STATUS: dict[int, type[AprError]] = {
 }
 
 
-def _error_from_reply(status: int, data: Any, raw: bytes) -> AprError:
-    """The ``AprError`` for an error reply, keeping the daemon's message and details."""
+def error_from_reply(status: int, data: Any, raw: bytes = b"") -> AprError:
+    """The ``AprError`` for an error reply, keeping the daemon's message and details
+    (shared by this client and the TUI's async one)."""
     error = data.get("error") if isinstance(data, dict) else None
     if isinstance(error, dict):
         code = error.get("code")

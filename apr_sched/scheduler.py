@@ -620,10 +620,7 @@ class Scheduler:
     async def tail_log(self, job_id: str, n: int = 200, attempt: int | None = None) -> LogTail:
         """The last ``n`` lines of an attempt's log (the current attempt by default)."""
         job = self._get_job(job_id)
-        attempt = job.attempt if attempt is None else attempt
-        if not 1 <= attempt <= job.attempt:
-            raise NotFound(f"job {job_id} has no attempt {attempt} (attempts 1..{job.attempt})",
-                           {"job_id": job_id, "attempt": attempt})
+        attempt = _attempt_number(job, attempt)
         if n < 0:
             raise InvalidInput("tail must be >= 0", [{"field": "tail", "message": "must be >= 0"}])
         files = attempt_files(self.state_dir, job_id, attempt)
@@ -640,10 +637,7 @@ class Scheduler:
         """Complete lines appended after byte ``offset`` (to follow a log). A last line
         without its newline is held back until it is complete or the attempt has ended."""
         job = self._get_job(job_id)
-        attempt = job.attempt if attempt is None else attempt
-        if not 1 <= attempt <= job.attempt:
-            raise NotFound(f"job {job_id} has no attempt {attempt} (attempts 1..{job.attempt})",
-                           {"job_id": job_id, "attempt": attempt})
+        attempt = _attempt_number(job, attempt)
         if offset < 0:
             raise InvalidInput("offset must be >= 0",
                                [{"field": "offset", "message": "must be >= 0"}])
@@ -1084,6 +1078,15 @@ class Scheduler:
 
     def _publish(self, events: Sequence[Event]) -> None:
         self._hub.publish(events)
+
+
+def _attempt_number(job: Job, attempt: int | None) -> int:
+    """The attempt asked for (the latest by default), if the job has it."""
+    number = job.attempt if attempt is None else attempt
+    if not 1 <= number <= job.attempt:
+        raise NotFound(f"job {job.job_id} has no attempt {number} (attempts 1..{job.attempt})",
+                       {"job_id": job.job_id, "attempt": number})
+    return number
 
 
 def _reach(spec: HostSpec) -> tuple[Any, ...]:

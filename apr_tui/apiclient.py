@@ -17,12 +17,9 @@ from urllib.parse import urlencode, urlsplit
 
 from pydantic import BaseModel
 
-from apr_sched.client import AuthFailed, DaemonUnreachable, normalize_url
-from apr_sched.errors import AprError, HostBusy, IllegalTransition, InvalidInput, NotFound
+from apr_sched.client import DaemonUnreachable, error_from_reply, normalize_url
+from apr_sched.errors import AprError, InvalidInput
 
-_ERRORS: dict[int, type[AprError]] = {
-    400: InvalidInput, 401: AuthFailed, 404: NotFound, 409: IllegalTransition,
-}
 _STALE = (asyncio.IncompleteReadError, ConnectionResetError, BrokenPipeError)
 """What reusing a keep-alive connection the daemon closed while idle looks like."""
 
@@ -75,7 +72,7 @@ class ApiClient:
             raise DaemonUnreachable(f"no reply from apr_sched at {self.url} in time",
                                     {"url": self.url, "reason": "timeout"}) from None
         if status >= 400:
-            raise _error(status, data)
+            raise error_from_reply(status, data)
         return data
 
     async def _exchange(self, raw: bytes) -> tuple[int, Any]:
@@ -153,17 +150,6 @@ def _parse(body: bytes, status: int, url: str) -> Any:
         if status >= 400:
             return {"error": {"message": body[:200].decode("utf-8", "replace")}}
         raise AprError(f"{url} sent a reply that is not JSON (HTTP {status})") from None
-
-
-def _error(status: int, data: Any) -> AprError:
-    error = data.get("error") if isinstance(data, dict) else None
-    if not isinstance(error, dict):
-        return AprError(f"HTTP {status}")
-    message = str(error.get("message") or f"HTTP {status}")
-    details = error.get("details")
-    if status == 409 and error.get("code") == HostBusy.code:
-        return HostBusy(message, details)
-    return _ERRORS.get(status, AprError)(message, details)
 
 
 def _close(writer: asyncio.StreamWriter) -> None:
