@@ -14,7 +14,7 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -67,6 +67,7 @@ from apr_sched.store import Store, parse_time
 log = logging.getLogger("apr_sched")
 
 DB_NAME = "apr_sched.db"
+SIGNAL_RETRY_SEC = 5.0
 
 
 @dataclass(slots=True)
@@ -804,10 +805,14 @@ class Scheduler:
             self._record(job, job.status, "stop requested again: SIGKILL sent")
             await self._kill(run)
             return
-        run.ending = "stop"
+        run.ending = "stop"  # before the signal: the exit it causes must read as STOPPED
+        try:
+            await self._terminate(run)
+        except AprError:
+            run.ending = None  # nothing was sent (e.g. the host is unreachable): say so
+            raise
         self._record(job, job.status,
                      f"stop requested: SIGTERM sent, SIGKILL in {self.stop_grace_sec:g}s")
-        await self._terminate(run)
 
     async def rerun(self, job_id: str) -> Job:
         """Start a new attempt of a finished job; earlier attempts' logs and events stay."""
@@ -934,7 +939,7 @@ class Scheduler:
         job = self._jobs[run.job_id]
         self._record(job, job.status, f"timeout_sec={job.timeout_sec:g} reached: SIGTERM sent, "
                                       f"SIGKILL in {self.stop_grace_sec:g}s")
-        asyncio.get_running_loop().create_task(self._terminate(run))
+        asyncio.get_running_loop().create_task(self._keep_trying(self._terminate, run))
 
     async def _terminate(self, run: _Run) -> None:
         """SIGTERM (and SIGCONT, so a paused job can act on it); SIGKILL after the grace."""
@@ -944,9 +949,21 @@ class Scheduler:
         await run.executor.signal(handle, signal.SIGTERM)
         await run.executor.signal(handle, signal.SIGCONT)
         if self._loop is not None and run.kill_timer is None:
-            run.kill_timer = self._loop.call_later(
-                self.stop_grace_sec, lambda: self._loop.create_task(self._kill(run))  # type: ignore[union-attr]
-            )
+            loop = self._loop
+            run.kill_timer = loop.call_later(
+                self.stop_grace_sec, lambda: loop.create_task(self._keep_trying(self._kill, run)))
+
+    async def _keep_trying(self, action: Callable[[_Run], Awaitable[None]], run: _Run) -> None:
+        """Signals nobody waits on (timeouts, the SIGKILL after the grace) are retried while
+        the attempt's host is unreachable, until they land or the attempt ends."""
+        while self._runs.get(run.job_id) is run and not self._closing:
+            try:
+                await action(run)
+                return
+            except AprError as exc:
+                log.warning("job %s: %s; trying again in %gs", run.job_id, exc.message,
+                            SIGNAL_RETRY_SEC)
+                await asyncio.sleep(SIGNAL_RETRY_SEC)  # retry backoff, not a condition wait
 
     async def _kill(self, run: _Run) -> None:
         handle = await run.started

@@ -228,3 +228,28 @@ async def test_missed_heartbeats_take_a_host_offline_until_it_beats_again(make_s
     events = [e for e in await s.events_since(0) if getattr(e, "host_id", None) == "api-host"
               and e.kind == "host"]
     assert [e.to_state for e in events][-2:] == [HostState.OFFLINE, HostState.ONLINE]
+
+
+async def test_control_while_the_host_is_unreachable_is_refused_then_works(
+        ssh_hosts, make_scheduler):
+    from apr_sched.executors.ssh import HostUnavailable
+
+    (host,) = ssh_hosts(1)
+    s = await make_scheduler(hosts=[ssh_spec(host)])
+    await online(s, host.name)
+    job = await s.submit({"command": "sleep 300"})
+    await running(s, job.job_id)
+    host.kill()
+    await wait_until(lambda: s._hosts[host.name].state is HostState.OFFLINE, timeout=20)
+    for action in (s.pause, s.stop):
+        try:
+            await action(job.job_id)
+        except HostUnavailable as exc:
+            assert "unreachable" in exc.message and exc.http_status == 409
+        else:
+            raise AssertionError(f"{action.__name__} on an unreachable host was accepted")
+    assert s._jobs[job.job_id].status is JobStatus.RUNNING
+    host.restart()
+    await online(s, host.name, timeout=30)
+    await s.stop(job.job_id)
+    assert (await s.wait(job.job_id, 15)).status is JobStatus.STOPPED
