@@ -17,6 +17,7 @@ import json
 import os
 import socket
 import ssl
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -57,6 +58,7 @@ TOKEN_ENV = "APR_SCHED_TOKEN"
 TOKEN_FILE = "token"
 PREFIX = "/scheduler"
 
+MAX_POLL_SEC = 30.0
 _WAIT_MARGIN_SEC = 10.0
 """A long poll may legitimately take ``wait`` seconds: the socket waits that much longer."""
 
@@ -313,6 +315,22 @@ class SchedulerClient:
         query = {"since": since, "wait": wait or None, "limit": limit}
         timeout = max(self.timeout, wait + _WAIT_MARGIN_SEC)
         return _object(self.request("GET", "/events", query=query, timeout=timeout)[1])
+
+    def wait(self, job_id: str, timeout: float | None = None) -> Job:
+        """Block until the job is final (as ``Scheduler.wait``), following the daemon's
+        events by long poll rather than asking again and again."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        since = int(self.health().get("last_event_seq", 0))
+        job = self.job(job_id)
+        while not job.status.is_final:
+            left = MAX_POLL_SEC if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"job {job_id} is still {job.status.value}")
+            page = self.events(since=since, wait=min(MAX_POLL_SEC, left))
+            since = int(page.get("last_seq", since))
+            if any(e.get("job_id") == job_id for e in page.get("events", [])):
+                job = self.job(job_id)
+        return job
 
 
 # discovery -------------------------------------------------------------------------------

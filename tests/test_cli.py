@@ -150,3 +150,22 @@ def test_flow_example_runs_three_stages(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     lines = [line for line in result.stdout.splitlines() if "SUCCEEDED" in line]
     assert [line.split()[0] for line in lines] == ["place", "cts", "route"]
+
+
+def test_flow_example_uses_a_running_daemon(tmp_path):
+    state_dir = tmp_path / "state"
+    proc = daemon(state_dir, "--port", "0")
+    try:
+        wait_until_sync(lambda: (read_owner(state_dir) or {}).get("url"), timeout=20)
+        flow = Path(__file__).parent.parent / "examples" / "flow.py"
+        env = dict(os.environ, APR_SCHED_HOME=str(state_dir))
+        result = subprocess.run([sys.executable, str(flow), "--design", "cpu"],
+                                capture_output=True, text=True, timeout=60, env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "using the scheduler at http://127.0.0.1:" in result.stdout
+        lines = [line for line in result.stdout.splitlines() if "SUCCEEDED" in line]
+        assert [line.split()[0] for line in lines] == ["place", "cts", "route"]
+        assert "routing cpu" in lines[-1]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=15)
