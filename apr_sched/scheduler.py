@@ -199,6 +199,8 @@ class Scheduler:
             ]:
                 await self.register_host(spec)
             await self._recover_runs()
+            for host in self._hosts.values():  # SSH hosts start OFFLINE until they answer
+                self._arm_lost_timer(host)
         except BaseException:
             if self._store is not None:
                 self._store.close()
@@ -420,16 +422,20 @@ class Scheduler:
             self.store.insert_events([event])
         self._pool.set_accepting(host.host_id, state is HostState.ONLINE)
         self._publish([event])
+        self._arm_lost_timer(host)
+        if state is HostState.ONLINE:
+            self._wake()
+
+    def _arm_lost_timer(self, host: Host) -> None:
+        """While an SSH host is OFFLINE, count down to declaring its attempts lost."""
         timer = self._lost_timers.pop(host.host_id, None)
         if timer is not None:
             timer.cancel()
-        if state is HostState.OFFLINE and isinstance(self._executors.get(host.host_id),
-                                                     SshExecutor):
+        if host.state is HostState.OFFLINE and isinstance(self._executors.get(host.host_id),
+                                                          SshExecutor):
             assert self._loop is not None
             self._lost_timers[host.host_id] = self._loop.call_later(
                 self.host_lost_after_sec, self._host_lost, host.host_id)
-        if state is HostState.ONLINE:
-            self._wake()
 
     def _host_reachable(self, host_id: str, reachable: bool, reason: str) -> None:
         """Called by an SSH executor when its connection comes up or goes down."""

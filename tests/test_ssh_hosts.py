@@ -253,3 +253,19 @@ async def test_control_while_the_host_is_unreachable_is_refused_then_works(
     await online(s, host.name, timeout=30)
     await s.stop(job.job_id)
     assert (await s.wait(job.job_id, 15)).status is JobStatus.STOPPED
+
+
+async def test_restart_with_the_host_gone_declares_its_job_lost(ssh_hosts, make_scheduler,
+                                                                tmp_path):
+    (host,) = ssh_hosts(1)
+    spec = ssh_spec(host)
+    s1 = await make_scheduler(hosts=[spec])
+    await online(s1, host.name)
+    job = await s1.submit({"command": "sleep 300"})
+    await running(s1, job.job_id)
+    await s1.close()
+    host.kill()
+    s2 = await make_scheduler(hosts=[spec], host_lost_after_sec=0.5)
+    done = await s2.wait(job.job_id, 20)
+    assert done.status is JobStatus.FAILED
+    assert "unreachable" in ((await s2.get_job(job.job_id)).attempts[-1].reason or "")
