@@ -501,6 +501,10 @@ class Scheduler:
             self.store.delete_host(host_id)
             self.store.insert_events([event])
         del self._hosts[host_id]
+        for timers in (self._lost_timers, self._heartbeat_timers):
+            timer = timers.pop(host_id, None)
+            if timer is not None:
+                timer.cancel()
         await self._executors.pop(host_id).close()
         self._pool.remove(host_id)
         self._publish([event])
