@@ -234,6 +234,8 @@ class Scheduler:
         tasks = [run.task for run in self._runs.values() if run.task is not None]
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        for timer in [*self._lost_timers.values(), *self._heartbeat_timers.values()]:
+            timer.cancel()
         for executor in self._executors.values():
             await executor.close()
         for futures in self._waiters.values():
