@@ -445,3 +445,14 @@ async def test_job_env_cannot_hijack_the_wrapper(make_scheduler, tmp_path):
     done = await s.wait(job.job_id, 10)
     assert done.exit_code == 5
     assert (await s.tail_log(job.job_id)).lines == ["[] hijack /tmp/x"]
+
+
+async def test_job_env_stays_off_the_command_line(make_scheduler):
+    s = await make_scheduler()
+    job = await s.submit({"command": "sleep 30", "env": {"LICENSE_TOKEN": "hunter2"}})
+    pgid = await wait_until(lambda: s._jobs[job.job_id].pgid)
+    for pid in group_members(pgid):
+        assert b"hunter2" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    assert b"LICENSE_TOKEN=hunter2" in Path(f"/proc/{pgid}/environ").read_bytes()
+    await s.stop(job.job_id)
+    await s.wait(job.job_id, 10)

@@ -68,9 +68,10 @@ class LocalExecutor:
         return launch.command, launch.workdir or os.environ.get("HOME") or "/"
 
     def environment(self, launch: Launch) -> dict[str, str]:
-        """What the wrapper exports on top of the scheduler's own environment."""
-        return {**launch.env, "APR_JOB_ID": launch.job_id, "APR_ATTEMPT": str(launch.attempt),
-                "APR_HOST": launch.host_id}
+        """The scheduler's environment plus the job's (passed as the environment, never on
+        the command line, where every user could read it)."""
+        return {**os.environ, **launch.env, "APR_JOB_ID": launch.job_id,
+                "APR_ATTEMPT": str(launch.attempt), "APR_HOST": launch.host_id}
 
     async def start(self, launch: Launch) -> RunHandle:
         files = launch.files
@@ -82,7 +83,8 @@ class LocalExecutor:
             raise StartFailed(f"cannot open log {files.log}: {exc.strerror}") from exc
         try:
             proc = subprocess.Popen(
-                wrapper_argv(str(files.rc), workdir, command, self.environment(launch)),
+                wrapper_argv(str(files.rc), workdir, command),
+                env=self.environment(launch),
                 stdin=subprocess.DEVNULL,
                 stdout=log_fd,
                 stderr=subprocess.STDOUT,

@@ -9,6 +9,7 @@ process group through an opaque prefix, so they are refused with a way out.
 
 from __future__ import annotations
 
+import os
 import shlex
 
 from apr_sched.executors.base import Launch
@@ -50,4 +51,4 @@ class PrefixExecutor(LocalExecutor):
 
     def environment(self, launch: Launch) -> dict[str, str]:
         """The job's environment travels inside the remote script, not to the local ssh."""
-        return {}
+        return dict(os.environ)

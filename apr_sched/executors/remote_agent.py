@@ -87,12 +87,12 @@ class Agent(object):
         log_fd = os.open(os.path.join(directory, "%d.log" % attempt),
                          os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         workdir = command.get("workdir") or os.path.expanduser("~")
-        assignments = ["%s=%s" % item for item in sorted(command.get("env", {}).items())]
-        argv = ["/bin/sh", "-c", self.wrapper, ARGV0, rc, workdir] + assignments + [
-            command["command"]]
+        argv = ["/bin/sh", "-c", self.wrapper, ARGV0, rc, workdir, command["command"]]
+        env = dict(os.environ)  # the job's variables go in the environment, never in argv
+        env.update(command.get("env", {}))
         try:
             child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_fd,
-                                     stderr=subprocess.STDOUT, cwd=directory,
+                                     stderr=subprocess.STDOUT, cwd=directory, env=env,
                                      start_new_session=True, close_fds=True)
         finally:
             os.close(log_fd)

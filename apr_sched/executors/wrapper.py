@@ -7,24 +7,20 @@ file when the command ends. Its own TERM/INT/HUP are caught (deferred until the 
 exits), so a stop by SIGTERM still yields an rc file; only SIGKILL, the last resort, leaves
 none.
 
-Arguments: ``$1`` rc file, ``$2`` workdir ("" = stay), then the job's environment as
-``NAME=value`` words, and last the command. The wrapper exports those words itself, so the
-scheduler's own environment is inherited as it is, not copied and re-encoded for every job;
-it uses no shell variables, so no job variable can redirect its rc file or its command, and
-the command starts with no positional parameters. The rc path in its command line is how a
-restarted scheduler recognises the wrapper in /proc.
+Arguments: ``$1`` rc file, ``$2`` workdir ("" = stay), ``$3`` the command. The job's
+environment comes through the process environment, never the command line: other users can
+read any process's argv, but not its environment. The wrapper uses no shell variables, so no
+job variable can redirect its rc file or its command, and the command starts with no
+positional parameters. The rc path in its command line is how a restarted scheduler
+recognises the wrapper in /proc.
 """
-
-from collections.abc import Mapping
 
 WRAPPER_SCRIPT = r"""trap : TERM INT HUP
 (
   if [ -n "$2" ]; then
     cd -- "$2" || { echo "apr_sched: cannot enter workdir $2" >&2; exit 126; }
   fi
-  shift 2
-  while [ "$#" -gt 1 ]; do export "$1"; shift; done
-  eval "set --; $1"
+  eval "set --; $3"
 ) </dev/null
 printf '%s\n' "$?" >"$1"
 """
@@ -33,10 +29,5 @@ WRAPPER_ARGV0 = "apr-sched-job"
 """``$0`` of every wrapper: makes jobs easy to spot in ``ps`` and to recognise in /proc."""
 
 
-def wrapper_argv(
-    rc_path: str, workdir: str | None, command: str, env: Mapping[str, str] | None = None
-) -> list[str]:
-    """argv of the wrapper; env names are validated identifiers, values may be anything."""
-    assignments = [f"{name}={value}" for name, value in (env or {}).items()]
-    return ["/bin/sh", "-c", WRAPPER_SCRIPT, WRAPPER_ARGV0, rc_path, workdir or "",
-            *assignments, command]
+def wrapper_argv(rc_path: str, workdir: str | None, command: str) -> list[str]:
+    return ["/bin/sh", "-c", WRAPPER_SCRIPT, WRAPPER_ARGV0, rc_path, workdir or "", command]
