@@ -89,7 +89,7 @@ async def ours(hosts: list[SshHost], count: int, slots: int, reps: int) -> float
 async def run(args: argparse.Namespace) -> None:
     require_sshd()
     with tempfile.TemporaryDirectory(prefix="bench_sshd_") as root:
-        hosts = [make_host(i, Path(root) / f"h{i}") for i in range(3)]
+        hosts = [make_host(i, Path(root) / f"h{i}", quiet_login=False) for i in range(3)]
         try:
             for host in hosts:
                 host.start()

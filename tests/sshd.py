@@ -218,6 +218,8 @@ class SshHost:
     known_hosts: Path         # "[address]:port ssh-ed25519 ..." for this host's key
     spool: Path               # a fresh directory to use as this host's remote spool
     workdir: Path             # config, host key, authorized_keys, logs
+    quiet_login: bool = True
+    """Skip the login user's ~/.bashrc (see _write_files); the benchmark turns this off."""
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _port_pinned: bool = field(default=False, repr=False)
 
@@ -270,6 +272,12 @@ class SshHost:
             "PrintLastLog no",
             "X11Forwarding no",
         ]
+        if self.quiet_login:
+            # bash reads ~/.bashrc when sshd starts it, unless SHLVL is already set. Root's
+            # here runs `pyenv init`: ~100 ms per login, and a lock that a login killed
+            # mid-startup leaves behind, after which every login waits 60 s. Tests need
+            # neither; the benchmark keeps the real login cost.
+            lines.append("SetEnv SHLVL=1")
         if sshd_version() >= (9, 8):
             # Otherwise sshd refuses a source that opened many connections without
             # authenticating (readiness probes) or whose sessions "crashed" (kill()).
@@ -441,7 +449,7 @@ class SshHost:
         return f"{self.user}@{self.address}:{self.port}"
 
 
-def make_host(index: int, root: Path) -> SshHost:
+def make_host(index: int, root: Path, *, quiet_login: bool = True) -> SshHost:
     """Host number ``index`` (0-based) on 127.0.0.(11+index), files under ``root``; not
     started."""
     address = f"127.0.0.{FIRST_ADDRESS + index}"
@@ -451,7 +459,7 @@ def make_host(index: int, root: Path) -> SshHost:
     return SshHost(name=f"ssh{index + 1}", address=address, port=free_port(address),
                    user=pwd.getpwuid(os.getuid()).pw_name,
                    client_key=root / "id_ed25519", known_hosts=root / "known_hosts",
-                   spool=spool, workdir=root)
+                   spool=spool, workdir=root, quiet_login=quiet_login)
 
 
 def wrong_known_hosts(host: SshHost, path: Path) -> Path:
