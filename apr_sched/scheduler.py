@@ -36,7 +36,7 @@ from apr_sched.executors.local import LocalExecutor
 from apr_sched.executors.prefix import PrefixExecutor
 from apr_sched.executors.ssh import SshExecutor
 from apr_sched.executors.ssh_target import ssh_target
-from apr_sched.logs import AttemptFiles, attempt_files, read_lines_from, tail_with_offset
+from apr_sched.logs import attempt_files, read_lines_from, tail_with_offset
 from apr_sched.metrics import TimingSamples
 from apr_sched.models import (
     Event,
@@ -658,10 +658,6 @@ class Scheduler:
         ended = attempt < job.attempt or not job.status.is_active
         lines, end = read_lines_from(files.log, offset, max_bytes, writer_done=ended)
         return LogTail(job_id=job_id, attempt=attempt, lines=lines, offset=end)
-
-    def log_files(self, job_id: str, attempt: int | None = None) -> AttemptFiles:
-        job = self._get_job(job_id)
-        return attempt_files(self.state_dir, job_id, attempt or job.attempt)
 
     def _get_job(self, job_id: str) -> Job:
         job = self._jobs.get(job_id) if is_valid_id(job_id) else None
