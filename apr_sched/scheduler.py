@@ -11,6 +11,7 @@ pass on the next loop iteration (coalesced), never a polling sleep.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 import time
@@ -291,14 +292,14 @@ class Scheduler:
 
     @staticmethod
     def _job_from_row(row: Any) -> Job:
-        spec = JobSpec.model_validate_json(row["spec"])
-        return Job(
-            **spec.model_dump(),
-            job_id=row["job_id"], status=JobStatus(row["status"]), attempt=row["attempt"],
-            host_id=row["host_id"], submitted_at=parse_time(row["submitted_at"]),
-            started_at=parse_time(row["started_at"]), finished_at=parse_time(row["finished_at"]),
-            exit_code=row["exit_code"], signal=row["signal"], pgid=row["pgid"],
-        )
+        """One validation per stored job (restore time matters with 100,000 of them)."""
+        return Job.model_validate({
+            **json.loads(row["spec"]),
+            "job_id": row["job_id"], "status": row["status"], "attempt": row["attempt"],
+            "host_id": row["host_id"], "submitted_at": row["submitted_at"],
+            "started_at": row["started_at"], "finished_at": row["finished_at"],
+            "exit_code": row["exit_code"], "signal": row["signal"], "pgid": row["pgid"],
+        })
 
     async def _recover_runs(self) -> None:
         """Find again every attempt that was running when the last scheduler stopped."""
