@@ -19,6 +19,7 @@ import socket
 import ssl
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -50,6 +51,7 @@ __all__ = [
     "find_token",
     "find_url",
     "normalize_url",
+    "parse_daemon_url",
 ]
 
 DEFAULT_URL = "http://127.0.0.1:5000"
@@ -91,18 +93,10 @@ class SchedulerClient:
 
     def __init__(self, url: str, token: str | None = None, timeout: float = 30.0) -> None:
         self.url = normalize_url(url)
-        parts = urlsplit(self.url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise InvalidInput(f"not an http(s) URL: {url!r}",
-                               [{"field": "url", "message": "expected http://host:port"}])
-        self._scheme = parts.scheme
-        self._host = parts.hostname
-        try:
-            self._port = parts.port
-        except ValueError:
-            raise InvalidInput(f"bad port in URL {url!r}",
-                               [{"field": "url", "message": "bad port"}]) from None
-        self._base = parts.path.rstrip("/") + PREFIX
+        target = parse_daemon_url(self.url)
+        self._scheme, self._host = target.scheme, target.host
+        self._port: int | None = target.port
+        self._base = target.base
         self.token = token
         self.timeout = timeout
         self.last_json: Any = None
@@ -331,6 +325,32 @@ class SchedulerClient:
             if any(e.get("job_id") == job_id for e in page.get("events", [])):
                 job = self.job(job_id)
         return job
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonUrl:
+    scheme: str
+    host: str
+    port: int
+    base: str
+    """Path prefix of the API, ending in /scheduler."""
+    netloc: str
+
+
+def parse_daemon_url(url: str) -> DaemonUrl:
+    """Where the API lives, from an ``http(s)://host:port[/prefix]`` URL (shared by this client
+    and the TUI's async one); InvalidInput for anything else."""
+    parts = urlsplit(normalize_url(url))
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInput(f"not an http(s) URL: {url!r}",
+                           [{"field": "url", "message": "expected http://host:port"}])
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise InvalidInput(f"bad port in URL {url!r}",
+                           [{"field": "url", "message": "bad port"}]) from None
+    return DaemonUrl(parts.scheme, parts.hostname, port, parts.path.rstrip("/") + PREFIX,
+                     parts.netloc)
 
 
 # discovery -------------------------------------------------------------------------------

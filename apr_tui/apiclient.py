@@ -13,12 +13,17 @@ import json
 import ssl
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from pydantic import BaseModel
 
-from apr_sched.client import DaemonUnreachable, error_from_reply, normalize_url
-from apr_sched.errors import AprError, InvalidInput
+from apr_sched.client import (
+    DaemonUnreachable,
+    error_from_reply,
+    normalize_url,
+    parse_daemon_url,
+)
+from apr_sched.errors import AprError
 
 _STALE = (asyncio.IncompleteReadError, ConnectionResetError, BrokenPipeError)
 """What reusing a keep-alive connection the daemon closed while idle looks like."""
@@ -36,15 +41,10 @@ class ApiClient:
 
     def __init__(self, url: str, token: str | None = None, timeout: float = 30.0) -> None:
         self.url = normalize_url(url)
-        parts = urlsplit(self.url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise InvalidInput(f"not an http(s) URL: {url!r}",
-                               [{"field": "url", "message": "expected http://host:port"}])
-        self._host = parts.hostname
-        self._port = parts.port or (443 if parts.scheme == "https" else 80)
-        self._ssl = ssl.create_default_context() if parts.scheme == "https" else None
-        self._base = parts.path.rstrip("/") + "/scheduler"
-        self._host_header = parts.netloc
+        target = parse_daemon_url(self.url)
+        self._host, self._port, self._base = target.host, target.port, target.base
+        self._ssl = ssl.create_default_context() if target.scheme == "https" else None
+        self._host_header = target.netloc
         self.token = token
         self.timeout = timeout
         self._idle: list[_Connection] = []
