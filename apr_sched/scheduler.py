@@ -604,17 +604,24 @@ class Scheduler:
         design: str | None = None,
         owner: str | None = None,
         host: str | None = None,
+        ids: Iterable[str] | None = None,
         limit: int | None = None,
         offset: int = 0,
     ) -> JobPage:
-        """Jobs in submit order, filtered; ``total`` counts all matches before paging."""
+        """Jobs in submit order, filtered; ``total`` counts all matches before paging.
+        ``ids`` picks those jobs only (unknown ids are left out): one call for a view's
+        worth of jobs, without their timelines."""
         statuses = parse_statuses(status)
         if offset < 0 or (limit is not None and limit < 0):
             raise InvalidInput("limit and offset must be >= 0", [
                 {"field": "limit" if limit is not None and limit < 0 else "offset",
                  "message": "must be >= 0"}])
+        candidates: Iterable[Job] = self._jobs.values()
+        if ids is not None:
+            wanted = {self._jobs[i].job_id: self._jobs[i] for i in ids if i in self._jobs}
+            candidates = sorted(wanted.values(), key=lambda job: self._books[job.job_id].seq)
         matches = [
-            job for job in self._jobs.values()
+            job for job in candidates
             if (statuses is None or job.status in statuses)
             and (project is None or job.project == project)
             and (design is None or job.design == design)

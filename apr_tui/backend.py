@@ -211,6 +211,9 @@ class InProcessBackend(Backend):
     async def get_job(self, job_id: str) -> Job:
         return await self.scheduler.get_job(job_id)
 
+    async def get_jobs(self, job_ids: Iterable[str]) -> list[Job]:
+        return (await self.scheduler.list_jobs(ids=list(job_ids))).jobs
+
     async def hosts(self) -> list[Host]:
         return await self.scheduler.list_hosts()
 
@@ -311,6 +314,13 @@ class AttachedBackend(Backend):
 
     async def get_job(self, job_id: str) -> Job:
         return Job.model_validate(await self.client.request("GET", f"/jobs/{_id(job_id)}"))
+
+    async def get_jobs(self, job_ids: Iterable[str]) -> list[Job]:
+        ids = ",".join(_id(job_id) for job_id in job_ids)
+        if not ids:
+            return []
+        data = await self.client.request("GET", "/jobs", query={"id": ids})
+        return [Job.model_validate(item) for item in data.get("jobs", [])]
 
     async def hosts(self) -> list[Host]:
         data = await self.client.request("GET", "/hosts")

@@ -194,7 +194,11 @@ async def test_list_filters_and_paging(served):
     assert (await api.get("/scheduler/jobs?project=P1&owner=u0")).data["total"] == 2
     page = await api.get("/scheduler/jobs?limit=2&offset=1")
     assert [j["job_id"] for j in page.data["jobs"]] == ["2", "3"] and page.data["total"] == 6
+    picked = await api.get("/scheduler/jobs?id=4,2,999")
+    assert [j["job_id"] for j in picked.data["jobs"]] == ["2", "4"]
+    assert (await api.get("/scheduler/jobs?id=a%2Fb")).status == 400
     pending = await api.get("/scheduler/jobs?status=PENDING,HELD&status=RUNNING")
+
     assert pending.data["total"] == 6
     assert "largest host" in pending.data["jobs"][0]["pending_reason"]
     for query, field in [("status=DONE", "status"), ("limit=-1", "limit"),

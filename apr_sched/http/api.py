@@ -207,15 +207,20 @@ class SchedulerApi:
 
     async def list_jobs(self, request: Request) -> Response:
         q = request.query
-        unknown = sorted(set(q) - {"status", "project", "design", "owner", "host", "limit",
-                                   "offset"})
+        unknown = sorted(set(q) - {"status", "project", "design", "owner", "host", "id",
+                                   "limit", "offset"})
         if unknown:
             raise InvalidInput(f"unknown query parameter {unknown[0]!r}",
                                [{"field": k, "message": "unknown query parameter"}
                                 for k in unknown])
         statuses = [part for value in q.get("status", []) for part in value.split(",") if part]
+        ids = [part for value in q.get("id", []) for part in value.split(",") if part]
+        for job_id in ids:
+            if not is_valid_id(job_id):
+                raise InvalidInput(f"id {job_id!r} is not a valid id",
+                                   [{"field": "id", "message": "not a valid id"}])
         page = await self.scheduler.list_jobs(
-            status=statuses or None,
+            status=statuses or None, ids=ids if "id" in q else None,
             project=_one(q, "project"), design=_one(q, "design"), owner=_one(q, "owner"),
             host=_one(q, "host"),
             limit=_int(q, "limit", None, 0, 100_000), offset=_int(q, "offset", 0, 0) or 0,

@@ -98,6 +98,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             _query("design", {"type": "string"}, "exact design"),
             _query("owner", {"type": "string"}, "exact owner"),
             _query("host", {"type": "string"}, "host the job runs or ran on"),
+            _query("id", {"type": "string"}, "only these job ids, comma-separated"),
             _query("limit", {"type": "integer", "minimum": 0}, "page size"),
             _query("offset", {"type": "integer", "minimum": 0}, "jobs to skip")]},
     ("GET", "/jobs/{job_id}"): {"summary": "One job with its events and attempts",
