@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote
 
 from pydantic import TypeAdapter
@@ -354,34 +354,36 @@ def _one(query: dict[str, list[str]], name: str) -> str | None:
     return values[0]
 
 
-def _int(query: dict[str, list[str]], name: str, default: int | None, low: int,
-         high: int | None = None) -> int | None:
+N = TypeVar("N", int, float)
+
+
+def _number(query: dict[str, list[str]], name: str, default: N | None, parse: Callable[[str], N],
+            low: N, high: N | None = None) -> N | None:
+    """A numeric query parameter within bounds (NaN never is), or InvalidInput naming it."""
     raw = _one(query, name)
     if raw is None:
         return default
+    kind = "an integer" if parse is int else "a number"
     try:
-        value = int(raw)
+        value = parse(raw)
     except ValueError:
-        raise InvalidInput(f"{name} must be an integer, got {raw[:40]!r}",
-                           [{"field": name, "message": "must be an integer"}]) from None
-    if value < low or (high is not None and value > high):
-        bound = f">= {low}" if high is None else f"between {low} and {high}"
+        raise InvalidInput(f"{name} must be {kind}, got {raw[:40]!r}",
+                           [{"field": name, "message": f"must be {kind}"}]) from None
+    if not (low <= value and (high is None or value <= high)):
+        show = (lambda x: f"{x:g}") if parse is float else str
+        bound = f">= {show(low)}" if high is None else f"between {show(low)} and {show(high)}"
         raise InvalidInput(f"{name} must be {bound}", [{"field": name,
                                                         "message": f"must be {bound}"}])
     return value
 
 
+def _int(query: dict[str, list[str]], name: str, default: int | None, low: int,
+         high: int | None = None) -> int | None:
+    return _number(query, name, default, int, low, high)
+
+
 def _float(query: dict[str, list[str]], name: str, default: float, low: float,
            high: float) -> float:
-    raw = _one(query, name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise InvalidInput(f"{name} must be a number, got {raw[:40]!r}",
-                           [{"field": name, "message": "must be a number"}]) from None
-    if not low <= value <= high:
-        raise InvalidInput(f"{name} must be between {low:g} and {high:g}",
-                           [{"field": name, "message": f"must be between {low:g} and {high:g}"}])
+    value = _number(query, name, default, float, float(low), float(high))
+    assert value is not None
     return value
