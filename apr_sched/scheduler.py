@@ -15,6 +15,7 @@ import json
 import logging
 import signal
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -515,7 +516,8 @@ class Scheduler:
         return view
 
     async def list_hosts(self) -> list[Host]:
-        return [self._host_view(h) for h in sorted(self._hosts)]
+        running = Counter(run.host_id for run in self._runs.values())  # one pass, all hosts
+        return [self._host_view(h, running[h]) for h in sorted(self._hosts)]
 
     async def get_host(self, host_id: str) -> Host:
         self._get_host(host_id)
@@ -527,14 +529,14 @@ class Scheduler:
             raise NotFound(f"no host {host_id!r}", {"host_id": host_id})
         return host
 
-    def _host_view(self, host_id: str) -> Host:
+    def _host_view(self, host_id: str, running: int | None = None) -> Host:
         host = self._hosts[host_id].model_copy()
         capacity = self._pool.get(host_id)
         if capacity is not None:
             host.used_slots = capacity.used_slots
             host.used_cpu = capacity.used_cpu
             host.used_memory_gb = capacity.used_memory_gb
-        host.running_jobs = sum(1 for r in self._runs.values() if r.host_id == host_id)
+        host.running_jobs = len(self._running_on(host_id)) if running is None else running
         return host
 
     # submit ------------------------------------------------------------------------------
