@@ -31,9 +31,6 @@ class AprError(Exception):
         self.message = message
         self.details = details
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "details": self.details}
-
 
 class InvalidInput(AprError):
     """Input that fails validation; ``details`` is a list of ``{"field", "message"}``."""

@@ -73,9 +73,6 @@ class Agent(object):
             reply["req"] = req
             self.send(reply)
 
-    def op_ping(self, command):
-        return {"op": "pong"}
-
     def op_start(self, command):
         job_id, attempt = command["job_id"], int(command["attempt"])
         directory = self.job_dir(job_id)
