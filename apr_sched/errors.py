@@ -6,7 +6,8 @@
     ├── AuthFailed              a missing or wrong bearer token (401)
     ├── IllegalTransition       an action that does not apply to the current state (409)
     ├── HostBusy                unregistering a host that still runs jobs (409)
-    └── StateDirLocked          another scheduler already owns the state dir
+    ├── StateDirLocked          another scheduler already owns the state dir
+    └── StoreUnavailable        the database cannot be written (disk full, read-only) (503)
 
 Every error carries a short ``code``, a human ``message`` and JSON-able ``details``, which is
 exactly what the HTTP layer sends back as ``{"error": {...}}``.
@@ -74,6 +75,14 @@ class HostBusy(AprError):
 class StateDirLocked(AprError):
     code = "state_dir_locked"
     http_status = 409
+
+
+class StoreUnavailable(AprError):
+    """A write to the state database failed; nothing was changed. ``details.cause`` says why
+    (disk full, read-only ...). Retrying once the cause is fixed works: no restart needed."""
+
+    code = "store_unavailable"
+    http_status = 503
 
 
 def field_errors(exc: ValidationError, prefix: str = "") -> list[dict[str, str]]:

@@ -1,8 +1,10 @@
 """The Scheduler: the one owner of state, on one asyncio loop.
 
 Everything that changes a job or a host is a method here that checks the transition is
-legal, records it in the store (with its event, in one transaction), and then wakes the
-dispatcher and the followers. HTTP routes, the TUI and flow scripts only ask.
+legal (``transitions``), writes it to the store with its event in one transaction, and only
+once that has committed changes memory and wakes the dispatcher and the followers. A write
+that fails changes nothing and raises ``StoreUnavailable``. HTTP routes, the TUI and flow
+scripts only ask. Live attempts are supervised by ``runs``; host countdowns by ``hosts``.
 
 Dispatch is event-driven: a submit, a job's end or a host appearing schedules one dispatch
 pass on the next loop iteration (coalesced), never a polling sleep.
@@ -13,16 +15,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import time
-from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from apr_sched import transitions
 from apr_sched.config import SchedulerConfig, local_host_spec, resolve_state_dir
 from apr_sched.errors import (
     AprError,
@@ -30,14 +34,16 @@ from apr_sched.errors import (
     IllegalTransition,
     InvalidInput,
     NotFound,
+    StoreUnavailable,
     validated,
 )
 from apr_sched.events import EventHub, Subscription
-from apr_sched.executors.base import Executor, ExitStatus, Launch, RunHandle, StartFailed
+from apr_sched.executors.base import Executor, ExitStatus, Launch
 from apr_sched.executors.local import LocalExecutor
 from apr_sched.executors.prefix import PrefixExecutor
-from apr_sched.executors.ssh import SshExecutor
+from apr_sched.executors.ssh import HostUnavailable, SshExecutor
 from apr_sched.executors.ssh_target import ssh_target
+from apr_sched.hosts import HostLiveness
 from apr_sched.logs import attempt_files, read_lines_from, tail_with_offset
 from apr_sched.metrics import TimingSamples
 from apr_sched.models import (
@@ -54,7 +60,6 @@ from apr_sched.models import (
     JobStatus,
     LogTail,
     MetricsSummary,
-    ResourceRequest,
     Usage,
     is_valid_id,
     new_pending_job,
@@ -63,13 +68,15 @@ from apr_sched.models import (
 )
 from apr_sched.placement import HostCapacity, HostPool
 from apr_sched.queue import PendingQueue
+from apr_sched.runs import Run, RunSupervisor
 from apr_sched.statedir import StateDirLock
 from apr_sched.store import Store, parse_time
 
 log = logging.getLogger("apr_sched")
 
 DB_NAME = "apr_sched.db"
-SIGNAL_RETRY_SEC = 5.0
+STORE_RETRY_SEC = 2.0
+"""While the store refuses writes, how often to retry recording attempts that ended."""
 
 
 @dataclass(slots=True)
@@ -84,25 +91,9 @@ class _Book:
     """Running time of the current attempt accumulated before ``resumed_at``."""
     resumed_at: datetime | None = None
     """When the current attempt last started or resumed running (None while paused)."""
-
-
-@dataclass(slots=True, eq=False)
-class _Run:
-    """A live attempt: its executor, process handle, timers and why we may be ending it."""
-
-    job_id: str
-    attempt: int
-    host_id: str
-    request: ResourceRequest
-    executor: Executor
-    started: asyncio.Future[RunHandle | None]
-    handle: RunHandle | None = None
-    task: asyncio.Task[None] | None = None
-    timeout_timer: asyncio.TimerHandle | None = None
-    kill_timer: asyncio.TimerHandle | None = None
     ending: str | None = None
-    """"stop" or "timeout" once we have asked the attempt to end."""
-    notes: list[str] = field(default_factory=list)
+    """A stop or timeout intent for the current attempt, as persisted."""
+    term_sent_at: datetime | None = None
 
 
 def _seconds_between(start: datetime | None, end: datetime | None) -> float:
@@ -119,9 +110,12 @@ class Scheduler:
             default, one host ``local`` sized from this machine.
         stop_grace_sec: time between SIGTERM and SIGKILL when stopping or timing out a job.
         heartbeat_timeout_sec: a host that has sent heartbeats goes OFFLINE when they stop
-            for this long.
+            for this long (counted from startup too, so a host that died while the
+            scheduler was down does not stay ONLINE).
         host_lost_after_sec: jobs on an SSH host that stays unreachable this long are
             declared lost (requeued if their retry limit allows).
+        min_free_disk_mb: below this much free space on the state dir's disk, dispatch
+            pauses and health says ``degraded`` (logs and the database live there).
         lock_info: extra facts recorded in the state-dir lock (e.g. the HTTP URL).
     """
 
@@ -133,14 +127,14 @@ class Scheduler:
         stop_grace_sec: float = 10.0,
         heartbeat_timeout_sec: float = 30.0,
         host_lost_after_sec: float = 300.0,
+        min_free_disk_mb: float = 64.0,
         lock_info: Mapping[str, Any] | None = None,
     ) -> None:
         self.state_dir = resolve_state_dir(state_dir)
         self.stop_grace_sec = stop_grace_sec
         self.heartbeat_timeout_sec = heartbeat_timeout_sec
         self.host_lost_after_sec = host_lost_after_sec
-        self._lost_timers: dict[str, asyncio.TimerHandle] = {}
-        self._heartbeat_timers: dict[str, asyncio.TimerHandle] = {}
+        self.min_free_disk_mb = min_free_disk_mb
         self._initial_hosts = list(hosts) if hosts is not None else None
         self._lock = StateDirLock(self.state_dir)
         self._lock_info = dict(lock_info or {})
@@ -149,7 +143,11 @@ class Scheduler:
         self._books: dict[str, _Book] = {}
         self._hosts: dict[str, Host] = {}
         self._executors: dict[str, Executor] = {}
-        self._runs: dict[str, _Run] = {}
+        self._runs = RunSupervisor(stop_grace_sec=stop_grace_sec, on_started=self._started_run,
+                                   on_end=self._finish, on_timeout=self._timed_out)
+        self._liveness = HostLiveness(
+            heartbeat_timeout_sec=heartbeat_timeout_sec, host_lost_after_sec=host_lost_after_sec,
+            on_silent=self._heartbeat_missed, on_lost=self._host_lost)
         self._pool = HostPool()
         self._queue = PendingQueue()
         self._hub = EventHub()
@@ -161,9 +159,15 @@ class Scheduler:
         self._event_seq = 0
         self._dispatch_scheduled = False
         self._unsaved_pgids: list[str] = []
+        self._unrecorded: dict[str, tuple[Run, ExitStatus, str | None]] = {}
+        """Attempts that ended while the store refused writes: recorded once it accepts."""
+        self._retry_timer: asyncio.TimerHandle | None = None
+        self._disk_low: str | None = None
         self._started = False
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending_status: dict[str, JobStatus] | None = None
+        """Inside a transaction: each touched job's status as it will be after COMMIT."""
 
     @classmethod
     def from_config(cls, config: SchedulerConfig, **overrides: Any) -> Scheduler:
@@ -201,11 +205,18 @@ class Scheduler:
             ]:
                 await self.register_host(spec)
             await self._recover_runs()
-            for host in self._hosts.values():  # SSH hosts start OFFLINE until they answer
-                self._arm_lost_timer(host)
+            for host in self._hosts.values():
+                # SSH hosts start OFFLINE until they answer; hosts that sent heartbeats
+                # before the restart must send them again.
+                self._watch_reachability(host)
+                if host.last_heartbeat is not None:
+                    self._liveness.heard_from(host.host_id)
         except BaseException:
+            await self._runs.close()
+            self._liveness.close()
             if self._store is not None:
                 self._store.close()
+                self._store = None
             self._lock.release()
             raise
         self._started = True
@@ -219,25 +230,19 @@ class Scheduler:
         ``stop_jobs``, which stops them and waits for them to end."""
         if not self._started or self._closing:
             return
-        self._closing = True
+        self._closing = True  # no dispatch from here on
         if stop_jobs:
-            for job_id in list(self._runs):
+            for run in self._runs.all():
                 try:
-                    await self._stop_running(self._jobs[job_id], self._runs[job_id])
+                    await self._stop_running(self._jobs[run.job_id], run)
                 except AprError as exc:
-                    log.warning("could not stop job %s on shutdown: %s", job_id, exc.message)
-            tasks = [run.task for run in self._runs.values() if run.task is not None]
-            if tasks:
-                await asyncio.wait(tasks, timeout=self.stop_grace_sec + 5)
-        for run in list(self._runs.values()):
-            self._cancel_timers(run)
-            if run.task is not None:
-                run.task.cancel()
-        tasks = [run.task for run in self._runs.values() if run.task is not None]
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        for timer in [*self._lost_timers.values(), *self._heartbeat_timers.values()]:
-            timer.cancel()
+                    log.warning("could not stop job %s on shutdown: %s", run.job_id,
+                                exc.message)
+            await self._runs.wait_ended(self.stop_grace_sec + 5)
+        await self._runs.close()
+        self._liveness.close()
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
         for executor in self._executors.values():
             await executor.close()
         for futures in self._waiters.values():
@@ -245,9 +250,9 @@ class Scheduler:
                 if not fut.done():
                     fut.cancel()
         self._hub.close()
-        self._save_pgids()
-        assert self._store is not None
-        self._store.close()
+        with suppress(StoreUnavailable):
+            self._save_pgids()
+        self.store.close()
         self._lock.release()
         self._started = False
         log.info("scheduler closed (%d jobs left running)", len(self._runs))
@@ -276,7 +281,8 @@ class Scheduler:
             book = _Book(
                 seq=row["seq"], queue_seq=row["queue_seq"], queued_at=job.submitted_at,
                 retries_used=row["retries_used"], run_sec=row["run_sec"],
-                resumed_at=parse_time(row["resumed_at"]),
+                resumed_at=parse_time(row["resumed_at"]), ending=row["ending"],
+                term_sent_at=parse_time(row["term_sent_at"]),
             )
             self._jobs[job.job_id] = job
             self._books[job.job_id] = book
@@ -303,37 +309,63 @@ class Scheduler:
         })
 
     async def _recover_runs(self) -> None:
-        """Find again every attempt that was running when the last scheduler stopped."""
+        """Find again every attempt that was running when the last scheduler stopped, and
+        carry out the stop or timeout that was under way."""
         for job in list(self._jobs.values()):
             if not job.status.is_active:
                 continue
             host_id = job.host_id or ""
             files = attempt_files(self.state_dir, job.job_id, job.attempt)
-            run = self._new_run(job, host_id)
-            self._runs[job.job_id] = run
-            found: RunHandle | ExitStatus
+            run = self._runs.add(job.job_id, job.attempt, host_id, job.resource_request,
+                                 self._executors.get(host_id) or LocalExecutor(host_id))
             if host_id not in self._hosts:
-                found = ExitStatus(
-                    None, lost=True, detail=f"host {host_id} is no longer registered"
-                )
-            else:
-                self._pool.allocate(host_id, job.resource_request)
-                found = await run.executor.recover(job.job_id, job.attempt, files, job.pgid)
-            if isinstance(found, RunHandle):
-                run.handle = found
-                job.pgid = found.pgid
-                run.started.set_result(found)
-                self._record(job, job.status, "found running again after scheduler restart")
+                self._runs.never_started(run)
+                self._finish(run, ExitStatus(None, lost=True, detail=(
+                    f"host {host_id} is no longer registered")), note="after scheduler restart")
+                continue
+            self._pool.allocate(host_id, job.resource_request)
+            found = await run.executor.recover(job.job_id, job.attempt, files, job.pgid)
+            if isinstance(found, ExitStatus):
+                self._runs.never_started(run)
+                if found.lost and job.pgid is None and not files.log.exists():
+                    self._requeue_unstarted(run)
+                else:
+                    self._finish(run, found, note="after scheduler restart")
+                continue
+            job.pgid = found.pgid
+            self._runs.adopt(run, found)
+            self._record(job, job.status, "found running again after scheduler restart")
+            book = self._books[job.job_id]
+            run.ending, run.term_sent_at = book.ending, book.term_sent_at
+            if run.ending is None:
                 if job.status is JobStatus.RUNNING:
                     self._arm_timeout(job, run)
-                run.task = asyncio.get_running_loop().create_task(self._watch(run))
+            elif run.term_sent_at is None:  # decided, but SIGTERM may never have gone out
+                self._runs.spawn(self._runs.keep_trying(self._send_term, run))
             else:
-                run.started.set_result(None)
-                self._finish(run, found, note="after scheduler restart")
+                due = self.stop_grace_sec - _seconds_between(run.term_sent_at, utcnow())
+                self._record(job, job.status, f"{run.ending} under way before the restart: "
+                                              f"SIGKILL in {max(0.0, due):.3g}s")
+                self._runs.kill_after(run, due)
+
+    def _requeue_unstarted(self, run: Run) -> None:
+        """The attempt was committed RUNNING but its wrapper never started (the scheduler
+        stopped in between): queue it again as the same attempt, spending no retry."""
+        job, book = self._jobs[run.job_id], self._books[run.job_id]
+        self._runs.discard(run)
+        self._pool.release(run.host_id, run.request)
+        self._record(job, JobStatus.PENDING,
+                     f"never started on {run.host_id} before the scheduler stopped: queued "
+                     f"again (no retry spent)",
+                     job_cols={"host_id": None, "started_at": None, "resumed_at": None},
+                     attempt_cols={"host_id": None, "started_at": None})
+        job.host_id = job.started_at = None
+        book.resumed_at = None
+        self._queue.push(job.job_id, job.priority, book.queue_seq, job.resource_request)
 
     # hosts -------------------------------------------------------------------------------
     def _add_host(self, host: Host) -> None:
-        """Install a host (new or changed); jobs already running there keep their usage."""
+        """Install a host (new or changed) in memory; jobs running there keep their usage."""
         old = self._hosts.get(host.host_id)
         self._hosts[host.host_id] = host
         if old is None or _reach(old) != _reach(host):
@@ -364,7 +396,7 @@ class Scheduler:
 
     async def register_host(self, spec: HostSpec | Mapping[str, Any]) -> tuple[Host, bool]:
         """Add a host, or update an existing one's capacity, labels and prefix.
-        Returns the host and whether it was new."""
+        Returns the host and whether it was new. Nothing changes unless the store has it."""
         spec = validated(HostSpec, spec)
         now = utcnow()
         old = self._hosts.get(spec.host_id)
@@ -377,20 +409,24 @@ class Scheduler:
                         load=old.load)
             if host.spec() == old.spec():
                 return self._host_view(host.host_id), False
-            running = self._running_on(host.host_id)
+            running = self._runs.on_host(host.host_id)
             if running and _reach(old) != _reach(host):
                 raise HostBusy(
                     f"host {host.host_id} runs {len(running)} job(s); how it is reached "
                     f"(ssh, executor_prefix, spool) cannot change until they end",
                     {"host_id": host.host_id, "running_jobs": running})
             reason = "updated"
-        self._add_host(host)
-        event = self._host_event(host.host_id, old.state if old else None, host.state,
-                                 reason if host.state_reason is None or host.state
-                                 is HostState.ONLINE else f"{reason}; {host.state_reason}")
-        with self.store.transaction():
+        target = ssh_target(host)
+        if (old is None or _reach(old) != _reach(host)) and target is not None:
+            host.state = HostState.OFFLINE  # until the connection is up (as _add_host does)
+            reason = f"{reason}; connecting to {target.describe()}"
+        elif host.state is not HostState.ONLINE and host.state_reason:
+            reason = f"{reason}; {host.state_reason}"
+        event = self._host_event(host.host_id, old.state if old else None, host.state, reason)
+        with self._transaction():
             self.store.save_host(host)
             self.store.insert_events([event])
+        self._add_host(host)
         self._publish([event])
         self._wake()
         return self._host_view(host.host_id), old is None
@@ -399,86 +435,86 @@ class Scheduler:
         self, host_id: str, load: HostLoad | Mapping[str, Any] | None = None
     ) -> Host:
         """A host says it is alive (optionally with load figures): note the time, and bring it
-        back ONLINE if it was OFFLINE. Only state changes are written to the store."""
+        back ONLINE if it was OFFLINE. Written to the store only when the state changes or
+        on a host's first heartbeat (which makes it a heartbeat host across restarts)."""
         host = self._get_host(host_id)
         figures = None if load is None else validated(HostLoad, load)
-        host.last_heartbeat = utcnow()
-        if figures is not None:
-            host.load = figures
+        first = host.last_heartbeat is None
         executor = self._executors.get(host_id)
         if host.state is HostState.OFFLINE and not (
                 isinstance(executor, SshExecutor) and not executor.is_reachable()):
-            self._set_host_state(host, HostState.ONLINE, "heartbeat received")
-        self._arm_heartbeat_timeout(host_id)
+            self._set_host_state(host, HostState.ONLINE, "heartbeat received",
+                                 last_heartbeat=utcnow())
+        elif first:
+            with self._transaction():
+                self.store.save_host(host.model_copy(update={"last_heartbeat": utcnow()}))
+        host.last_heartbeat = utcnow()
+        if figures is not None:
+            host.load = figures
+        self._liveness.heard_from(host_id)
         return self._host_view(host_id)
 
     # host liveness -------------------------------------------------------------------------
-    def _set_host_state(self, host: Host, state: HostState, reason: str) -> None:
+    def _set_host_state(self, host: Host, state: HostState, reason: str,
+                        last_heartbeat: datetime | None = None) -> None:
         """Record a host's new state; OFFLINE hosts get no jobs, and jobs on an unreachable
         SSH host are declared lost if it stays away for host_lost_after_sec."""
         if host.state is state:
             host.state_reason = reason
             return
         event = self._host_event(host.host_id, host.state, state, reason)
-        host.state, host.state_reason = state, reason
-        with self.store.transaction():
-            self.store.save_host(host)
+        update: dict[str, Any] = {"state": state, "state_reason": reason}
+        if last_heartbeat is not None:
+            update["last_heartbeat"] = last_heartbeat
+        with self._transaction():
+            self.store.save_host(host.model_copy(update=update))
             self.store.insert_events([event])
+        host.state, host.state_reason = state, reason
         self._pool.set_accepting(host.host_id, state is HostState.ONLINE)
         self._publish([event])
-        self._arm_lost_timer(host)
+        self._watch_reachability(host)
         if state is HostState.ONLINE:
             self._wake()
 
-    def _arm_lost_timer(self, host: Host) -> None:
+    def _watch_reachability(self, host: Host) -> None:
         """While an SSH host is OFFLINE, count down to declaring its attempts lost."""
-        timer = self._lost_timers.pop(host.host_id, None)
-        if timer is not None:
-            timer.cancel()
-        if host.state is HostState.OFFLINE and isinstance(self._executors.get(host.host_id),
-                                                          SshExecutor):
-            assert self._loop is not None
-            self._lost_timers[host.host_id] = self._loop.call_later(
-                self.host_lost_after_sec, self._host_lost, host.host_id)
+        self._liveness.unreachable(host.host_id, host.state is HostState.OFFLINE and isinstance(
+            self._executors.get(host.host_id), SshExecutor))
 
     def _host_reachable(self, host_id: str, reachable: bool, reason: str) -> None:
         """Called by an SSH executor when its connection comes up or goes down."""
         host = self._hosts.get(host_id)
         if host is None or self._closing or self._store is None:
             return
-        if reachable and host.state is HostState.OFFLINE:
-            self._set_host_state(host, HostState.ONLINE, reason)
-        elif not reachable and host.state is HostState.ONLINE:
-            self._set_host_state(host, HostState.OFFLINE, reason)
-        else:
-            host.state_reason = reason
+        try:
+            if reachable and host.state is HostState.OFFLINE:
+                self._set_host_state(host, HostState.ONLINE, reason)
+            elif not reachable and host.state is HostState.ONLINE:
+                self._set_host_state(host, HostState.OFFLINE, reason)
+            else:
+                host.state_reason = reason
+        except StoreUnavailable as exc:
+            log.warning("host %s: %s; state not recorded: %s", host_id, reason, exc.message)
 
     def _host_load(self, host_id: str, load: HostLoad) -> None:
         host = self._hosts.get(host_id)
         if host is not None:
             host.load = load
 
-    def _arm_heartbeat_timeout(self, host_id: str) -> None:
-        timer = self._heartbeat_timers.pop(host_id, None)
-        if timer is not None:
-            timer.cancel()
-        assert self._loop is not None
-        self._heartbeat_timers[host_id] = self._loop.call_later(
-            self.heartbeat_timeout_sec, self._heartbeat_missed, host_id)
-
     def _heartbeat_missed(self, host_id: str) -> None:
-        self._heartbeat_timers.pop(host_id, None)
         host = self._hosts.get(host_id)
         if host is not None and host.state is HostState.ONLINE and not self._closing:
-            self._set_host_state(host, HostState.OFFLINE,
-                                 f"no heartbeat for {self.heartbeat_timeout_sec:g}s")
+            try:
+                self._set_host_state(host, HostState.OFFLINE,
+                                     f"no heartbeat for {self.heartbeat_timeout_sec:g}s")
+            except StoreUnavailable:
+                self._liveness.heard_from(host_id)  # count down again; try then
 
     def _host_lost(self, host_id: str) -> None:
         """The host stayed unreachable too long: its attempts are lost (and may retry)."""
-        self._lost_timers.pop(host_id, None)
         if self._closing:
             return
-        for run in [r for r in self._runs.values() if r.host_id == host_id]:
+        for run in [r for r in self._runs.all() if r.host_id == host_id]:
             if run.task is not None:
                 run.task.cancel()
             abandon = getattr(run.executor, "abandon", None)
@@ -487,13 +523,10 @@ class Scheduler:
             self._finish(run, ExitStatus(None, lost=True, detail=(
                 f"host {host_id} unreachable for {self.host_lost_after_sec:g}s")))
 
-    def _running_on(self, host_id: str) -> list[str]:
-        return sorted(r.job_id for r in self._runs.values() if r.host_id == host_id)
-
     async def unregister_host(self, host_id: str) -> Host:
         """Remove a host; refused while it runs jobs (stop or let them finish first)."""
         host = self._get_host(host_id)
-        running = self._running_on(host_id)
+        running = self._runs.on_host(host_id)
         if running:
             raise HostBusy(
                 f"host {host_id} still runs {len(running)} job(s): {', '.join(running[:10])}",
@@ -501,14 +534,11 @@ class Scheduler:
             )
         view = self._host_view(host_id)
         event = self._host_event(host_id, host.state, None, "unregistered")
-        with self.store.transaction():
+        with self._transaction():
             self.store.delete_host(host_id)
             self.store.insert_events([event])
         del self._hosts[host_id]
-        for timers in (self._lost_timers, self._heartbeat_timers):
-            timer = timers.pop(host_id, None)
-            if timer is not None:
-                timer.cancel()
+        self._liveness.forget(host_id)
         await self._executors.pop(host_id).close()
         self._pool.remove(host_id)
         self._publish([event])
@@ -516,7 +546,7 @@ class Scheduler:
         return view
 
     async def list_hosts(self) -> list[Host]:
-        running = Counter(run.host_id for run in self._runs.values())  # one pass, all hosts
+        running = self._runs.per_host()  # one pass, all hosts
         return [self._host_view(h, running[h]) for h in sorted(self._hosts)]
 
     async def get_host(self, host_id: str) -> Host:
@@ -536,8 +566,9 @@ class Scheduler:
             host.used_slots = capacity.used_slots
             host.used_cpu = capacity.used_cpu
             host.used_memory_gb = capacity.used_memory_gb
-        host.running_jobs = len(self._running_on(host_id)) if running is None else running
+        host.running_jobs = len(self._runs.on_host(host_id)) if running is None else running
         return host
+
 
     # submit ------------------------------------------------------------------------------
     async def submit(self, spec: JobSpec | Mapping[str, Any]) -> Job:
@@ -566,24 +597,26 @@ class Scheduler:
                 {"field": "jobs", "message": "must hold at least one job"}])
         return [job.model_copy() for job in self._add_jobs(valid)]
 
+
     def _add_jobs(self, specs: list[JobSpec]) -> list[Job]:
         """Queue validated specs; one transaction however many there are."""
         now = utcnow()
         now_iso = now.isoformat()
         jobs, books, events, rows = [], [], [], []
         seq, queue_seq = self._job_seq, self._queue_seq
-        for spec in specs:
-            seq += 1
-            queue_seq += 1
-            # The spec is validated already: build the Job without validating it again.
-            job = new_pending_job(spec, str(seq), now)
-            jobs.append(job)
-            books.append(_Book(seq=seq, queue_seq=queue_seq, queued_at=now))
-            # in store.JOB_COLUMNS order
-            rows.append((seq, job.job_id, spec.model_dump_json(), "PENDING", 1, None, now_iso,
-                         None, None, None, None, queue_seq, 0, 0.0, None, None))
-            events.append(self._job_event(job, None, JobStatus.PENDING, "submitted", now))
-        with self.store.transaction():
+        with self._transaction():
+            for spec in specs:
+                seq += 1
+                queue_seq += 1
+                # The spec is validated already: build the Job without validating it again.
+                job = new_pending_job(spec, str(seq), now)
+                jobs.append(job)
+                books.append(_Book(seq=seq, queue_seq=queue_seq, queued_at=now))
+                # in store.JOB_COLUMNS order
+                rows.append((seq, job.job_id, spec.model_dump_json(), "PENDING", 1, None,
+                             now_iso, None, None, None, None, queue_seq, 0, 0.0, None, None,
+                             None, None))
+                events.append(self._job_event(job, None, JobStatus.PENDING, "submitted", now))
             self.store.insert_jobs(rows)
             self.store.insert_first_attempts([job.job_id for job in jobs], now_iso)
             self.store.insert_events(events)
@@ -746,119 +779,162 @@ class Scheduler:
     async def pause(self, job_id: str) -> Job:
         """PENDING -> HELD, or RUNNING -> PAUSED by SIGSTOP to the job's process group."""
         job = self._get_job(job_id)
+        transitions.require("pause", job)
         if job.status is JobStatus.PENDING:
-            self._queue.remove(job_id)
             self._record(job, JobStatus.HELD, "held by request")
+            self._queue.remove(job_id)
             return self._job_view(job)
-        run = self._runs.get(job_id)
-        if job.status is not JobStatus.RUNNING or run is None:
-            raise _illegal("pause", job)
-        refusal = run.executor.control_refusal()
-        if refusal:
-            raise IllegalTransition(refusal, {"job_id": job_id, "status": job.status.value,
-                                              "host_id": run.host_id})
-        if run.ending:
-            raise IllegalTransition(f"cannot pause job {job_id}: it is being stopped "
-                                    f"({run.ending})", {"job_id": job_id, "status": job.status})
-        handle = await run.started
-        if handle is None or self._runs.get(job_id) is not run:
-            raise _illegal("pause", job)
-        await run.executor.signal(handle, signal.SIGSTOP)
-        if self._runs.get(job_id) is not run or job.status is not JobStatus.RUNNING:
-            raise _illegal("pause", job)
+        run = self._control_target("pause", job)
+        if not await self._runs.signal(run, signal.SIGSTOP) or not self._is_live(run, job,
+                                                                                 "pause"):
+            raise transitions.illegal("pause", job)
         book = self._books[job_id]
-        now = utcnow()
-        book.run_sec += _seconds_between(book.resumed_at, now)
-        book.resumed_at = None
-        if run.timeout_timer is not None:
-            run.timeout_timer.cancel()
-            run.timeout_timer = None
-        self._record(job, JobStatus.PAUSED, "paused by request (SIGSTOP)",
-                     job_cols={"run_sec": book.run_sec, "resumed_at": None})
+        run_sec = book.run_sec + _seconds_between(book.resumed_at, utcnow())
+        try:
+            self._record(job, JobStatus.PAUSED, "paused by request (SIGSTOP)",
+                         job_cols={"run_sec": run_sec, "resumed_at": None})
+        except StoreUnavailable:
+            await self._runs.signal(run, signal.SIGCONT)  # as it was: running
+            raise
+        book.run_sec, book.resumed_at = run_sec, None
+        self._runs.disarm_timeout(run)
         return self._job_view(job)
 
     async def resume(self, job_id: str) -> Job:
         """HELD -> PENDING (back in its place in the queue), or PAUSED -> RUNNING by SIGCONT."""
         job = self._get_job(job_id)
+        transitions.require("resume", job)
         if job.status is JobStatus.HELD:
             book = self._books[job_id]
             self._record(job, JobStatus.PENDING, "released by request")
             self._queue.push(job_id, job.priority, book.queue_seq, job.resource_request)
             self._wake()
             return self._job_view(job)
-        run = self._runs.get(job_id)
-        if job.status is not JobStatus.PAUSED or run is None or run.handle is None:
-            raise _illegal("resume", job)
-        refusal = run.executor.control_refusal()
-        if refusal:
-            raise IllegalTransition(refusal, {"job_id": job_id, "status": job.status.value})
-        await run.executor.signal(run.handle, signal.SIGCONT)
-        if self._runs.get(job_id) is not run or job.status is not JobStatus.PAUSED:
-            raise _illegal("resume", job)
-        book = self._books[job_id]
-        book.resumed_at = utcnow()
-        self._record(job, JobStatus.RUNNING, "resumed by request (SIGCONT)",
-                     job_cols={"resumed_at": book.resumed_at})
+        run = self._control_target("resume", job)
+        if not await self._runs.signal(run, signal.SIGCONT) or not self._is_live(run, job,
+                                                                                 "resume"):
+            raise transitions.illegal("resume", job)
+        now = utcnow()
+        try:
+            self._record(job, JobStatus.RUNNING, "resumed by request (SIGCONT)",
+                         job_cols={"resumed_at": now})
+        except StoreUnavailable:
+            await self._runs.signal(run, signal.SIGSTOP)  # as it was: paused
+            raise
+        self._books[job_id].resumed_at = now
         self._arm_timeout(job, run)
         return self._job_view(job)
 
+    def _control_target(self, action: str, job: Job) -> Run:
+        """The live attempt a pause or resume goes to, if that host can take it."""
+        run = self._runs.get(job.job_id)
+        if run is None:
+            raise transitions.illegal(action, job)
+        refusal = run.executor.control_refusal()
+        if refusal:
+            raise IllegalTransition(refusal, {"job_id": job.job_id,
+                                              "status": job.status.value,
+                                              "host_id": run.host_id})
+        if run.ending:
+            raise IllegalTransition(f"cannot {action} job {job.job_id}: it is being stopped "
+                                    f"({run.ending})",
+                                    {"job_id": job.job_id, "status": job.status.value})
+        return run
+
+    def _is_live(self, run: Run, job: Job, action: str) -> bool:
+        """Still the same attempt, in the state the action started from, after an await."""
+        return self._runs.is_current(run) and job.status in transitions.ACTIONS[action]
+
     async def stop(self, job_id: str) -> Job:
         """PENDING/HELD -> STOPPED at once; RUNNING/PAUSED: SIGTERM to the group, SIGKILL after
-        the grace period, STOPPED when it has ended. A second stop sends SIGKILL right away."""
+        the grace period, STOPPED when it has ended. A second stop sends SIGKILL right away.
+        The intent is written before any signal goes out, so a restart carries it out."""
         job = self._get_job(job_id)
+        transitions.require("stop", job)
         if job.status in (JobStatus.PENDING, JobStatus.HELD):
-            self._queue.remove(job_id)
             self._record(job, JobStatus.STOPPED, "stopped by request before it ran",
                          job_cols={"finished_at": utcnow()})
+            self._queue.remove(job_id)
             self._notify_final(job)
             return self._job_view(job)
         run = self._runs.get(job_id)
-        if run is None or not job.status.is_active:
-            raise _illegal("stop", job)
+        if run is None:
+            raise transitions.illegal("stop", job)
         await self._stop_running(job, run)
         return self._job_view(job)
 
-    async def _stop_running(self, job: Job, run: _Run) -> None:
-        if run.ending == "stop":
+    async def _stop_running(self, job: Job, run: Run) -> None:
+        if run.ending == transitions.STOP:
             self._record(job, job.status, "stop requested again: SIGKILL sent")
-            await self._kill(run)
+            await self._runs.kill(run)
             return
-        run.ending = "stop"  # before the signal: the exit it causes must read as STOPPED
+        if isinstance(run.executor, SshExecutor) and not run.executor.is_reachable():
+            raise HostUnavailable(
+                f"host {run.host_id} is unreachable ({self._hosts[run.host_id].state_reason}):"
+                f" job {job.job_id} not stopped, nothing was sent; try again when it is back",
+                {"job_id": job.job_id, "host_id": run.host_id})
+        previous = run.ending
+        self._set_ending(job, run, transitions.STOP,
+                         f"stop requested: SIGTERM sent, SIGKILL in {self.stop_grace_sec:g}s")
         try:
-            await self._terminate(run)
+            await self._send_term(run)
         except AprError:
-            run.ending = None  # nothing was sent (e.g. the host is unreachable): say so
+            with suppress(StoreUnavailable):  # nothing was sent: say so, undo the intent
+                self._set_ending(job, run, previous, "stop not sent: host unreachable")
             raise
-        self._record(job, job.status,
-                     f"stop requested: SIGTERM sent, SIGKILL in {self.stop_grace_sec:g}s")
+
+    def _set_ending(self, job: Job, run: Run, ending: str | None, reason: str) -> None:
+        """Persist (with its event) that this attempt is being ended, or no longer is."""
+        self._record(job, job.status, reason,
+                     job_cols={"ending": ending, "term_sent_at": None})
+        book = self._books[job.job_id]
+        run.ending = book.ending = ending
+        run.term_sent_at = book.term_sent_at = None
+
+    async def _send_term(self, run: Run) -> None:
+        """SIGTERM for the attempt's ending; its time is kept so a restart knows when the
+        SIGKILL is due."""
+        await self._runs.terminate(run)
+        now = utcnow()
+        run.term_sent_at = self._books[run.job_id].term_sent_at = now
+        with suppress(StoreUnavailable), self._transaction():  # lost: a restart resends
+            self.store.update_job(run.job_id, term_sent_at=now)
 
     async def rerun(self, job_id: str) -> Job:
         """Start a new attempt of a finished job; earlier attempts' logs and events stay."""
         job = self._get_job(job_id)
-        if not job.status.is_final:
-            raise _illegal("rerun", job)
+        transitions.require("rerun", job)
         book = self._books[job_id]
         now = utcnow()
-        self._queue_seq += 1
-        book.queue_seq, book.queued_at, book.retries_used = self._queue_seq, now, 0
+        queue_seq = self._queue_seq + 1
+        self._new_attempt(job, now, f"rerun by request as attempt {job.attempt + 1}",
+                          queue_seq=queue_seq, retries_used=0)
+        self._queue_seq = queue_seq
+        book.queue_seq, book.queued_at, book.retries_used = queue_seq, now, 0
         book.run_sec, book.resumed_at = 0.0, None
-        self._new_attempt(job, now, f"rerun by request as attempt {job.attempt + 1}")
         self._queue.push(job_id, job.priority, book.queue_seq, job.resource_request)
         self._wake()
         return self._job_view(job)
 
-    def _new_attempt(self, job: Job, now: datetime, reason: str) -> None:
-        book = self._books[job.job_id]
+    def _new_attempt(self, job: Job, now: datetime, reason: str, *, queue_seq: int,
+                     retries_used: int) -> None:
         attempt = job.attempt + 1
         columns = {"attempt": attempt, "host_id": None, "started_at": None,
                    "finished_at": None, "exit_code": None, "signal": None,
-                   "queue_seq": book.queue_seq, "retries_used": book.retries_used,
-                   "run_sec": 0.0, "resumed_at": None, "pgid": None}
+                   "queue_seq": queue_seq, "retries_used": retries_used,
+                   "run_sec": 0.0, "resumed_at": None, "pgid": None, "ending": None,
+                   "term_sent_at": None}
         self._record(job, JobStatus.PENDING, reason, job_cols=columns,
                      attempt_cols={"queued_at": now}, attempt=attempt)
-        for name in ("host_id", "started_at", "finished_at", "exit_code", "signal"):
-            setattr(job, name, None)
-        job.attempt = attempt
+
+        def apply() -> None:
+            for name in ("host_id", "started_at", "finished_at", "exit_code", "signal"):
+                setattr(job, name, None)
+            job.attempt = attempt
+            book = self._books[job.job_id]
+            book.ending = book.term_sent_at = None
+
+        self.store.after_commit(apply)
 
     # running -----------------------------------------------------------------------------
     def _wake(self) -> None:
@@ -870,161 +946,128 @@ class Scheduler:
 
     def _dispatch(self) -> None:
         self._dispatch_scheduled = False
-        if self._closing:
-            return
+        if self._closing or self._unrecorded or self._check_disk():
+            return  # degraded: _retry_store wakes us once writes work again
         placements = self._queue.dispatch_pass(self._pool)
         if not placements:
             return
         now = utcnow()
-        runs = []
-        with self.store.transaction():
-            for job_id, host_id in placements:
-                runs.append(self._begin_attempt(self._jobs[job_id], host_id, now))
-        loop = asyncio.get_running_loop()
-        for run in runs:
-            run.task = loop.create_task(self._run_attempt(run))
+        try:
+            with self._transaction():
+                for job_id, host_id in placements:
+                    self._record_start(self._jobs[job_id], host_id, now)
+        except StoreUnavailable as exc:
+            log.warning("dispatch postponed: %s", exc.message)
+            for job_id, host_id in placements:  # as they were: queued, nothing allocated
+                job = self._jobs[job_id]
+                self._pool.release(host_id, job.resource_request)
+                self._queue.push(job_id, job.priority, self._books[job_id].queue_seq,
+                                 job.resource_request)
+            self._schedule_store_retry()
+            return
+        for job_id, host_id in placements:
+            self._launch(self._jobs[job_id], host_id)
 
-    def _new_run(self, job: Job, host_id: str) -> _Run:
-        loop = asyncio.get_running_loop()
-        executor = self._executors.get(host_id) or LocalExecutor(host_id)
-        return _Run(job.job_id, job.attempt, host_id, job.resource_request, executor,
-                    started=loop.create_future())
-
-    def _begin_attempt(self, job: Job, host_id: str, now: datetime) -> _Run:
-        book = self._books[job.job_id]
-        book.run_sec, book.resumed_at = 0.0, now
-        self._samples.started(_seconds_between(book.queued_at, now))
+    def _record_start(self, job: Job, host_id: str, now: datetime) -> None:
         self._record(job, JobStatus.RUNNING, f"dispatched to {host_id}",
                      job_cols={"host_id": host_id, "started_at": now, "run_sec": 0.0,
                                "resumed_at": now, "pgid": None},
                      attempt_cols={"host_id": host_id, "started_at": now},
                      host_id=host_id)
-        job.host_id, job.started_at = host_id, now
-        run = self._new_run(job, host_id)
-        self._runs[job.job_id] = run
+
+        def apply() -> None:
+            book = self._books[job.job_id]
+            book.run_sec, book.resumed_at = 0.0, now
+            self._samples.started(_seconds_between(book.queued_at, now))
+            job.host_id, job.started_at = host_id, now
+
+        self.store.after_commit(apply)
+
+    def _launch(self, job: Job, host_id: str) -> None:
+        run = self._runs.add(job.job_id, job.attempt, host_id, job.resource_request,
+                             self._executors.get(host_id) or LocalExecutor(host_id))
         self._arm_timeout(job, run)
-        return run
+        self._runs.launch(run, Launch(
+            job_id=job.job_id, attempt=run.attempt, host_id=host_id, command=job.command,
+            workdir=job.workdir, env=dict(job.env),
+            files=attempt_files(self.state_dir, job.job_id, run.attempt)))
 
-    async def _run_attempt(self, run: _Run) -> None:
-        job = self._jobs[run.job_id]
-        launch = Launch(job_id=job.job_id, attempt=run.attempt, host_id=run.host_id,
-                        command=job.command, workdir=job.workdir, env=dict(job.env),
-                        files=attempt_files(self.state_dir, job.job_id, run.attempt))
-        try:
-            handle = await run.executor.start(launch)
-        except StartFailed as exc:
-            run.started.set_result(None)
-            self._finish(run, ExitStatus(None, detail=f"could not start: {exc}"))
-            return
-        except Exception as exc:  # a bug must not leave the job RUNNING forever
-            log.exception("starting job %s failed", run.job_id)
-            run.started.set_result(None)
-            self._finish(run, ExitStatus(None, detail=f"could not start: {exc!r}"))
-            return
-        run.handle = handle
-        job.pgid = handle.pgid
-        self._save_pgid_soon(job.job_id)
-        run.started.set_result(handle)
-        await self._watch(run)
-
-    async def _watch(self, run: _Run) -> None:
+    def _started_run(self, run: Run) -> None:
         assert run.handle is not None
-        try:
-            status = await run.executor.wait(run.handle)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.exception("watching job %s failed", run.job_id)
-            status = ExitStatus(None, lost=True, detail=f"watch failed: {exc!r}")
-        if self._runs.get(run.job_id) is run:
-            self._finish(run, status)
+        self._jobs[run.job_id].pgid = run.handle.pgid
+        self._save_pgid_soon(run.job_id)
 
-    def _arm_timeout(self, job: Job, run: _Run) -> None:
-        if job.timeout_sec is None or self._loop is None:
+    def _arm_timeout(self, job: Job, run: Run) -> None:
+        if job.timeout_sec is None:
             return
         book = self._books[job.job_id]
         used = book.run_sec + _seconds_between(book.resumed_at, utcnow())
-        remaining = max(0.0, job.timeout_sec - used)
-        if run.timeout_timer is not None:
-            run.timeout_timer.cancel()
-        run.timeout_timer = self._loop.call_later(remaining, self._on_timeout, run)
+        self._runs.arm_timeout(run, job.timeout_sec - used)
 
-    def _on_timeout(self, run: _Run) -> None:
-        run.timeout_timer = None
-        if self._runs.get(run.job_id) is not run or run.ending:
-            return
-        run.ending = "timeout"
+    def _timed_out(self, run: Run) -> None:
+        """The attempt's running time is up: persist the intent, then SIGTERM. The limit is
+        enforced even when the store refuses the write (the outcome is recorded later)."""
         job = self._jobs[run.job_id]
-        self._record(job, job.status, f"timeout_sec={job.timeout_sec:g} reached: SIGTERM sent, "
-                                      f"SIGKILL in {self.stop_grace_sec:g}s")
-        asyncio.get_running_loop().create_task(self._keep_trying(self._terminate, run))
+        try:
+            self._set_ending(job, run, transitions.TIMEOUT,
+                             f"timeout_sec={job.timeout_sec:g} reached: SIGTERM sent, "
+                             f"SIGKILL in {self.stop_grace_sec:g}s")
+        except StoreUnavailable as exc:
+            log.warning("job %s timed out; intent not recorded: %s", run.job_id, exc.message)
+            run.ending = transitions.TIMEOUT
+        self._runs.spawn(self._runs.keep_trying(self._send_term, run))
 
-    async def _terminate(self, run: _Run) -> None:
-        """SIGTERM (and SIGCONT, so a paused job can act on it); SIGKILL after the grace."""
-        handle = await run.started
-        if handle is None or self._runs.get(run.job_id) is not run:
-            return
-        await run.executor.signal(handle, signal.SIGTERM)
-        await run.executor.signal(handle, signal.SIGCONT)
-        if self._loop is not None and run.kill_timer is None:
-            loop = self._loop
-            run.kill_timer = loop.call_later(
-                self.stop_grace_sec, lambda: loop.create_task(self._keep_trying(self._kill, run)))
-
-    async def _keep_trying(self, action: Callable[[_Run], Awaitable[None]], run: _Run) -> None:
-        """Signals nobody waits on (timeouts, the SIGKILL after the grace) are retried while
-        the attempt's host is unreachable, until they land or the attempt ends."""
-        while self._runs.get(run.job_id) is run and not self._closing:
-            try:
-                await action(run)
-                return
-            except AprError as exc:
-                log.warning("job %s: %s; trying again in %gs", run.job_id, exc.message,
-                            SIGNAL_RETRY_SEC)
-                await asyncio.sleep(SIGNAL_RETRY_SEC)  # retry backoff, not a condition wait
-
-    async def _kill(self, run: _Run) -> None:
-        handle = await run.started
-        if handle is not None and self._runs.get(run.job_id) is run:
-            await run.executor.signal(handle, signal.SIGKILL)
-
-    def _cancel_timers(self, run: _Run) -> None:
-        for timer in (run.timeout_timer, run.kill_timer):
-            if timer is not None:
-                timer.cancel()
-        run.timeout_timer = run.kill_timer = None
-
-    def _finish(self, run: _Run, status: ExitStatus, note: str | None = None) -> None:
-        """An attempt ended: free its resources, record the outcome, maybe retry."""
-        self._cancel_timers(run)
-        self._runs.pop(run.job_id, None)
-        if run.host_id in self._hosts:
-            self._pool.release(run.host_id, run.request)
+    def _finish(self, run: Run, status: ExitStatus, note: str | None = None) -> None:
+        """An attempt ended: record the outcome (maybe a retry), then free its resources.
+        If the store refuses the write, the attempt stays as it was (still holding its
+        resources) and is recorded once writes work again: nothing is lost."""
         job = self._jobs[run.job_id]
         book = self._books[job.job_id]
         now = utcnow()
-        run_sec = book.run_sec + _seconds_between(book.resumed_at, now)
-        final, reason = self._outcome(job, run, status)
+        end = now if status.ended_at is None else min(now, datetime.fromtimestamp(
+            status.ended_at, UTC))
+        run_sec = book.run_sec + _seconds_between(book.resumed_at, end)
+        final, reason = transitions.outcome(run.ending, status, job.timeout_sec)
         if note:
             reason = f"{reason} ({note})"
-        with self.store.transaction():
-            self._record(job, final, reason,
-                         job_cols={"finished_at": now, "exit_code": status.exit_code,
-                                   "signal": status.signal, "run_sec": run_sec,
-                                   "resumed_at": None, "pgid": None},
-                         attempt_cols={"finished_at": now, "exit_code": status.exit_code,
-                                       "signal": status.signal, "reason": reason,
-                                       "run_sec": run_sec})
-            job.finished_at, job.exit_code, job.signal = now, status.exit_code, status.signal
+        retry = final in (JobStatus.FAILED, JobStatus.TIMEOUT) \
+            and book.retries_used < job.retry_limit
+        def set_outcome() -> None:
+            job.finished_at, job.exit_code, job.signal = end, status.exit_code, status.signal
             job.pgid = None
-            book.run_sec, book.resumed_at = run_sec, None
-            if final in (JobStatus.FAILED, JobStatus.TIMEOUT) \
-                    and book.retries_used < job.retry_limit:
-                book.retries_used += 1
-                self._queue_seq += 1
-                book.queue_seq, book.queued_at = self._queue_seq, now
-                self._new_attempt(job, now, f"retry {book.retries_used} of {job.retry_limit} "
-                                            f"as attempt {job.attempt + 1}")
+
+        try:
+            with self._transaction():
+                self._record(job, final, reason,
+                             job_cols={"finished_at": end, "exit_code": status.exit_code,
+                                       "signal": status.signal, "run_sec": run_sec,
+                                       "resumed_at": None, "pgid": None},
+                             attempt_cols={"finished_at": end, "exit_code": status.exit_code,
+                                           "signal": status.signal, "reason": reason,
+                                           "run_sec": run_sec})
+                self.store.after_commit(set_outcome)  # before a retry's reset, in order
+                if retry:
+                    self._new_attempt(job, now, f"retry {book.retries_used + 1} of "
+                                                f"{job.retry_limit} as attempt {job.attempt + 1}",
+                                      queue_seq=self._queue_seq + 1,
+                                      retries_used=book.retries_used + 1)
+        except StoreUnavailable as exc:
+            log.warning("job %s ended (%s) but could not be recorded yet: %s", job.job_id,
+                        reason, exc.message)
+            self._unrecorded[job.job_id] = (run, status, note)
+            self._schedule_store_retry()
+            return
+        self._unrecorded.pop(job.job_id, None)
+        if run.ending is not None:
+            self._runs.sweep(run)
+        self._runs.discard(run)
+        if run.host_id in self._hosts:
+            self._pool.release(run.host_id, run.request)
+        book.run_sec, book.resumed_at = run_sec, None
+        if retry:
+            self._queue_seq += 1
+            book.retries_used += 1
+            book.queue_seq, book.queued_at = self._queue_seq, now
         self._samples.finished(run_sec)
         if job.status is JobStatus.PENDING:
             self._queue.push(job.job_id, job.priority, book.queue_seq, job.resource_request)
@@ -1032,37 +1075,84 @@ class Scheduler:
             self._notify_final(job)
         self._wake()
 
-    def _outcome(self, job: Job, run: _Run, status: ExitStatus) -> tuple[JobStatus, str]:
-        if run.ending == "stop":
-            return JobStatus.STOPPED, "stopped by request"
-        if run.ending == "timeout":
-            return JobStatus.TIMEOUT, f"exceeded timeout_sec={job.timeout_sec:g}"
-        if status.lost:
-            return JobStatus.FAILED, f"lost: {status.detail}"
-        if status.exit_code == 0:
-            return JobStatus.SUCCEEDED, "exit code 0"
-        if status.exit_code is None:
-            return JobStatus.FAILED, status.detail or f"killed by {status.signal}"
-        if status.signal:
-            return JobStatus.FAILED, f"exit code {status.exit_code} (killed by {status.signal}?)"
-        return JobStatus.FAILED, f"exit code {status.exit_code}"
+    # degraded store and disk -------------------------------------------------------------
+    @property
+    def degraded_reason(self) -> str | None:
+        """Why the scheduler cannot do its work right now (None when healthy): the store
+        refuses writes, or the state disk is below its free-space floor."""
+        if self._store is not None and self._store.failure:
+            return self._store.failure
+        return self._disk_low
+
+    def _check_disk(self) -> bool:
+        """True (and degraded) while the state disk has less free space than the floor."""
+        try:
+            stat = os.statvfs(self.state_dir)
+        except OSError:
+            return False
+        free_mb = stat.f_bavail * stat.f_frsize / 1e6
+        if free_mb >= self.min_free_disk_mb:
+            if self._disk_low:
+                log.info("state disk has room again (%.0f MB free): dispatching", free_mb)
+            self._disk_low = None
+            return False
+        if not self._disk_low:
+            log.warning("state disk %s: %.1f MB free, below min_free_disk_mb=%g: dispatch "
+                        "paused", self.state_dir, free_mb, self.min_free_disk_mb)
+        self._disk_low = (f"state disk {self.state_dir} has {free_mb:.1f} MB free, below "
+                          f"min_free_disk_mb={self.min_free_disk_mb:g}: dispatch paused")
+        self._schedule_store_retry()
+        return True
+
+    def _schedule_store_retry(self) -> None:
+        if self._retry_timer is None and self._loop is not None and not self._closing:
+            self._retry_timer = self._loop.call_later(STORE_RETRY_SEC, self._retry_store)
+
+    def _retry_store(self) -> None:
+        """Record what ended while writes failed; then dispatch again (a backoff while
+        degraded, not a poll: nothing runs here while the store and disk are healthy)."""
+        self._retry_timer = None
+        if self._closing:
+            return
+        for run, status, note in list(self._unrecorded.values()):
+            self._finish(run, status, note)
+        if self._unsaved_pgids:
+            with suppress(StoreUnavailable):
+                self._save_pgids()
+        if self._unrecorded or self.degraded_reason:
+            if self._store is not None and self._store.failure and not self._unrecorded:
+                self._probe_store()
+            self._schedule_store_retry()
+        self._wake()
+
+    def _probe_store(self) -> None:
+        """A harmless write, to learn whether the store accepts writes again."""
+        with suppress(StoreUnavailable), self._transaction():
+            self.store.touch()
 
     def _save_pgid_soon(self, job_id: str) -> None:
         """Persist new pgids in one transaction per loop iteration, not one per job. Safe to
         defer: until it lands, a restarted scheduler finds the wrapper in /proc by its rc path."""
         if not self._unsaved_pgids and self._loop is not None:
-            self._loop.call_soon(self._save_pgids)
+            self._loop.call_soon(self._save_pgids_logged)
         self._unsaved_pgids.append(job_id)
 
+    def _save_pgids_logged(self) -> None:
+        try:
+            self._save_pgids()
+        except StoreUnavailable as exc:
+            log.warning("pgids not saved yet: %s", exc.message)
+            self._schedule_store_retry()
+
     def _save_pgids(self) -> None:
-        job_ids, self._unsaved_pgids = self._unsaved_pgids, []
-        if self._store is None:
+        if self._store is None or not self._unsaved_pgids:
             return
-        with self.store.transaction():
-            for job_id in job_ids:
+        with self._transaction():
+            for job_id in self._unsaved_pgids:
                 pgid = self._jobs[job_id].pgid
                 if pgid is not None:
                     self.store.update_job(job_id, pgid=pgid)
+        self._unsaved_pgids = []
 
     def _notify_final(self, job: Job) -> None:
         for future in self._waiters.pop(job.job_id, []):
@@ -1070,6 +1160,23 @@ class Scheduler:
                 future.set_result(None)
 
     # recording ---------------------------------------------------------------------------
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """A store transaction that also undoes our event numbering if it fails."""
+        if self._pending_status is not None:  # joined an outer one
+            yield
+            return
+        event_seq = self._event_seq
+        self._pending_status = {}
+        try:
+            with self.store.transaction():
+                yield
+        except BaseException:
+            self._event_seq = event_seq
+            raise
+        finally:
+            self._pending_status = None
+
     def _record(
         self,
         job: Job,
@@ -1081,21 +1188,30 @@ class Scheduler:
         attempt: int | None = None,
         host_id: str | None = None,
     ) -> None:
-        """Persist a transition (or a same-state note) with its event, then publish it.
-        The attempt's row follows the job's status; ``attempt_cols`` adds to it."""
-        event = self._job_event(job, job.status, to_status, reason, utcnow(),
-                                attempt=attempt, host_id=host_id)
-        columns = {"status": to_status.value, **(job_cols or {})}
-        with self.store.transaction():
+        """Write a transition (or a same-state note) with its event; the status changes in
+        memory, and the event is published, only once the write has committed. The
+        attempt's row follows the job's status; ``attempt_cols`` adds to it."""
+        with self._transaction():
+            assert self._pending_status is not None
+            from_status = self._pending_status.get(job.job_id, job.status)
+            transitions.check(from_status, to_status)
+            event = self._job_event(job, from_status, to_status, reason, utcnow(),
+                                    attempt=attempt, host_id=host_id)
+            columns = {"status": to_status.value, **(job_cols or {})}
             self.store.update_job(job.job_id, **columns)
-            if to_status is not job.status or attempt_cols is not None:
+            if to_status is not from_status or attempt_cols is not None:
                 self.store.save_attempt(job.job_id, attempt or job.attempt,
                                         status=to_status.value, **(attempt_cols or {}))
             self.store.insert_events([event])
-        self._status_counts[job.status] -= 1
-        self._status_counts[to_status] += 1
-        job.status = to_status
-        self._publish([event])
+            self._pending_status[job.job_id] = to_status
+
+            def apply() -> None:
+                self._status_counts[job.status] -= 1
+                self._status_counts[to_status] += 1
+                job.status = to_status
+                self._publish([event])
+
+            self.store.after_commit(apply)
 
     def _job_event(self, job: Job, from_status: JobStatus | None, to_status: JobStatus,
                    reason: str, now: datetime, *, attempt: int | None = None,
@@ -1129,10 +1245,4 @@ def _reach(spec: HostSpec) -> tuple[Any, ...]:
     return (spec.executor_prefix, spec.ssh, spec.ssh_identity_file, spec.ssh_known_hosts,
             spec.ssh_connect_timeout_sec, spec.remote_spool)
 
-
-def _illegal(action: str, job: Job) -> IllegalTransition:
-    return IllegalTransition(
-        f"cannot {action} job {job.job_id}: it is {job.status.value}",
-        {"job_id": job.job_id, "status": job.status.value, "action": action},
-    )
 

@@ -2,8 +2,23 @@
 
 The Scheduler is the only writer. Every change it makes goes through ``transaction()`` so a
 transition, its attempt row and its event land together or not at all; a batch of 10,000
-jobs is one transaction. ``synchronous=NORMAL`` in WAL mode survives a crash of the process
-(the case that matters: a scheduler killed or restarted) without an fsync per commit.
+jobs is one transaction.
+
+Durability, per write kind. WAL with ``synchronous=FULL``: every commit is fsynced before
+it returns, so an OS crash or power loss cannot roll back a committed transition. That
+matters for one write above all: "attempt N is RUNNING" is committed *before* the wrapper is
+spawned, and if an OS crash rolled it back, recovery would see a PENDING job and run it a
+second time. Submits (a client got 201 for them) and final states (a client saw SUCCEEDED)
+are promises too. With NORMAL, a process crash (``kill -9``) never loses a commit either;
+FULL adds one fsync per transaction, and dispatch, finishes and submits are batched per
+loop turn, so its cost is per batch, not per job (README has the figures). The pgid and
+heartbeat bookkeeping writes are the only ones that could safely be lost (recovery finds
+the wrapper in /proc by its rc path); they ride along in the same mode.
+
+A write that fails (disk full, read-only file, I/O error) is rolled back and raised as
+``StoreUnavailable``; callbacks registered with ``after_commit`` run only once the
+outermost transaction has committed, which is how the Scheduler changes memory only after
+the store has the change.
 """
 
 from __future__ import annotations
@@ -11,12 +26,13 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from apr_sched.errors import StoreUnavailable
 from apr_sched.models import (
     Attempt,
     Event,
@@ -27,7 +43,7 @@ from apr_sched.models import (
     JobStatus,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -54,7 +70,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     retries_used INTEGER NOT NULL DEFAULT 0,
     run_sec REAL NOT NULL DEFAULT 0,
     resumed_at TEXT,
-    pgid INTEGER
+    pgid INTEGER,
+    ending TEXT,
+    term_sent_at TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
 CREATE TABLE IF NOT EXISTS attempts (
@@ -88,7 +106,7 @@ CREATE INDEX IF NOT EXISTS events_job ON events (job_id, seq);
 JOB_COLUMNS = (
     "seq", "job_id", "spec", "status", "attempt", "host_id", "submitted_at", "started_at",
     "finished_at", "exit_code", "signal", "queue_seq", "retries_used", "run_sec", "resumed_at",
-    "pgid",
+    "pgid", "ending", "term_sent_at",
 )
 ATTEMPT_COLUMNS = (
     "job_id", "attempt", "host_id", "status", "queued_at", "started_at", "finished_at",
@@ -98,6 +116,25 @@ ATTEMPT_COLUMNS = (
 
 class SchemaTooNew(RuntimeError):
     pass
+
+
+_CAUSES = {
+    "SQLITE_FULL": "disk full",
+    "SQLITE_READONLY": "database is read-only",
+    "SQLITE_IOERR": "I/O error",
+    "SQLITE_CANTOPEN": "cannot open the database file",
+    "SQLITE_BUSY": "database is locked by another process",
+    "SQLITE_PERM": "permission denied",
+}
+
+
+def _unavailable(exc: sqlite3.Error, path: Path) -> StoreUnavailable:
+    """A sqlite error as the user should read it: what is wrong with which file."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    cause = next((text for prefix, text in _CAUSES.items() if name.startswith(prefix)), None)
+    cause = cause or str(exc)
+    return StoreUnavailable(f"cannot write the state database {path}: {cause} ({exc})",
+                            {"cause": cause, "path": str(path)})
 
 
 def _iso(value: Any) -> Any:
@@ -113,57 +150,104 @@ class Store:
 
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = path
-        if not readonly and not path.exists():
-            # Job commands and environments may hold secrets: owner-only from the start
-            # (SQLite gives its -wal and -shm files the database file's mode).
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        self.failure: str | None = None
+        """Why the last write failed (disk full, read-only ...); None once one succeeds."""
+        self._after_commit: list[Callable[[], None]] = []
+        try:
+            if not readonly and not path.exists():
+                # Job commands and environments may hold secrets: owner-only from the start
+                # (SQLite gives its -wal and -shm files the database file's mode).
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot create database {path}: {exc.strerror}",
+                                   {"cause": exc.strerror, "path": str(path)}) from None
         uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
         self._db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._in_tx = False
         if readonly:
             return
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise _unavailable(exc, path) from None
 
     def _migrate(self) -> None:
+        """Create or upgrade the schema; also proves the file is writable (an immutable or
+        read-only database opens fine and fails only at its first write)."""
         with self.transaction():
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     self._db.execute(statement)
             row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None:
-                self._db.execute(
-                    "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-                )
-            elif int(row[0]) > SCHEMA_VERSION:
+            version = SCHEMA_VERSION if row is None else int(row[0])
+            if version > SCHEMA_VERSION:
                 raise SchemaTooNew(
                     f"{self.path} has schema version {row[0]}; this apr_sched understands "
                     f"up to {SCHEMA_VERSION}: upgrade apr_sched"
                 )
+            if version < 2:  # v2: a stop or timeout intent survives a restart
+                self._db.execute("ALTER TABLE jobs ADD COLUMN ending TEXT")
+                self._db.execute("ALTER TABLE jobs ADD COLUMN term_sent_at TEXT")
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
+                             (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
         self._db.close()
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """One atomic unit of writes; nested use joins the outer transaction."""
+        """One atomic unit of writes; nested use joins the outer transaction.
+
+        A failed write rolls everything back and raises ``StoreUnavailable``; callbacks
+        queued with ``after_commit`` run after the outermost COMMIT, and are dropped on a
+        rollback, so memory changes only once the store has the change.
+        """
         if self._in_tx:
             yield
             return
-        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from None
         self._in_tx = True
         try:
             yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        else:
             self._db.execute("COMMIT")
+        except BaseException as exc:
+            self._after_commit.clear()
+            with suppress(sqlite3.Error):  # a failed COMMIT may have ended the transaction
+                self._db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise self._failed(exc) from None
+            raise
         finally:
             self._in_tx = False
+        self.failure = None
+        callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            callback()
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the current transaction commits (at once outside one)."""
+        if self._in_tx:
+            self._after_commit.append(callback)
+        else:
+            callback()
+
+    def _failed(self, exc: sqlite3.Error) -> StoreUnavailable:
+        error = _unavailable(exc, self.path)
+        self.failure = error.message
+        return error
+
+    def touch(self) -> None:
+        """A harmless write: does the database accept writes again?"""
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('last_write_probe', ?)",
+                         (datetime.now().isoformat(),))
 
     # hosts -------------------------------------------------------------------------------
     def save_host(self, host: Host) -> None:

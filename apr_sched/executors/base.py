@@ -45,6 +45,9 @@ class ExitStatus:
     signal: str | None = None
     lost: bool = False
     detail: str | None = None
+    ended_at: float | None = None
+    """When it ended (epoch seconds), if known better than "now": an attempt that ended
+    while the scheduler was down ended when its rc file was written."""
 
 
 class StartFailed(Exception):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import subprocess
@@ -48,6 +49,13 @@ def find_wrapper_pid(files: AttemptFiles) -> int | None:
         if entry.name.isdigit() and is_our_wrapper(int(entry.name), files):
             return int(entry.name)
     return None
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
 
 
 class LocalExecutor:
@@ -151,8 +159,8 @@ class LocalExecutor:
         if pgid and is_our_wrapper(pgid, files):
             return RunHandle(job_id, attempt, pgid, files)
         rc = read_rc(files.rc)
-        if rc is not None:
-            return exit_status_from_rc(rc)
+        if rc is not None:  # it ended while no scheduler watched: when the rc was written
+            return dataclasses.replace(exit_status_from_rc(rc), ended_at=_mtime(files.rc))
         found = find_wrapper_pid(files)
         if found is not None:
             return RunHandle(job_id, attempt, found, files)
