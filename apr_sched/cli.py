@@ -91,7 +91,11 @@ async def serve(args: argparse.Namespace) -> int:
     """Run until SIGINT/SIGTERM; running jobs survive the shutdown unless asked otherwise."""
     config = _load(args)
     scheduler = Scheduler.from_config(config, state_dir=args.state_dir or config.state_dir)
-    await scheduler.start()
+    try:
+        await scheduler.start()
+    except OSError as exc:  # e.g. a read-only file system: one clear line, no traceback
+        raise AprError(f"cannot use state dir {scheduler.state_dir}: {exc.strerror}"
+                       + (f" ({exc.filename})" if exc.filename else "")) from None
     log.info("apr_sched %s serving state dir %s", __version__, scheduler.state_dir)
     http = HttpService(
         scheduler,

@@ -171,6 +171,9 @@ class SchedulerConfig(_StrictConfig):
     host_lost_after_sec: float = Field(default=300.0, gt=0, le=7 * 86400)
     """Jobs on an SSH host unreachable this long are declared lost (and requeued if their
     retry_limit allows); a host back sooner gets its jobs found again."""
+    min_free_disk_mb: float = Field(default=64.0, ge=0, le=1e9)
+    """Below this much free space on the state dir's disk (logs and database), dispatch
+    pauses and health says degraded; running jobs go on."""
     http: HttpConfig = Field(default_factory=HttpConfig)
     hosts: list[HostSpec] = Field(default_factory=list)
     """Registered at startup; ``host_id`` must be unique."""

@@ -177,6 +177,7 @@ class Scheduler:
             "stop_grace_sec": config.stop_grace_sec,
             "heartbeat_timeout_sec": config.heartbeat_timeout_sec,
             "host_lost_after_sec": config.host_lost_after_sec,
+            "min_free_disk_mb": config.min_free_disk_mb,
         }
         options.update(overrides)
         return cls(**options)

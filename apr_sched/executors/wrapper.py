@@ -5,7 +5,9 @@ signal to ``-pgid`` reaches the command and everything it forked. It runs the co
 subshell with the default signal handling restored, and writes the exit status to the rc
 file when the command ends. Its own TERM/INT/HUP are caught (deferred until the command
 exits), so a stop by SIGTERM still yields an rc file; only SIGKILL, the last resort, leaves
-none.
+none. If the rc file cannot be written (the disk is full), the wrapper tries again every
+second instead of losing how the job ended: to the scheduler the job is still running
+until space returns.
 
 Arguments: ``$1`` rc file, ``$2`` workdir ("" = stay), ``$3`` the command. The job's
 environment comes through the process environment, never the command line: other users can
@@ -22,7 +24,8 @@ WRAPPER_SCRIPT = r"""trap : TERM INT HUP
   fi
   eval "set --; $3"
 ) </dev/null
-printf '%s\n' "$?" >"$1"
+set -- "$1" "$?"
+until printf '%s\n' "$2" 2>/dev/null >"$1"; do sleep 1; done
 """
 
 WRAPPER_ARGV0 = "apr-sched-job"

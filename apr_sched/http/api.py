@@ -149,8 +149,10 @@ class SchedulerApi:
     # endpoints ---------------------------------------------------------------------------
     async def health(self, request: Request) -> Response:
         counts = self.scheduler.job_counts()
+        degraded = self.scheduler.degraded_reason
         return Response.json(200, {
-            "status": "ok",
+            "status": "degraded" if degraded else "ok",
+            "degraded_reason": degraded,
             "version": __version__,
             "uptime_sec": round(time.monotonic() - self._started, 3),
             "hosts_online": self.scheduler.hosts_online(),

@@ -54,7 +54,9 @@ ERROR = _object({"error": _object({
     required=["code", "message"])})
 EVENT = {"oneOf": [_ref("JobEvent"), _ref("HostEvent")],
          "discriminator": {"propertyName": "kind"}}
-HEALTH = _object({"status": {"const": "ok"}, "version": {"type": "string"},
+HEALTH = _object({"status": {"enum": ["ok", "degraded"]},
+                  "degraded_reason": {"type": ["string", "null"]},
+                  "version": {"type": "string"},
                   "uptime_sec": {"type": "number"}, "hosts_online": {"type": "integer"},
                   "jobs_pending": {"type": "integer"}, "jobs_running": {"type": "integer"},
                   "last_event_seq": {"type": "integer"}})
