@@ -70,11 +70,13 @@ from apr_sched.placement import HostCapacity, HostPool
 from apr_sched.queue import PendingQueue
 from apr_sched.runs import Run, RunSupervisor
 from apr_sched.statedir import StateDirLock
-from apr_sched.store import Store, parse_time
+from apr_sched.store import Store, job_filter, parse_time
 
 log = logging.getLogger("apr_sched")
 
 DB_NAME = "apr_sched.db"
+LIST_CHUNK = 500
+"""Jobs built per step of a listing; the loop runs other work between steps."""
 STORE_RETRY_SEC = 2.0
 """While the store refuses writes, how often to retry recording attempts that ended."""
 
@@ -277,17 +279,10 @@ class Scheduler:
         self._queue_seq = store.max_queue_seq()
         self._event_seq = store.max_event_seq()
         self._hub.last_seq = self._event_seq
-        for row in store.load_jobs():
-            job = self._job_from_row(row)
-            book = _Book(
-                seq=row["seq"], queue_seq=row["queue_seq"], queued_at=job.submitted_at,
-                retries_used=row["retries_used"], run_sec=row["run_sec"],
-                resumed_at=parse_time(row["resumed_at"]), ending=row["ending"],
-                term_sent_at=parse_time(row["term_sent_at"]),
-            )
-            self._jobs[job.job_id] = job
-            self._books[job.job_id] = book
-            self._status_counts[job.status] += 1
+        for status, count in store.count_by_status().items():
+            self._status_counts[JobStatus(status)] = count
+        for row in store.load_unfinished_jobs():  # finished jobs are read on demand
+            job, book = self._install(row)
             if job.status is JobStatus.PENDING:
                 self._queue.push(job.job_id, job.priority, book.queue_seq,
                                  job.resource_request)
@@ -308,6 +303,25 @@ class Scheduler:
             "started_at": row["started_at"], "finished_at": row["finished_at"],
             "exit_code": row["exit_code"], "signal": row["signal"], "pgid": row["pgid"],
         })
+
+    def _install(self, row: Any) -> tuple[Job, _Book]:
+        """Keep a stored job in memory (unfinished, or about to run again)."""
+        job = self._job_from_row(row)
+        book = _Book(
+            seq=row["seq"], queue_seq=row["queue_seq"], queued_at=job.submitted_at,
+            retries_used=row["retries_used"], run_sec=row["run_sec"],
+            resumed_at=parse_time(row["resumed_at"]), ending=row["ending"],
+            term_sent_at=parse_time(row["term_sent_at"]),
+        )
+        self._jobs[job.job_id] = job
+        self._books[job.job_id] = book
+        return job, book
+
+    def _forget(self, job: Job) -> None:
+        """A final job leaves memory: it lives on in the store, read on demand."""
+        if job.status.is_final:
+            self._jobs.pop(job.job_id, None)
+            self._books.pop(job.job_id, None)
 
     async def _recover_runs(self) -> None:
         """Find again every attempt that was running when the last scheduler stopped, and
@@ -616,7 +630,7 @@ class Scheduler:
                 # in store.JOB_COLUMNS order
                 rows.append((seq, job.job_id, spec.model_dump_json(), "PENDING", 1, None,
                              now_iso, None, None, None, None, queue_seq, 0, 0.0, None, None,
-                             None, None))
+                             None, None, spec.owner, spec.project, spec.design))
                 events.append(self._job_event(job, None, JobStatus.PENDING, "submitted", now))
             self.store.insert_jobs(rows)
             self.store.insert_first_attempts([job.job_id for job in jobs], now_iso)
@@ -652,20 +666,29 @@ class Scheduler:
             raise InvalidInput("limit and offset must be >= 0", [
                 {"field": "limit" if limit is not None and limit < 0 else "offset",
                  "message": "must be >= 0"}])
-        candidates: Iterable[Job] = self._jobs.values()
-        if ids is not None:
-            wanted = {self._jobs[i].job_id: self._jobs[i] for i in ids if i in self._jobs}
-            candidates = sorted(wanted.values(), key=lambda job: self._books[job.job_id].seq)
-        matches = [
-            job for job in candidates
-            if (statuses is None or job.status in statuses)
-            and (project is None or job.project == project)
-            and (design is None or job.design == design)
-            and (owner is None or job.owner == owner)
-            and (host is None or job.host_id == host)
-        ]
-        page = matches[offset: None if limit is None else offset + limit]
-        return JobPage(jobs=[self._job_view(j) for j in page], total=len(matches))
+        where = job_filter(
+            statuses=None if statuses is None else sorted(s.value for s in statuses),
+            project=project, design=design, owner=owner, host=host,
+            ids=None if ids is None else [i for i in ids if isinstance(i, str)])
+        total = self.store.count_jobs(where)
+        wanted = total if limit is None else min(limit, max(0, total - offset))
+        views: list[Job] = []
+        after_seq = 0
+        while len(views) < wanted:  # in chunks, yielding: a big list never stalls the loop
+            rows = self.store.page_jobs(where, after_seq=after_seq,
+                                        limit=min(LIST_CHUNK, wanted - len(views)),
+                                        offset=offset if after_seq == 0 else 0)
+            if not rows:
+                break
+            views.extend(self._row_view(row) for row in rows)
+            after_seq = rows[-1]["seq"]
+            if len(views) < wanted:
+                await asyncio.sleep(0)
+        return JobPage(jobs=views, total=total)
+
+    def _row_view(self, row: Any) -> Job:
+        job = self._jobs.get(row["job_id"])
+        return self._job_view(job) if job is not None else self._job_from_row(row)
 
     async def get_job(self, job_id: str) -> Job:
         """The job with its attempts and full event timeline."""
@@ -704,9 +727,15 @@ class Scheduler:
         return LogTail(job_id=job_id, attempt=attempt, lines=lines, offset=end)
 
     def _get_job(self, job_id: str) -> Job:
-        job = self._jobs.get(job_id) if is_valid_id(job_id) else None
-        if job is None:
+        """The job in memory if unfinished, else as stored (a finished job is not kept)."""
+        if not is_valid_id(job_id):
             raise NotFound(f"no job {job_id!r}", {"job_id": job_id})
+        job = self._jobs.get(job_id)
+        if job is None:
+            row = self.store.load_job(job_id)
+            if row is None:
+                raise NotFound(f"no job {job_id!r}", {"job_id": job_id})
+            job = self._job_from_row(row)
         return job
 
     def _job_view(self, job: Job) -> Job:
@@ -736,7 +765,7 @@ class Scheduler:
         wait_median, wait_p95 = self._samples.wait_stats()
         run_median, run_p95 = self._samples.run_stats()
         return MetricsSummary(
-            jobs_total=len(self._jobs),
+            jobs_total=sum(by_status.values()),
             jobs_by_status=by_status,
             hosts_online=online,
             hosts_offline=sum(1 for h in self._hosts.values() if h.state is HostState.OFFLINE),
@@ -746,7 +775,7 @@ class Scheduler:
             cpu=Usage(used=sum(c.used_cpu for c in caps), total=sum(c.total_cpu for c in caps)),
             memory_gb=Usage(used=sum(c.used_memory_gb for c in caps),
                             total=sum(c.total_memory_gb for c in caps)),
-            finished_last_hour=self._samples.finished_since(time.time() - 3600),
+            finished_last_hour=self._finished_last_hour(),
             wait_sec_median=wait_median, wait_sec_p95=wait_p95,
             run_sec_median=run_median, run_sec_p95=run_p95,
         )
@@ -764,7 +793,12 @@ class Scheduler:
                 waiters = self._waiters.get(job_id, [])
                 if future in waiters:
                     waiters.remove(future)
-        return self._job_view(self._jobs[job_id])
+        return self._job_view(self._get_job(job_id))
+
+    def _finished_last_hour(self) -> int:
+        """Counted by the store's index, not by a bounded sample of recent ends."""
+        since = datetime.fromtimestamp(time.time() - 3600, UTC).isoformat()
+        return self.store.finished_since(since)
 
     def subscribe(self, maxsize: int = 100_000) -> Subscription:
         """Follow events live: ``async with scheduler.subscribe() as events``."""
@@ -853,10 +887,13 @@ class Scheduler:
         job = self._get_job(job_id)
         transitions.require("stop", job)
         if job.status in (JobStatus.PENDING, JobStatus.HELD):
+            now = utcnow()
             self._record(job, JobStatus.STOPPED, "stopped by request before it ran",
-                         job_cols={"finished_at": utcnow()})
+                         job_cols={"finished_at": now})
+            job.finished_at = now
             self._queue.remove(job_id)
             self._notify_final(job)
+            self._forget(job)
             return self._job_view(job)
         run = self._runs.get(job_id)
         if run is None:
@@ -896,8 +933,11 @@ class Scheduler:
         """SIGTERM for the attempt's ending; its time is kept so a restart knows when the
         SIGKILL is due."""
         await self._runs.terminate(run)
+        book = self._books.get(run.job_id)
+        if not self._runs.is_current(run) or book is None:
+            return  # it ended meanwhile
         now = utcnow()
-        run.term_sent_at = self._books[run.job_id].term_sent_at = now
+        run.term_sent_at = book.term_sent_at = now
         with suppress(StoreUnavailable), self._transaction():  # lost: a restart resends
             self.store.update_job(run.job_id, term_sent_at=now)
 
@@ -905,6 +945,10 @@ class Scheduler:
         """Start a new attempt of a finished job; earlier attempts' logs and events stay."""
         job = self._get_job(job_id)
         transitions.require("rerun", job)
+        if job_id not in self._jobs:
+            row = self.store.load_job(job_id)
+            assert row is not None
+            job, _ = self._install(row)
         book = self._books[job_id]
         now = utcnow()
         queue_seq = self._queue_seq + 1
@@ -1074,6 +1118,7 @@ class Scheduler:
             self._queue.push(job.job_id, job.priority, book.queue_seq, job.resource_request)
         else:
             self._notify_final(job)
+            self._forget(job)
         self._wake()
 
     # degraded store and disk -------------------------------------------------------------
@@ -1150,7 +1195,8 @@ class Scheduler:
             return
         with self._transaction():
             for job_id in self._unsaved_pgids:
-                pgid = self._jobs[job_id].pgid
+                job = self._jobs.get(job_id)  # None: ended (and left memory) already
+                pgid = None if job is None else job.pgid
                 if pgid is not None:
                     self.store.update_job(job_id, pgid=pgid)
         self._unsaved_pgids = []

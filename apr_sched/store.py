@@ -43,7 +43,7 @@ from apr_sched.models import (
     JobStatus,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -72,7 +72,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     resumed_at TEXT,
     pgid INTEGER,
     ending TEXT,
-    term_sent_at TEXT
+    term_sent_at TEXT,
+    owner TEXT,
+    project TEXT,
+    design TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
 CREATE TABLE IF NOT EXISTS attempts (
@@ -103,10 +106,23 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_job ON events (job_id, seq);
 """
 
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS jobs_owner ON jobs (owner);
+CREATE INDEX IF NOT EXISTS jobs_project ON jobs (project);
+CREATE INDEX IF NOT EXISTS jobs_host ON jobs (host_id);
+CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at);
+CREATE INDEX IF NOT EXISTS attempts_started ON attempts (started_at);
+CREATE INDEX IF NOT EXISTS attempts_finished ON attempts (finished_at);
+CREATE INDEX IF NOT EXISTS events_time ON events (time);
+"""
+"""Created after any upgrade, so the columns they cover exist."""
+
+UNFINISHED = ("PENDING", "HELD", "RUNNING", "PAUSED")
+
 JOB_COLUMNS = (
     "seq", "job_id", "spec", "status", "attempt", "host_id", "submitted_at", "started_at",
     "finished_at", "exit_code", "signal", "queue_seq", "retries_used", "run_sec", "resumed_at",
-    "pgid", "ending", "term_sent_at",
+    "pgid", "ending", "term_sent_at", "owner", "project", "design",
 )
 ATTEMPT_COLUMNS = (
     "job_id", "attempt", "host_id", "status", "queued_at", "started_at", "finished_at",
@@ -135,6 +151,28 @@ def _unavailable(exc: sqlite3.Error, path: Path) -> StoreUnavailable:
     cause = cause or str(exc)
     return StoreUnavailable(f"cannot write the state database {path}: {cause} ({exc})",
                             {"cause": cause, "path": str(path)})
+
+
+JobFilter = tuple[str, list[Any]]
+"""A ``WHERE`` clause over the jobs table and its arguments, from ``job_filter``."""
+
+
+def job_filter(*, statuses: Sequence[str] | None = None, project: str | None = None,
+               design: str | None = None, owner: str | None = None, host: str | None = None,
+               ids: Sequence[str] | None = None) -> JobFilter:
+    """Each given filter is an indexed column (status, owner, project, host, id)."""
+    where: list[str] = []
+    args: list[Any] = []
+    for column, value in (("project", project), ("design", design), ("owner", owner),
+                          ("host_id", host)):
+        if value is not None:
+            where.append(f"{column}=?")
+            args.append(value)
+    for column, values in (("status", statuses), ("job_id", ids)):
+        if values is not None:
+            where.append(f"{column} IN ({', '.join('?' * len(values))})" if values else "0")
+            args.extend(values)
+    return (f" WHERE {' AND '.join(where)}" if where else ""), args
 
 
 def _iso(value: Any) -> Any:
@@ -193,6 +231,13 @@ class Store:
             if version < 2:  # v2: a stop or timeout intent survives a restart
                 self._db.execute("ALTER TABLE jobs ADD COLUMN ending TEXT")
                 self._db.execute("ALTER TABLE jobs ADD COLUMN term_sent_at TEXT")
+            if version < 3:  # v3: filters answered by indexes, not by reading every spec
+                for name in ("owner", "project", "design"):
+                    self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} TEXT")
+                    self._db.execute(f"UPDATE jobs SET {name}=json_extract(spec, '$.{name}')")
+            for statement in _INDEXES.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
                              (str(SCHEMA_VERSION),))
 
@@ -284,8 +329,53 @@ class Store:
             (*(_iso(v) for v in columns.values()), job_id),
         )
 
-    def load_jobs(self) -> Iterator[sqlite3.Row]:
-        return self._db.execute("SELECT * FROM jobs ORDER BY seq")
+    def load_unfinished_jobs(self) -> Iterator[sqlite3.Row]:
+        """What a restarted scheduler keeps in memory: finished jobs are read on demand."""
+        return self._db.execute(
+            f"SELECT * FROM jobs WHERE status IN {UNFINISHED!r} ORDER BY seq")
+
+    def load_job(self, job_id: str) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self._db.execute(
+            "SELECT * FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+        return row
+
+    def count_by_status(self) -> dict[str, int]:
+        return {row[0]: row[1] for row in self._db.execute(
+            "SELECT status, COUNT(*) FROM jobs GROUP BY status")}
+
+    def count_jobs(self, where: JobFilter) -> int:
+        clause, args = where
+        return int(self._db.execute(f"SELECT COUNT(*) FROM jobs{clause}", args).fetchone()[0])
+
+    def page_jobs(self, where: JobFilter, *, after_seq: int = 0, limit: int = -1,
+                  offset: int = 0) -> list[sqlite3.Row]:
+        """Jobs in submit order after ``after_seq`` (keyset paging), ``limit`` -1 = all."""
+        clause, args = where
+        clause = f"{clause} AND seq > ?" if clause else " WHERE seq > ?"
+        return list(self._db.execute(
+            f"SELECT * FROM jobs{clause} ORDER BY seq LIMIT ? OFFSET ?",
+            [*args, after_seq, limit, offset]))
+
+    def finished_before(self, cutoff: str, limit: int) -> list[str]:
+        """Ids of final jobs that finished before ``cutoff`` (oldest first)."""
+        return [row[0] for row in self._db.execute(
+            f"SELECT job_id FROM jobs WHERE finished_at < ? AND status NOT IN {UNFINISHED!r} "
+            "ORDER BY finished_at LIMIT ?", (cutoff, limit))]
+
+    def delete_jobs(self, job_ids: Sequence[str]) -> None:
+        """Forget final jobs with their attempts and events (retention)."""
+        marks = ", ".join("?" * len(job_ids))
+        for table in ("events", "attempts", "jobs"):
+            self._db.execute(f"DELETE FROM {table} WHERE job_id IN ({marks})", list(job_ids))
+
+    def delete_host_events_before(self, cutoff: str) -> int:
+        cursor = self._db.execute(
+            "DELETE FROM events WHERE kind='host' AND time < ?", (cutoff,))
+        return int(cursor.rowcount)
+
+    def finished_since(self, since: str) -> int:
+        return int(self._db.execute(
+            "SELECT COUNT(*) FROM attempts WHERE finished_at >= ?", (since,)).fetchone()[0])
 
     def max_job_seq(self) -> int:
         return int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM jobs").fetchone()[0])

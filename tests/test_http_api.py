@@ -58,7 +58,8 @@ async def test_auth_off_serves_without_a_token(make_scheduler):
 async def test_health_and_metrics(served):
     scheduler, api = served
     health = await api.get("/scheduler/health")
-    assert set(health.data) == {"status", "version", "uptime_sec", "hosts_online",
+    assert set(health.data) == {"status", "degraded_reason", "version", "uptime_sec",
+                                "hosts_online",
                                 "jobs_pending", "jobs_running", "last_event_seq"}
     assert health.data["last_event_seq"] == scheduler.last_event_seq > 0
     assert health.data["hosts_online"] == 1

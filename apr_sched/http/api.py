@@ -33,6 +33,13 @@ _JOB_LIST = TypeAdapter(list[Job])
 RouteHandler = Callable[..., Awaitable[Response]]
 
 
+
+LIST_DEFAULT_LIMIT = 500
+"""Jobs in one GET /scheduler/jobs reply unless ``limit`` says otherwise; ``total`` tells
+how many match, ``offset`` pages on."""
+LIST_MAX_LIMIT = 5_000
+"""The largest page: building and sending it stays within tens of milliseconds."""
+
 class MethodNotAllowed(AprError):
     code = "method_not_allowed"
     http_status = 405
@@ -225,7 +232,8 @@ class SchedulerApi:
             status=statuses or None, ids=ids if "id" in q else None,
             project=_one(q, "project"), design=_one(q, "design"), owner=_one(q, "owner"),
             host=_one(q, "host"),
-            limit=_int(q, "limit", None, 0, 100_000), offset=_int(q, "offset", 0, 0) or 0,
+            limit=_int(q, "limit", LIST_DEFAULT_LIMIT, 0, LIST_MAX_LIMIT),
+            offset=_int(q, "offset", 0, 0) or 0,
         )
         # Serialised by pydantic-core straight to JSON bytes: the hot path of every list view.
         jobs = _JOB_LIST.dump_json(page.jobs, exclude={"__all__": LIST_EXCLUDE})
