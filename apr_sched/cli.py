@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -96,6 +97,7 @@ async def serve(args: argparse.Namespace) -> int:
     except OSError as exc:  # e.g. a read-only file system: one clear line, no traceback
         raise AprError(f"cannot use state dir {scheduler.state_dir}: {exc.strerror}"
                        + (f" ({exc.filename})" if exc.filename else "")) from None
+    gc.freeze()  # what restore loaded stays: full collections need not walk it again
     log.info("apr_sched %s serving state dir %s", __version__, scheduler.state_dir)
     http = HttpService(
         scheduler,

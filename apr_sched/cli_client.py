@@ -45,6 +45,7 @@ __all__ = ["CLIENT_COMMANDS", "add_client_commands", "run_client_command"]
 ACTIONS = ("pause", "resume", "stop", "rerun")
 CLIENT_COMMANDS = frozenset({
     "submit", "submit-batch", "jobs", "job", "logs", *ACTIONS, "hosts", "register", "metrics",
+    "purge",
 })
 FOLLOW_INTERVAL_SEC = 0.5
 
@@ -184,6 +185,12 @@ def add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
                    help="run jobs as `<PREFIX> <quoted command>`, e.g. an ssh command")
 
     p = sub.add_parser("metrics", help="summary numbers")
+    _add_discovery(p)
+
+    p = sub.add_parser("purge", help="forget finished jobs (and their logs) from before a date")
+    p.add_argument("--before", required=True, type=_before, metavar="DATE",
+                   help="ISO date or time, e.g. 2026-11-01 or 2026-11-01T12:00 (UTC unless "
+                        "it names a zone); jobs that have not finished are never purged")
     _add_discovery(p)
 
 
@@ -647,6 +654,25 @@ def _metrics(ctx: _Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def _before(text: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO date or time (e.g. 2026-11-01)") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _purge(ctx: _Context, args: argparse.Namespace) -> int:
+    report = ctx.client.purge(args.before)
+    if args.json:
+        _print_json(ctx.client.last_json)
+    else:
+        print(f"purged {report.jobs_purged} finished jobs and {report.host_events_purged} "
+              f"host events from before {report.before.isoformat()}")
+    return 0
+
+
 def _maybe(seconds: float | None) -> str:
     return "-" if seconds is None else _duration(seconds)
 
@@ -662,4 +688,5 @@ _HANDLERS: dict[str, _Handler] = {
     "hosts": _hosts,
     "register": _register,
     "metrics": _metrics,
+    "purge": _purge,
 }

@@ -20,6 +20,7 @@ import ssl
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -36,7 +37,7 @@ from apr_sched.errors import (
     InvalidInput,
     NotFound,
 )
-from apr_sched.models import Host, Job, JobPage, MetricsSummary, is_valid_id
+from apr_sched.models import Host, Job, JobPage, MetricsSummary, PurgeReport, is_valid_id
 from apr_sched.statedir import read_owner
 
 __all__ = [
@@ -294,6 +295,11 @@ class SchedulerClient:
 
     def rerun(self, job_id: str) -> Job:
         return self._action(job_id, "rerun")
+
+    def purge(self, before: datetime) -> PurgeReport:
+        """Forget finished jobs (attempts, events, logs) and host events from before then."""
+        reply = self.request("POST", "/purge", body={"before": before.isoformat()})[1]
+        return PurgeReport.model_validate(reply)
 
     def _action(self, job_id: str, action: str) -> Job:
         path = f"/jobs/{_id(job_id, 'job_id')}/{action}"

@@ -158,6 +158,19 @@ class HttpConfig(_StrictConfig):
                           max_connections=self.max_connections)
 
 
+class RetentionConfig(_StrictConfig):
+    """How long finished jobs are kept. A daemon runs for months: their rows, events and
+    logs are purged once they are this old (never a job that has not finished)."""
+
+    finished_job_days: float | None = Field(default=30.0, gt=0, le=36500)
+    """Finished jobs (with their attempts, events and log files) older than this are
+    purged; ``None`` keeps them forever."""
+    host_event_days: float | None = Field(default=30.0, gt=0, le=36500)
+    """Host events (registered, ONLINE/OFFLINE ...) older than this are purged."""
+    purge_every_sec: float = Field(default=3600.0, ge=60, le=7 * 86400)
+    """How often the daemon purges (also once at start)."""
+
+
 class SchedulerConfig(_StrictConfig):
     """Everything a config file sets. Unknown fields are errors, values are not coerced."""
 
@@ -175,6 +188,7 @@ class SchedulerConfig(_StrictConfig):
     """Below this much free space on the state dir's disk (logs and database), dispatch
     pauses and health says degraded; running jobs go on."""
     http: HttpConfig = Field(default_factory=HttpConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
     hosts: list[HostSpec] = Field(default_factory=list)
     """Registered at startup; ``host_id`` must be unique."""
 

@@ -313,6 +313,14 @@ class JobPage(BaseModel):
     total: int
 
 
+class PurgeReport(BaseModel):
+    """What a purge removed: finished jobs (with attempts, events, logs) and host events."""
+
+    before: datetime
+    jobs_purged: int
+    host_events_purged: int
+
+
 class LogTail(BaseModel):
     """Lines of one attempt's log; ``offset`` is where to continue reading to follow it."""
 

@@ -16,18 +16,24 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import signal
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from apr_sched import transitions
-from apr_sched.config import SchedulerConfig, local_host_spec, resolve_state_dir
+from apr_sched.config import (
+    RetentionConfig,
+    SchedulerConfig,
+    local_host_spec,
+    resolve_state_dir,
+)
 from apr_sched.errors import (
     AprError,
     HostBusy,
@@ -60,6 +66,7 @@ from apr_sched.models import (
     JobStatus,
     LogTail,
     MetricsSummary,
+    PurgeReport,
     Usage,
     is_valid_id,
     new_pending_job,
@@ -75,6 +82,8 @@ from apr_sched.store import Store, job_filter, parse_time
 log = logging.getLogger("apr_sched")
 
 DB_NAME = "apr_sched.db"
+PURGE_CHUNK = 1000
+"""Finished jobs deleted per transaction by a purge."""
 LIST_CHUNK = 500
 """Jobs built per step of a listing; the loop runs other work between steps."""
 STORE_RETRY_SEC = 2.0
@@ -118,6 +127,8 @@ class Scheduler:
             declared lost (requeued if their retry limit allows).
         min_free_disk_mb: below this much free space on the state dir's disk, dispatch
             pauses and health says ``degraded`` (logs and the database live there).
+        retention: when finished jobs and host events are purged (``RetentionConfig``;
+            default 30 days, checked hourly and at start).
         lock_info: extra facts recorded in the state-dir lock (e.g. the HTTP URL).
     """
 
@@ -130,6 +141,7 @@ class Scheduler:
         heartbeat_timeout_sec: float = 30.0,
         host_lost_after_sec: float = 300.0,
         min_free_disk_mb: float = 64.0,
+        retention: RetentionConfig | None = None,
         lock_info: Mapping[str, Any] | None = None,
     ) -> None:
         self.state_dir = resolve_state_dir(state_dir)
@@ -137,6 +149,8 @@ class Scheduler:
         self.heartbeat_timeout_sec = heartbeat_timeout_sec
         self.host_lost_after_sec = host_lost_after_sec
         self.min_free_disk_mb = min_free_disk_mb
+        self.retention = retention or RetentionConfig()
+        self._purge_timer: asyncio.TimerHandle | None = None
         self._initial_hosts = list(hosts) if hosts is not None else None
         self._lock = StateDirLock(self.state_dir)
         self._lock_info = dict(lock_info or {})
@@ -180,6 +194,7 @@ class Scheduler:
             "heartbeat_timeout_sec": config.heartbeat_timeout_sec,
             "host_lost_after_sec": config.host_lost_after_sec,
             "min_free_disk_mb": config.min_free_disk_mb,
+            "retention": config.retention,
         }
         options.update(overrides)
         return cls(**options)
@@ -223,6 +238,7 @@ class Scheduler:
             self._lock.release()
             raise
         self._started = True
+        self._purge_soon(0.0)
         log.info("scheduler started on %s: %d hosts, %d jobs (%d pending, %d running)",
                  self.state_dir, len(self._hosts), len(self._jobs), len(self._queue),
                  len(self._runs))
@@ -244,8 +260,9 @@ class Scheduler:
             await self._runs.wait_ended(self.stop_grace_sec + 5)
         await self._runs.close()
         self._liveness.close()
-        if self._retry_timer is not None:
-            self._retry_timer.cancel()
+        for timer in (self._retry_timer, self._purge_timer):
+            if timer is not None:
+                timer.cancel()
         for executor in self._executors.values():
             await executor.close()
         for futures in self._waiters.values():
@@ -1120,6 +1137,71 @@ class Scheduler:
             self._notify_final(job)
             self._forget(job)
         self._wake()
+
+    # retention ---------------------------------------------------------------------------
+    async def purge(self, before: datetime, *, host_events: bool = True) -> PurgeReport:
+        """Forget finished jobs that finished before ``before``, with their attempts, events
+        and log files, and host events older than it. A job that has not finished is never
+        purged. Done in chunks of PURGE_CHUNK jobs, one transaction each, yielding between
+        them, so a large purge never stalls the loop."""
+        if before.tzinfo is None:
+            raise InvalidInput("before must include a time zone",
+                               [{"field": "before", "message": "must include a time zone"}])
+        cutoff = before.astimezone(UTC).isoformat()
+        jobs = 0
+        while True:
+            found = [(job_id, status) for job_id, status
+                     in self.store.finished_before(cutoff, PURGE_CHUNK)
+                     if job_id not in self._jobs]
+            if not found:
+                break
+            with self._transaction():
+                self.store.delete_jobs([job_id for job_id, _ in found])
+            for _, status in found:
+                self._status_counts[JobStatus(status)] -= 1
+            jobs += len(found)
+            await asyncio.to_thread(self._remove_logs, [job_id for job_id, _ in found])
+        events = 0
+        if host_events:
+            with self._transaction():
+                events = self.store.delete_host_events_before(cutoff)
+        if jobs or events:
+            log.info("purged %d finished jobs and %d host events from before %s", jobs,
+                     events, cutoff)
+        return PurgeReport(before=before, jobs_purged=jobs, host_events_purged=events)
+
+    def _remove_logs(self, job_ids: list[str]) -> None:
+        for job_id in job_ids:
+            shutil.rmtree(self.state_dir / "logs" / job_id, ignore_errors=True)
+
+    def _purge_soon(self, delay: float) -> None:
+        """Apply the retention policy now and then (a housekeeping timer, not a poll)."""
+        days = self.retention.finished_job_days
+        if (days is None and self.retention.host_event_days is None) or self._loop is None:
+            return
+        self._purge_timer = self._loop.call_later(delay, self._purge_by_policy)
+
+    def _purge_by_policy(self) -> None:
+        self._purge_timer = None
+        if self._closing:
+            return
+
+        async def purge() -> None:
+            now = utcnow()
+            try:
+                if self.retention.finished_job_days is not None:
+                    await self.purge(now - timedelta(days=self.retention.finished_job_days),
+                                     host_events=False)
+                if self.retention.host_event_days is not None:
+                    cutoff = now - timedelta(days=self.retention.host_event_days)
+                    with self._transaction():
+                        self.store.delete_host_events_before(cutoff.isoformat())
+            except StoreUnavailable as exc:
+                log.warning("purge postponed: %s", exc.message)
+            finally:
+                self._purge_soon(self.retention.purge_every_sec)
+
+        self._runs.spawn(purge())
 
     # degraded store and disk -------------------------------------------------------------
     @property

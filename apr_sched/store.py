@@ -356,11 +356,11 @@ class Store:
             f"SELECT * FROM jobs{clause} ORDER BY seq LIMIT ? OFFSET ?",
             [*args, after_seq, limit, offset]))
 
-    def finished_before(self, cutoff: str, limit: int) -> list[str]:
-        """Ids of final jobs that finished before ``cutoff`` (oldest first)."""
-        return [row[0] for row in self._db.execute(
-            f"SELECT job_id FROM jobs WHERE finished_at < ? AND status NOT IN {UNFINISHED!r} "
-            "ORDER BY finished_at LIMIT ?", (cutoff, limit))]
+    def finished_before(self, cutoff: str, limit: int) -> list[tuple[str, str]]:
+        """``(job_id, status)`` of final jobs that finished before ``cutoff``, oldest first."""
+        return [(row[0], row[1]) for row in self._db.execute(
+            f"SELECT job_id, status FROM jobs WHERE finished_at < ? "
+            f"AND status NOT IN {UNFINISHED!r} ORDER BY finished_at LIMIT ?", (cutoff, limit))]
 
     def delete_jobs(self, job_ids: Sequence[str]) -> None:
         """Forget final jobs with their attempts and events (retention)."""

@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
@@ -98,6 +99,7 @@ class SchedulerApi:
             Route("POST", f"{s}/jobs/{{job_id}}/stop", self.stop),
             Route("POST", f"{s}/jobs/{{job_id}}/rerun", self.rerun),
             Route("GET", f"{s}/metrics/summary", self.metrics),
+            Route("POST", f"{s}/purge", self.purge),
             Route("GET", f"{s}/events", self.events),
         ]
         self._openapi = json.dumps(build_openapi(self.routes, __version__)).encode()
@@ -275,6 +277,21 @@ class SchedulerApi:
 
     async def rerun(self, request: Request, job_id: str) -> Response:
         return Response.json(200, job_json(await self.scheduler.rerun(job_id)))
+
+    async def purge(self, request: Request) -> Response:
+        body = _json_object(request)
+        unknown = sorted(set(body) - {"before"})
+        if unknown or not isinstance(body.get("before"), str):
+            raise InvalidInput("purge takes {\"before\": \"<ISO date-time with zone>\"}", [
+                {"field": name, "message": "unknown field"} for name in unknown] or [
+                {"field": "before", "message": "required: an ISO 8601 date-time string"}])
+        try:
+            before = datetime.fromisoformat(body["before"])
+        except ValueError:
+            raise InvalidInput(f"before: {body['before']!r} is not an ISO 8601 date-time", [
+                {"field": "before", "message": "not an ISO 8601 date-time"}]) from None
+        report = await self.scheduler.purge(before)
+        return Response.json(200, report.model_dump(mode="json"))
 
     async def metrics(self, request: Request) -> Response:
         summary = await self.scheduler.metrics_summary()

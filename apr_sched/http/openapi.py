@@ -22,6 +22,7 @@ from apr_sched.models import (
     JobSpec,
     LogTail,
     MetricsSummary,
+    PurgeReport,
 )
 
 REF = "#/components/schemas/{model}"
@@ -101,7 +102,8 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             _query("owner", {"type": "string"}, "exact owner"),
             _query("host", {"type": "string"}, "host the job runs or ran on"),
             _query("id", {"type": "string"}, "only these job ids, comma-separated"),
-            _query("limit", {"type": "integer", "minimum": 0}, "page size"),
+            _query("limit", {"type": "integer", "minimum": 0, "maximum": 5000,
+                             "default": 500}, "page size (default 500, at most 5,000)"),
             _query("offset", {"type": "integer", "minimum": 0}, "jobs to skip")]},
     ("GET", "/jobs/{job_id}"): {"summary": "One job with its events and attempts",
                                 "replies": {200: _ref("Job")}},
@@ -113,6 +115,12 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             _query("offset", {"type": "integer", "minimum": 0},
                    "lines appended after this byte offset (follow a log)"),
             _query("format", {"enum": ["json", "text"]}, "text for plain text")]},
+    ("POST", "/purge"): {
+        "summary": "Forget finished jobs (attempts, events, logs) and host events from "
+                   "before a time; unfinished jobs are never purged",
+        "body": _object({"before": {"type": "string", "format": "date-time"}},
+                        required=["before"]),
+        "replies": {200: _ref("PurgeReport")}},
     ("GET", "/metrics/summary"): {"summary": "Jobs, hosts, usage, wait and run times",
                                   "replies": {200: _ref("MetricsSummary")}},
     ("GET", "/events"): {"summary": "Events after a sequence number (long poll)", "replies": {
@@ -137,7 +145,8 @@ def component_schemas() -> dict[str, Any]:
     models: list[tuple[type[BaseModel], Any]] = [
         (JobSpec, "validation"), (HostSpec, "validation"), (HostLoad, "validation"),
         (Job, "serialization"), (Host, "serialization"), (LogTail, "serialization"),
-        (MetricsSummary, "serialization"), (JobEvent, "serialization"),
+        (MetricsSummary, "serialization"), (PurgeReport, "serialization"),
+        (JobEvent, "serialization"),
         (HostEvent, "serialization"),
     ]
     _, top = models_json_schema(models, ref_template=REF)
