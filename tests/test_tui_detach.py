@@ -10,10 +10,18 @@ could start at the next open. Every daemon a test starts is stopped by its pid i
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import pty
+import re
+import select
 import signal
+import struct
 import subprocess
+import sys
+import termios
 import textwrap
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,13 +30,14 @@ import pytest
 
 from apr_sched import JobStatus, Scheduler
 from apr_sched.client import find_token
+from apr_sched.config import load_config
 from apr_sched.statedir import read_owner
 from apr_tui.app import AprTui
 from apr_tui.backend import AttachedBackend, InProcessBackend
 from apr_tui.cli import build_parser, open_backend
 from apr_tui.handoff import DAEMON_LOG, DaemonHandoff, Handover
 from apr_tui.screens.quit import QuitScreen, jobs_phrase
-from tests.conftest import group_members, wait_until, wait_until_sync
+from tests.conftest import group_members, proc_state, wait_until, wait_until_sync
 from tests.test_tui_support import open_tui, press_to_exit, wait_shown
 
 SOLO = textwrap.dedent("""
@@ -292,3 +301,106 @@ def test_the_daemon_is_asked_for_loopback_and_an_ephemeral_port(tmp_path: Path) 
     assert argv[argv.index("--port") + 1] == "0"
     assert argv[argv.index("--config") + 1] == str(tmp_path / "c.toml")
     assert "--no-auth" not in argv
+
+
+ANSI = re.compile(rb"\x1b(\[[0-9;?<>=]*[ -/]*[@-~]|\][^\x07]*\x07|[()][0-9A-Za-z]|[=>78])")
+
+
+class Terminal:
+    """A real ``apr-tui`` process on a pseudo-terminal: keys in, screen text out."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 36, 120, 0, 0))
+        env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "36"}
+        self.process = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave,
+                                        env=env, start_new_session=True, close_fds=True)
+        os.close(slave)
+        self.raw = b""
+
+    @property
+    def text(self) -> str:
+        return ANSI.sub(b"", self.raw).decode(errors="replace")
+
+    def read_until(self, predicate: Any, timeout: float, what: str) -> None:
+        """Read the screen until ``predicate()``; select() bounds each read, not a sleep."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what}: not within {timeout}s; screen text ends: "
+                                     f"{self.text[-600:]!r}")
+            ready, _, _ = select.select([self.master], [], [], 0.1)
+            if ready:
+                with contextlib.suppress(OSError):  # EIO once the process has gone
+                    self.raw += os.read(self.master, 1 << 16)
+
+    def press(self, key: bytes) -> None:
+        os.write(self.master, key)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=10)
+        os.close(self.master)
+
+
+def gone(pid: int) -> bool:
+    return proc_state(pid) in (None, "Z")  # a zombie of whoever adopted it has ended
+
+
+async def test_apr_tui_on_a_terminal_detaches_and_the_daemon_outlives_it(
+        tmp_path: Path, solo_config: Path, make_scheduler: Any) -> None:
+    state_dir, gate = tmp_path / "state", tmp_path / "gate"
+    seeded: Scheduler = await make_scheduler(state_dir=state_dir,
+                                             **_config_options(solo_config))
+    running, pgid = await started(seeded, gated_job(gate, "gatedjob"))
+    pending = [(await seeded.submit(quick_job(tmp_path, f"quick{i}"))).job_id
+               for i in range(2)]
+    await seeded.close()  # the running job goes on; nothing schedules the rest
+    terminal = Terminal([sys.executable, "-m", "apr_tui", "--state-dir", str(state_dir),
+                         "--config", str(solo_config)])
+    daemon_pid: int | None = None
+    try:
+        terminal.read_until(lambda: "quick1" in terminal.text, 30, "jobs on screen")
+        terminal.press(b"q")
+        terminal.read_until(lambda: "background scheduler" in terminal.text, 10, "dialog")
+        terminal.press(b"d")
+        terminal.read_until(lambda: terminal.process.poll() is not None, 40, "apr-tui exited")
+        assert terminal.process.returncode == 0, terminal.text[-600:]
+        owner = read_owner(state_dir) or {}
+        daemon_pid = owner.get("pid")
+        assert isinstance(daemon_pid, int) and not gone(daemon_pid)
+        said = " ".join(terminal.text.split())  # the farewell, unwrapped
+        assert f"pid {daemon_pid}, {owner['url']}" in said, said[-600:]
+        assert f"apr-tui --state-dir {state_dir}" in said
+        session = int(Path(f"/proc/{daemon_pid}/stat").read_text().rsplit(")", 1)[1].split()[3])
+        assert session == daemon_pid  # its own session: the terminal closing cannot hang it up
+        assert os.readlink(f"/proc/{daemon_pid}/fd/0") == "/dev/null"
+        assert os.readlink(f"/proc/{daemon_pid}/fd/2") == str(state_dir / DAEMON_LOG)
+
+        gate.touch()
+        peer = AttachedBackend(owner["url"], find_token(None, state_dir))
+        try:
+            async def all_succeeded() -> bool:
+                got = await peer.get_jobs([running, *pending])
+                return all(job.status is JobStatus.SUCCEEDED for job in got)
+
+            await wait_until(all_succeeded, 30, 0.1, message="the daemon ran every job")
+        finally:
+            await peer.close()
+    finally:
+        terminal.close()
+        if daemon_pid is None:
+            daemon_pid = (read_owner(state_dir) or {}).get("pid")
+        if isinstance(daemon_pid, int) and daemon_pid != os.getpid():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(daemon_pid, signal.SIGTERM)
+            await wait_until(lambda: gone(daemon_pid), 15, 0.05, message="daemon ended")
+        kill_groups(pgid)
+    assert read_owner(state_dir) is None
+
+
+def _config_options(config: Path) -> dict[str, Any]:
+    """The hosts and options of ``config``, as ``make_scheduler`` keywords."""
+    loaded = load_config(config)
+    return {"hosts": loaded.hosts, "stop_grace_sec": loaded.stop_grace_sec}
