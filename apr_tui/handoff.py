@@ -22,6 +22,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from apr_sched.client import find_token
 from apr_sched.config import resolve_state_dir
@@ -48,6 +49,8 @@ class Handover:
     url: str | None = None
     problem: str | None = None
     """None when the daemon is up and answering."""
+    degraded: str | None = None
+    """Why the daemon's health says ``degraded`` (e.g. disk full), if it does."""
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     """The daemon as our child (tests wait for it after stopping it)."""
 
@@ -58,10 +61,11 @@ class Handover:
     def farewell(self) -> str:
         """What the user reads on the terminal after the TUI has gone."""
         if self.ok:
+            warning = f"\napr-tui: it reports degraded: {self.degraded}" if self.degraded else ""
             return (f"apr-tui: a background scheduler now runs the jobs of {self.state_dir} "
                     f"(pid {self.pid}, {self.url}; log {self.log_path}).\n"
                     f"apr-tui: run `{attach_command(self.state_dir)}` to attach to it again; "
-                    f"`kill {self.pid}` stops it (running jobs go on).")
+                    f"`kill {self.pid}` stops it (running jobs go on).{warning}")
         return (f"apr-tui: {self.problem}\n"
                 f"apr-tui: its log is {self.log_path}. Nothing is lost: every job is in "
                 f"{self.state_dir}; `{attach_command(self.state_dir)}` schedules them again.")
@@ -109,7 +113,7 @@ class DaemonHandoff:
             result.problem = f"could not start the background scheduler: {exc}"
             return result
         result.process, result.pid = process, process.pid
-        result.url, result.problem = await self._wait_ready(process, log_start)
+        await self._wait_ready(process, log_start, result)
         return result
 
     def _spawn(self) -> tuple[subprocess.Popen[bytes], int]:
@@ -127,34 +131,40 @@ class DaemonHandoff:
         finally:
             os.close(log_fd)
 
-    async def _wait_ready(self, process: subprocess.Popen[bytes],
-                          log_start: int) -> tuple[str | None, str | None]:
-        """(url, None) once the daemon holds the lock and answers; (url?, problem) if not."""
+    async def _wait_ready(self, process: subprocess.Popen[bytes], log_start: int,
+                          result: Handover) -> None:
+        """Fill in ``result.url`` once the daemon holds the lock and answers, or the problem."""
         deadline = time.monotonic() + self.timeout
-        url: str | None = None
         while True:
             code = process.poll()
             if code is not None:
-                return None, self._exited_problem(process.pid, code, log_start)
+                result.url, result.problem = None, self._exited_problem(process.pid, code,
+                                                                        log_start)
+                return
             owner = read_owner(self.state_dir) or {}
             if owner.get("pid") == process.pid and isinstance(owner.get("url"), str):
-                url = owner["url"]
-                if await self._healthy(url):
-                    return url, None
+                result.url = owner["url"]
+                health = await self._health(result.url)
+                if health is not None:
+                    reason = health.get("degraded_reason")
+                    result.degraded = str(reason) if reason else None
+                    return
             if time.monotonic() >= deadline:
-                return url, (f"the background scheduler (pid {process.pid}) did not answer "
-                             f"within {self.timeout:g}s; it may still be starting")
+                result.problem = (f"the background scheduler (pid {process.pid}) did not "
+                                  f"answer within {self.timeout:g}s; it may still be starting")
+                return
             await asyncio.sleep(_POLL_SEC)
 
-    async def _healthy(self, url: str) -> bool:
+    async def _health(self, url: str) -> dict[str, Any] | None:
+        """The daemon's health reply, or None while it does not answer."""
         client = ApiClient(url, find_token(None, self.state_dir), timeout=5.0)
         try:
-            await client.request("GET", "/health")
-            return True
+            reply = await client.request("GET", "/health")
         except AprError:
-            return False
+            return None
         finally:
             await client.close()
+        return reply if isinstance(reply, dict) else {}
 
     def _exited_problem(self, pid: int, code: int, log_start: int) -> str:
         how = f"exit code {code}" if code >= 0 else f"signal {-code}"

@@ -404,3 +404,25 @@ def _config_options(config: Path) -> dict[str, Any]:
     """The hosts and options of ``config``, as ``make_scheduler`` keywords."""
     loaded = load_config(config)
     return {"hosts": loaded.hosts, "stop_grace_sec": loaded.stop_grace_sec}
+
+
+async def test_a_daemon_slower_than_the_bound_is_reported_and_left_to_start(
+        tmp_path: Path, solo_config: Path) -> None:
+    state_dir = tmp_path / "state"
+    handover = await DaemonHandoff(state_dir, solo_config, timeout=0.0).start()
+    try:
+        assert not handover.ok and handover.pid is not None
+        assert f"pid {handover.pid}) did not answer within 0s" in handover.farewell()
+        assert str(state_dir / DAEMON_LOG) in handover.farewell()
+        # not killed for being slow: it comes up, and apr-tui will attach to it
+        await wait_until(lambda: (read_owner(state_dir) or {}).get("pid") == handover.pid,
+                         30, 0.05, message="the slow daemon came up")
+    finally:
+        stop_daemon(state_dir, handover)
+
+
+def test_farewell_passes_on_a_degraded_health(tmp_path: Path) -> None:
+    handover = Handover(tmp_path, tmp_path / DAEMON_LOG, pid=7, url="http://127.0.0.1:9",
+                        degraded="store unavailable: disk full")
+    assert handover.ok
+    assert "degraded: store unavailable: disk full" in handover.farewell()
