@@ -27,7 +27,9 @@ from apr_sched.errors import AprError
 from apr_sched.models import Host, JobEvent, MetricsSummary, current_user, utcnow
 from apr_tui.backend import Backend, Feed, FeedClosed, Resync, Snapshot
 from apr_tui.book import JobBook
+from apr_tui.handoff import Handover
 from apr_tui.screens.main import MainScreen
+from apr_tui.screens.quit import jobs_phrase
 
 log = logging.getLogger("apr_tui")
 
@@ -70,6 +72,10 @@ class AprTui(App[str]):
         self._hosts_wanted = False
         self._hosts_read_at = 0.0
         self._leaving = False
+        self.handover: Handover | None = None
+        """Set on detach from an in-process scheduler: which daemon took the jobs over."""
+        self.farewell: str | None = None
+        """What to print on the terminal once the screen is gone."""
         self._fetch_lock = asyncio.Lock()
         self._main = MainScreen(backend)
 
@@ -253,8 +259,9 @@ class AprTui(App[str]):
         self.main.request_quit()
 
     def leave(self, choice: str) -> None:
-        """Quit once: ``detach`` (jobs keep running), ``stop`` (stop running jobs first),
-        or ``disconnect`` (attached). Asking again while leaving changes nothing."""
+        """Quit once: ``detach`` (jobs go on: in-process, a background daemon takes them
+        over), ``stop`` (stop every unfinished job first), or ``disconnect`` (attached).
+        Asking again while leaving changes nothing."""
         if self._leaving:
             return
         self._leaving = True
@@ -262,17 +269,31 @@ class AprTui(App[str]):
 
     @work(group="shutdown", exit_on_error=False)
     async def _leave_now(self, choice: str) -> None:
-        if choice == "stop":
-            self.notify(f"stopping {self.book.active_count()} running job(s)…", timeout=30)
+        return_code = 0
         try:
-            await self.backend.close(stop_jobs=choice == "stop")
+            if choice == "stop":
+                self.notify(f"stopping {jobs_phrase(*self.unfinished_counts())}…", timeout=30)
+                await self.backend.close(stop_jobs=True)
+            elif choice == "detach" and not self.backend.attached:
+                if self.backend.hands_off and any(self.unfinished_counts()):
+                    self.notify("handing the jobs to a background scheduler…", timeout=30)
+                self.handover = await self.backend.detach()
+                if self.handover is not None:
+                    self.farewell = self.handover.farewell()
+                    return_code = 0 if self.handover.ok else 1
+            else:
+                await self.backend.close()
         except Exception:  # leaving must not fail: log it, exit anyway
             log.exception("closing the backend failed")
         for worker in self.workers:
             if worker.group in ("feed", "hosts", "reasons", "fetch-new"):
                 worker.cancel()
         with contextlib.suppress(Exception):
-            self.exit(choice)
+            self.exit(choice, return_code=return_code)
+
+    def unfinished_counts(self) -> tuple[int, int]:
+        """(running or paused, pending or held) as this TUI last saw them."""
+        return self.book.active_count(), self.book.waiting_count()
 
 
 def make_app(backend: Backend, *, clock: Clock | None = None, notice: str | None = None,

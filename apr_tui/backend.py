@@ -12,13 +12,15 @@ snapshot and open a new feed.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from apr_sched.errors import InvalidInput, NotFound
+from apr_sched.errors import AprError, InvalidInput, NotFound
 from apr_sched.events import Subscription, SubscriptionLagged
 from apr_sched.http.service import HttpService
 from apr_sched.models import (
@@ -28,12 +30,16 @@ from apr_sched.models import (
     Job,
     JobEvent,
     JobSpec,
+    JobStatus,
     LogTail,
     MetricsSummary,
     is_valid_id,
 )
 from apr_sched.scheduler import Scheduler
 from apr_tui.apiclient import ApiClient
+from apr_tui.handoff import DaemonHandoff, Handover
+
+log = logging.getLogger("apr_tui")
 
 LONG_POLL_SEC = 20.0
 EVENT_PAGE = 1000
@@ -83,13 +89,24 @@ class Backend(ABC):
         """The HTTP endpoint this TUI serves, if any."""
         return None
 
+    @property
+    def hands_off(self) -> bool:
+        """True when ``detach`` starts a background daemon that takes the jobs over."""
+        return False
+
     @abstractmethod
     async def start(self) -> None:
         """Connect or start; idempotent."""
 
     @abstractmethod
     async def close(self, *, stop_jobs: bool = False) -> None:
-        """Disconnect, or shut the scheduler down (``stop_jobs``: stop running jobs first)."""
+        """Disconnect, or shut the scheduler down (``stop_jobs``: stop every unfinished job
+        first, pending and held ones included, so none starts at the next open)."""
+
+    async def detach(self) -> Handover | None:
+        """Leave with every job left as it is; what took them over, if anything had to."""
+        await self.close()
+        return None
 
     @abstractmethod
     async def open_feed(self) -> Feed: ...
@@ -141,6 +158,10 @@ class Backend(ABC):
 
 
 ACTIONS = ("pause", "resume", "stop", "rerun")
+WAITING = (JobStatus.PENDING, JobStatus.HELD)
+"""Unfinished jobs without a process: nothing but a scheduler will ever start them."""
+UNFINISHED = (*WAITING, JobStatus.RUNNING, JobStatus.PAUSED)
+STOP_PAGE = 500
 
 
 # in-process --------------------------------------------------------------------------------
@@ -164,12 +185,17 @@ class _SubscriptionFeed(Feed):
 class InProcessBackend(Backend):
     """A ``Scheduler`` on this event loop, optionally also served over HTTP (``http``).
 
-    ``start`` starts both unless already started; ``close`` closes both.
+    ``start`` starts both unless already started; ``close`` closes both. With ``handoff``,
+    ``detach`` gives unfinished jobs to a background daemon instead of leaving them
+    unscheduled until the next start.
     """
 
-    def __init__(self, scheduler: Scheduler, http: HttpService | None = None) -> None:
+    def __init__(self, scheduler: Scheduler, http: HttpService | None = None, *,
+                 handoff: DaemonHandoff | None = None) -> None:
         self.scheduler = scheduler
         self.http = http
+        self.handoff = handoff
+        self._started = False
         self._http_started = False
         self._closed = False
 
@@ -183,8 +209,13 @@ class InProcessBackend(Backend):
             return None
         return self.http.url
 
+    @property
+    def hands_off(self) -> bool:
+        return self.handoff is not None
+
     async def start(self) -> None:
         await self.scheduler.start()
+        self._started = True
         if self.http is not None and not self._http_started:
             await self.http.start()
             self._http_started = True
@@ -193,9 +224,45 @@ class InProcessBackend(Backend):
         if self._closed:
             return
         self._closed = True
-        if self.http is not None:
-            await self.http.close()
+        await self._close_http()  # first: nothing new arrives while we stop what is there
+        if stop_jobs:
+            await self._stop_waiting_jobs()
+        # Jobs dispatched meanwhile are running now: close(stop_jobs) stops those too, and
+        # dispatches nothing more.
         await self.scheduler.close(stop_jobs=stop_jobs)
+
+    async def detach(self) -> Handover | None:
+        """Close, then start the daemon if any job is unfinished (nothing to do otherwise)."""
+        if self._closed:
+            return None
+        await self._close_http()
+        unfinished = self._started and (await self.scheduler.list_jobs(
+            status=UNFINISHED, limit=1)).total > 0
+        await self.close()
+        if self.handoff is None or not unfinished:
+            return None
+        return await self.handoff.start()
+
+    async def _close_http(self) -> None:
+        http, self.http = self.http, None
+        if http is not None:
+            await http.close()
+
+    async def _stop_waiting_jobs(self) -> None:
+        """PENDING and HELD jobs -> STOPPED, a page at a time, yielding between pages."""
+        refused: set[str] = set()
+        while self._started:
+            page = await self.scheduler.list_jobs(status=WAITING, limit=STOP_PAGE)
+            todo = [job.job_id for job in page.jobs if job.job_id not in refused]
+            if not todo:
+                return
+            for job_id in todo:
+                try:
+                    await self.scheduler.stop(job_id)
+                except AprError as exc:  # e.g. it started meanwhile: close() stops it
+                    refused.add(job_id)
+                    log.warning("could not stop job %s on quit: %s", job_id, exc.message)
+            await asyncio.sleep(0)  # let the screen say what is going on
 
     async def open_feed(self) -> Feed:
         return _SubscriptionFeed(self.scheduler.subscribe())

@@ -105,6 +105,10 @@ class JobBook:
         """Jobs holding a process (RUNNING or PAUSED)."""
         return self.counts[JobStatus.RUNNING] + self.counts[JobStatus.PAUSED]
 
+    def waiting_count(self) -> int:
+        """Jobs waiting for a slot or released by hand (PENDING or HELD)."""
+        return self.counts[JobStatus.PENDING] + self.counts[JobStatus.HELD]
+
     def version(self, job_id: str) -> int:
         return self.versions.get(job_id, 0)
 

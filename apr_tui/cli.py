@@ -5,7 +5,9 @@
     apr-tui --connect HOST:PORT      attach to a running daemon over HTTP
 
 When a daemon already holds the state dir, plain ``apr-tui`` says so and attaches to the URL
-that daemon recorded, instead of starting a second scheduler.
+that daemon recorded, instead of starting a second scheduler. Quitting the in-process TUI
+with jobs unfinished and choosing Detach starts such a daemon (``apr_tui.handoff``), so
+scheduling goes on and the next ``apr-tui`` attaches to it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from apr_sched.http.service import HttpService
 from apr_sched.scheduler import Scheduler
 from apr_sched.statedir import read_owner
 from apr_tui.backend import AttachedBackend, Backend, InProcessBackend
+from apr_tui.handoff import DaemonHandoff
 
 LOG_FILE = "apr-tui.log"
 
@@ -83,7 +86,8 @@ async def open_backend(args: argparse.Namespace) -> tuple[Backend, str | None]:
         if args.http:
             host, port = parse_http(args.http)
             http = HttpService(scheduler, host, port, auth=config.http.auth != "none")
-        backend = InProcessBackend(scheduler, http)
+        handoff = DaemonHandoff(state_dir, Path(args.config).absolute() if args.config else None)
+        backend = InProcessBackend(scheduler, http, handoff=handoff)
         try:
             await backend.start()
             return backend, None
@@ -138,6 +142,8 @@ async def run(args: argparse.Namespace) -> int:
         await app.run_async()
     finally:
         await backend.close()  # no-op when the app closed it on quit
+    if app.farewell:
+        print(app.farewell, file=sys.stderr)
     return app.return_code or 0
 
 

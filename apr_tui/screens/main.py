@@ -64,7 +64,7 @@ class MainScreen(Screen[None]):
         Binding("enter", "detail", "Detail", tooltip="Spec, attempts and event timeline"),
         Binding("f", "follow", "Follow", tooltip="Follow the end of the log, or stop"),
         Binding("question_mark", "help", "Help", tooltip="Every key"),
-        Binding("q", "quit", "Quit", tooltip="Quit (asks when jobs are running)"),
+        Binding("q", "quit", "Quit", tooltip="Quit (asks when jobs are running or pending)"),
         Binding("slash", "filter", "Filter", tooltip="Filter jobs by text"),
         Binding("n", "new_job", "New", tooltip="Submit a new job"),
         Binding("b", "batch", "Batch", tooltip="Submit a batch of jobs from a JSON file"),
@@ -401,7 +401,7 @@ class MainScreen(Screen[None]):
         self.request_quit()
 
     def request_quit(self) -> None:
-        """Attached: just disconnect. In-process with jobs running: ask what to do."""
+        """Attached: just disconnect. In-process with jobs running or pending: ask."""
         from apr_tui.screens.quit import QuitScreen
 
         tui = self.tui
@@ -410,8 +410,8 @@ class MainScreen(Screen[None]):
         if tui.backend.attached:
             tui.leave("disconnect")
             return
-        running = tui.book.active_count()
-        if not running:
+        running, waiting = tui.unfinished_counts()
+        if not running and not waiting:
             tui.leave("detach")
             return
 
@@ -419,4 +419,5 @@ class MainScreen(Screen[None]):
             if choice in ("detach", "stop"):
                 tui.leave(choice)
 
-        self.app.push_screen(QuitScreen(running), decided)
+        self.app.push_screen(QuitScreen(running, waiting, hands_off=tui.backend.hands_off),
+                             decided)

@@ -1,4 +1,4 @@
-"""Quitting with jobs running: detach (the default), stop them all, or stay."""
+"""Quitting with jobs running or pending: detach (the default), stop them all, or stay."""
 
 from __future__ import annotations
 
@@ -11,6 +11,14 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 
+def jobs_phrase(running: int, waiting: int) -> str:
+    """``3 running and 34 pending jobs``, ``1 running job``, ``2 pending jobs``."""
+    parts = [f"{count} {what}" for count, what in ((running, "running"), (waiting, "pending"))
+             if count]
+    total = running + waiting
+    return f"{' and '.join(parts) or 'no'} job{'' if total == 1 else 's'}"
+
+
 class QuitScreen(ModalScreen[str]):
     """Dismisses with ``detach``, ``stop`` or ``cancel``; enter picks the focused Detach."""
 
@@ -20,18 +28,29 @@ class QuitScreen(ModalScreen[str]):
         Binding("c,escape", "choose('cancel')", "Cancel"),
     ]
 
-    def __init__(self, running: int) -> None:
+    def __init__(self, running: int, waiting: int = 0, *, hands_off: bool = False) -> None:
         super().__init__(classes="dialog-screen")
         self.running = running
+        self.waiting = waiting
+        self.hands_off = hands_off
+        """Detach starts a background daemon (in-process mode with a state dir to hand)."""
+
+    def question(self) -> str:
+        unfinished = jobs_phrase(self.running, self.waiting)
+        if self.hands_off:
+            detach = ("Detach: a background scheduler (apr-sched serve) takes them over: "
+                      "running jobs go on, pending ones start as hosts free up; plain "
+                      "apr-tui attaches to it again.")
+        else:
+            detach = ("Detach: running jobs go on, but nothing starts pending ones until "
+                      "this scheduler runs again.")
+        return (f"This scheduler still has {unfinished}.\n\n{detach}\n\n"
+                f"Stop all: stop all {unfinished} (SIGTERM to running ones, SIGKILL after "
+                "the grace period; pending ones never start), then quit.")
 
     def compose(self) -> ComposeResult:
-        jobs = f"{self.running} job{'s are' if self.running != 1 else ' is'}"
         with Vertical(classes="dialog"):
-            yield Static(
-                f"{jobs} still running.\n\n"
-                "Detach: they keep running and this scheduler finds them again at its next "
-                "start.\nStop all: SIGTERM each one (SIGKILL after the grace period), then "
-                "quit.", classes="question")
+            yield Static(self.question(), classes="question")
             with Horizontal(classes="buttons"):
                 yield Button("Detach (d)", variant="primary", id="detach")
                 yield Button("Stop all (s)", variant="error", id="stop")
