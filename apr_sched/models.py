@@ -11,7 +11,7 @@ import functools
 import getpass
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -378,6 +378,41 @@ def new_pending_job(spec: JobSpec, job_id: str, now: datetime) -> Job:
     object.__setattr__(job, "__pydantic_extra__", None)
     object.__setattr__(job, "__pydantic_private__", None)
     return job
+
+
+_SPEC_FIELDS = frozenset(JobSpec.model_fields)
+
+
+def stored_job(spec: dict[str, Any], columns: Mapping[str, Any]) -> Job:
+    """A Job from what the store kept: the spec validated at submit (as its JSON dump) and
+    the scheduler's own columns, without validating again. Restart, reads and listings
+    build thousands of these; a spec missing a field (an older schema) is validated.
+    tests/test_models.py checks the result equals a validated Job field for field."""
+    if not spec.keys() >= _SPEC_FIELDS:
+        return Job.model_validate({**spec, **columns})
+    request = spec["resource_request"]
+    given = {
+        **spec,
+        "resource_request": ResourceRequest.model_construct(**request),
+        "job_id": columns["job_id"], "status": JobStatus(columns["status"]),
+        "attempt": columns["attempt"], "host_id": columns["host_id"], "pending_reason": None,
+        "submitted_at": _time(columns["submitted_at"]),
+        "started_at": _time(columns["started_at"]),
+        "finished_at": _time(columns["finished_at"]),
+        "exit_code": columns["exit_code"], "signal": columns["signal"],
+        "pgid": columns["pgid"], "events": [], "attempts": [],
+    }
+    values = {name: given[name] for name in _JOB_FIELD_ORDER}
+    job = Job.__new__(Job)
+    object.__setattr__(job, "__dict__", values)
+    object.__setattr__(job, "__pydantic_fields_set__", set(values))
+    object.__setattr__(job, "__pydantic_extra__", None)
+    object.__setattr__(job, "__pydantic_private__", None)
+    return job
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
 
 
 def parse_statuses(

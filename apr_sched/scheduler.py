@@ -71,6 +71,7 @@ from apr_sched.models import (
     is_valid_id,
     new_pending_job,
     parse_statuses,
+    stored_job,
     utcnow,
 )
 from apr_sched.placement import HostCapacity, HostPool
@@ -84,8 +85,10 @@ log = logging.getLogger("apr_sched")
 DB_NAME = "apr_sched.db"
 PURGE_CHUNK = 1000
 """Finished jobs deleted per transaction by a purge."""
-LIST_CHUNK = 500
+LIST_CHUNK = 200
 """Jobs built per step of a listing; the loop runs other work between steps."""
+VALIDATE_CHUNK = 200
+"""Specs of a batch validated per step (the commit itself is one transaction)."""
 STORE_RETRY_SEC = 2.0
 """While the store refuses writes, how often to retry recording attempts that ended."""
 
@@ -312,14 +315,9 @@ class Scheduler:
 
     @staticmethod
     def _job_from_row(row: Any) -> Job:
-        """One validation per stored job (restore time matters with 100,000 of them)."""
-        return Job.model_validate({
-            **json.loads(row["spec"]),
-            "job_id": row["job_id"], "status": row["status"], "attempt": row["attempt"],
-            "host_id": row["host_id"], "submitted_at": row["submitted_at"],
-            "started_at": row["started_at"], "finished_at": row["finished_at"],
-            "exit_code": row["exit_code"], "signal": row["signal"], "pgid": row["pgid"],
-        })
+        """A stored job, built without validating it again (restart and listings build
+        thousands: the spec was validated at submit, the columns are ours)."""
+        return stored_job(json.loads(row["spec"]), row)
 
     def _install(self, row: Any) -> tuple[Job, _Book]:
         """Keep a stored job in memory (unfinished, or about to run again)."""
@@ -617,6 +615,8 @@ class Scheduler:
                 valid.append(validated(JobSpec, spec, prefix=f"jobs[{index}]"))
             except InvalidInput as exc:
                 details.extend(exc.details)
+            if index % VALIDATE_CHUNK == VALIDATE_CHUNK - 1:
+                await asyncio.sleep(0)  # validation is pure: let the loop run meanwhile
         if details:
             bad = sorted({d["field"].split("]")[0] + "]" for d in details})
             raise InvalidInput(
@@ -628,7 +628,6 @@ class Scheduler:
             raise InvalidInput("batch rejected: it holds no jobs", [
                 {"field": "jobs", "message": "must hold at least one job"}])
         return [job.model_copy() for job in self._add_jobs(valid)]
-
 
     def _add_jobs(self, specs: list[JobSpec]) -> list[Job]:
         """Queue validated specs; one transaction however many there are."""
