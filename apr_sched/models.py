@@ -351,6 +351,8 @@ class MetricsSummary(BaseModel):
     wait_sec_p95: float | None
     run_sec_median: float | None
     run_sec_p95: float | None
+    degraded_reason: str | None = None
+    """Why the scheduler cannot do its work now (store refuses writes, state disk full)."""
 
 
 _NEW_JOB_FIELDS: dict[str, Any] = {

@@ -794,6 +794,7 @@ class Scheduler:
             finished_last_hour=self._finished_last_hour(),
             wait_sec_median=wait_median, wait_sec_p95=wait_p95,
             run_sec_median=run_median, run_sec_p95=run_p95,
+            degraded_reason=self.degraded_reason,
         )
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Job:

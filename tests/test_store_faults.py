@@ -20,6 +20,7 @@ from apr_sched import JobStatus, Scheduler
 from apr_sched.errors import StoreUnavailable
 from apr_sched.http.service import HttpService
 from apr_sched.scheduler import DB_NAME
+from apr_tui.widgets.summary import SummaryData, summary_text
 from tests.conftest import group_members, host, proc_state, wait_until
 from tests.http_helpers import request
 
@@ -114,6 +115,10 @@ async def test_health_says_degraded_and_requests_get_503(make_scheduler, immutab
         assert reply.data["error"]["details"]["cause"]
         health = await asyncio.to_thread(request, service.url, "GET", "/scheduler/health")
         assert health.data["status"] == "degraded" and health.data["degraded_reason"]
+        metrics = await s.metrics_summary()
+        assert metrics.degraded_reason == health.data["degraded_reason"]
+        header = summary_text(SummaryData(metrics=metrics)).plain
+        assert f"DEGRADED: {metrics.degraded_reason}" in header  # what the TUI shows
         chattr("-i", *immutable)
         reply = await asyncio.to_thread(request, service.url, "POST", "/scheduler/jobs",
                                         {"command": "true"}, token=token)

@@ -40,6 +40,8 @@ def summary_text(data: SummaryData) -> Text:
         line.append(f"  serving {data.http_url}", style="dim")
     if data.connection:
         line.append(f"  {data.connection}", style="bold red")
+    if data.metrics is not None and data.metrics.degraded_reason:
+        line.append(f"  DEGRADED: {data.metrics.degraded_reason}", style="bold red")
     if data.now is not None:
         line.append(f"  {data.now:%Y-%m-%d %H:%M:%S} UTC", style="dim")
     line.append("\n")
