@@ -68,10 +68,8 @@ def populate(state_dir: Path, finished: int, unfinished: int) -> None:
     spec = JobSpec(command="true", project="P1", owner="ann").model_dump_json()
     now = utcnow().isoformat()
     jobs, attempts, events = [], [], []
-    seq = 0
-    for n in range(finished + unfinished):
-        seq += 1
-        done = n < finished
+    for seq in range(1, finished + unfinished + 1):
+        done = seq <= finished
         jobs.append((seq, str(seq), spec, "SUCCEEDED" if done else "PENDING", 1,
                      "local" if done else None, now, now if done else None,
                      now if done else None, 0 if done else None, None, seq, 0, 0.01, None,
