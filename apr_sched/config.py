@@ -184,6 +184,10 @@ class SchedulerConfig(_StrictConfig):
     host_lost_after_sec: float = Field(default=300.0, gt=0, le=7 * 86400)
     """Jobs on an SSH host unreachable this long are declared lost (and requeued if their
     retry_limit allows); a host back sooner gets its jobs found again."""
+    durability: Literal["full", "normal"] = "full"
+    """``full``: every commit is fsynced, so even an OS crash or power loss keeps every
+    committed transition (a job never runs twice). ``normal``: survives a killed daemon but
+    an OS crash may lose the last commits; faster on slow disks (README has figures)."""
     min_free_disk_mb: float = Field(default=64.0, ge=0, le=1e9)
     """Below this much free space on the state dir's disk (logs and database), dispatch
     pauses and health says degraded; running jobs go on."""

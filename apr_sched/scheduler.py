@@ -130,6 +130,8 @@ class Scheduler:
             declared lost (requeued if their retry limit allows).
         min_free_disk_mb: below this much free space on the state dir's disk, dispatch
             pauses and health says ``degraded`` (logs and the database live there).
+        durability: ``"full"`` (default) fsyncs every commit; ``"normal"`` survives a
+            killed process but not an OS crash (see store.py).
         retention: when finished jobs and host events are purged (``RetentionConfig``;
             default 30 days, checked hourly and at start).
         lock_info: extra facts recorded in the state-dir lock (e.g. the HTTP URL).
@@ -145,6 +147,7 @@ class Scheduler:
         host_lost_after_sec: float = 300.0,
         min_free_disk_mb: float = 64.0,
         retention: RetentionConfig | None = None,
+        durability: str = "full",
         lock_info: Mapping[str, Any] | None = None,
     ) -> None:
         self.state_dir = resolve_state_dir(state_dir)
@@ -153,6 +156,7 @@ class Scheduler:
         self.host_lost_after_sec = host_lost_after_sec
         self.min_free_disk_mb = min_free_disk_mb
         self.retention = retention or RetentionConfig()
+        self.durability = durability
         self._purge_timer: asyncio.TimerHandle | None = None
         self._initial_hosts = list(hosts) if hosts is not None else None
         self._lock = StateDirLock(self.state_dir)
@@ -198,6 +202,7 @@ class Scheduler:
             "host_lost_after_sec": config.host_lost_after_sec,
             "min_free_disk_mb": config.min_free_disk_mb,
             "retention": config.retention,
+            "durability": config.durability,
         }
         options.update(overrides)
         return cls(**options)
@@ -219,7 +224,7 @@ class Scheduler:
         self._loop = asyncio.get_running_loop()
         self._lock.acquire(self._lock_info)
         try:
-            self._store = Store(self.state_dir / DB_NAME)
+            self._store = Store(self.state_dir / DB_NAME, synchronous=self.durability.upper())
             self._restore()
             for spec in self._initial_hosts if self._initial_hosts is not None else [
                 local_host_spec()

@@ -186,7 +186,8 @@ def parse_time(value: str | None) -> datetime | None:
 class Store:
     """SQLite persistence; callers group writes with ``transaction()``."""
 
-    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+    def __init__(self, path: Path, *, readonly: bool = False,
+                 synchronous: str = "FULL") -> None:
         self.path = path
         self.failure: str | None = None
         """Why the last write failed (disk full, read-only ...); None once one succeeds."""
@@ -207,7 +208,9 @@ class Store:
             return
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            if synchronous not in ("FULL", "NORMAL"):
+                raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
         except sqlite3.Error as exc:
