@@ -5,6 +5,10 @@ It is sent as source over the channel's command line and runs under the host's p
 wrappers, signals their process groups, reports exits, streams log bytes by offset, and
 answers probes; the login shell is paid once per host instead of once per job.
 
+Every process of an attempt carries ``APR_SCHED_RUN=<absolute rc path>`` in its
+environment, so a signal reaches the children that left the process group (``setsid``)
+too: they are found through /proc/PID/environ.
+
 Protocol: JSON lines. The scheduler writes commands to stdin, each with a ``req`` number
 the reply repeats; the agent also sends ``log`` and ``exit`` notices unasked. A job keeps
 running when the agent or its connection dies: wrappers are session leaders of their own,
@@ -26,6 +30,10 @@ TICK_SEC = 0.1
 """How often running jobs' logs are checked for new bytes (and adopted wrappers for exit)."""
 CHUNK = 256 * 1024
 ARGV0 = "apr-sched-job"
+RUN_MARKER = "APR_SCHED_RUN"
+"""Environment variable naming the attempt's rc file, in every process of the attempt."""
+KILL_PASSES = 10
+"""SIGKILL sweeps repeat until no marked process is left (a child forked meanwhile)."""
 
 
 class Watch(object):
@@ -39,7 +47,7 @@ class Watch(object):
         self.pgid = pgid
         self.offset = offset
         self.child = child  # a Popen we started, or None for a wrapper adopted after restart
-        self.ended = False
+        self.pid_file = os.path.join(directory, "%d.pid" % attempt)
 
 
 class Agent(object):
@@ -74,28 +82,55 @@ class Agent(object):
             self.send(reply)
 
     def op_start(self, command):
+        """Start an attempt with an empty log: the scheduler streams it from offset 0, so
+        bytes left by an earlier attempt of the same id (another state dir using this
+        spool) must not be in it. A live wrapper of the same attempt is never replaced."""
         job_id, attempt = command["job_id"], int(command["attempt"])
         directory = self.job_dir(job_id)
         if not os.path.isdir(directory):
-            os.makedirs(directory)
-        rc = os.path.join(directory, "%d.rc" % attempt)
-        if os.path.exists(rc):
-            os.unlink(rc)
-        log_fd = os.open(os.path.join(directory, "%d.log" % attempt),
-                         os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            os.makedirs(directory, mode=0o700)
+        watch = Watch(job_id, attempt, directory, None, 0, None)
+        running = self.recorded_wrapper(watch)
+        if running:
+            raise RuntimeError("attempt %d of job %s already runs here (pid %d)"
+                               % (attempt, job_id, running))
+        for stale in (watch.rc, watch.pid_file):
+            if os.path.exists(stale):
+                os.unlink(stale)
+        log_fd = os.open(watch.log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND,
+                         0o600)
         workdir = command.get("workdir") or os.path.expanduser("~")
-        argv = ["/bin/sh", "-c", self.wrapper, ARGV0, rc, workdir, command["command"]]
+        argv = ["/bin/sh", "-c", self.wrapper, ARGV0, watch.rc, workdir, command["command"]]
         env = dict(os.environ)  # the job's variables go in the environment, never in argv
         env.update(command.get("env", {}))
+        env[RUN_MARKER] = watch.rc
         try:
             child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_fd,
                                      stderr=subprocess.STDOUT, cwd=directory, env=env,
                                      start_new_session=True, close_fds=True)
         finally:
             os.close(log_fd)
-        self.watches[(job_id, attempt)] = Watch(job_id, attempt, directory, child.pid,
-                                                int(command.get("offset", 0)), child)
+        watch.pgid, watch.child = child.pid, child
+        self.write_pid_file(watch)
+        self.watches[(job_id, attempt)] = watch
         return {"op": "started", "job_id": job_id, "attempt": attempt, "pgid": child.pid}
+
+    @staticmethod
+    def write_pid_file(watch):
+        try:
+            with open(watch.pid_file, "w") as f:
+                f.write("%d\n" % watch.pgid)
+        except (IOError, OSError):
+            pass  # only a shortcut: find_wrapper scans /proc without it
+
+    def recorded_wrapper(self, watch):
+        """The pid in the attempt's pid file, if that process is still its wrapper."""
+        try:
+            with open(watch.pid_file) as f:
+                pid = int(f.read())
+        except (IOError, OSError, ValueError):
+            return None
+        return pid if self.is_wrapper(pid, watch.rc) else None
 
     def op_watch(self, command):
         """Report on an attempt started earlier (after a reconnect or a scheduler restart)."""
@@ -114,7 +149,7 @@ class Agent(object):
         elif os.path.exists(watch.rc):
             state = "exited"
         else:
-            watch.pgid = self.find_wrapper(watch.rc)
+            watch.pgid = self.recorded_wrapper(watch) or self.find_wrapper(watch.rc)
             state = "running" if watch.pgid else "lost"
         if state == "lost":
             return {"op": "watching", "job_id": job_id, "attempt": attempt, "state": "lost"}
@@ -130,28 +165,72 @@ class Agent(object):
         """Kill an attempt the scheduler gave up on (it was requeued elsewhere)."""
         job_id, attempt = command["job_id"], int(command["attempt"])
         self.watches.pop((job_id, attempt), None)
-        rc = os.path.join(self.job_dir(job_id), "%d.rc" % attempt)
+        watch = Watch(job_id, attempt, self.job_dir(job_id), None, 0, None)
         pgid = command.get("pgid")
-        if not (pgid and self.is_wrapper(pgid, rc)):
-            pgid = self.find_wrapper(rc)
-        if pgid:
-            try:
-                os.killpg(int(pgid), signal.SIGKILL)
-            except OSError:
-                pass
-        return {"op": "ok", "killed": bool(pgid)}
+        if not (pgid and self.is_wrapper(pgid, watch.rc)):
+            pgid = self.recorded_wrapper(watch) or self.find_wrapper(watch.rc)
+        marked = self.signal_attempt(pgid, watch.rc, signal.SIGKILL)
+        return {"op": "ok", "killed": bool(pgid or marked)}
 
     def op_signal(self, command):
-        pgid, signum = int(command["pgid"]), int(command["signal"])
-        if pgid < 2:
-            raise ValueError("refusing to signal process group %d" % pgid)
-        try:
-            os.killpg(pgid, signum)
-        except OSError as exc:
-            if exc.errno != errno.ESRCH:
-                raise
-            return {"op": "ok", "gone": True}
-        return {"op": "ok", "gone": False}
+        """Signal an attempt's process group and every process carrying its marker (those
+        that left the group with setsid); works when the group itself is already gone."""
+        pgid, signum = command.get("pgid") or None, int(command["signal"])
+        rc = None
+        if command.get("job_id") is not None:
+            rc = os.path.join(self.job_dir(command["job_id"]),
+                              "%d.rc" % int(command["attempt"]))
+        elif pgid is None:
+            raise ValueError("signal needs a process group or an attempt")
+        group_alive = self.signal_attempt(pgid, rc, signum)
+        return {"op": "ok", "gone": not group_alive}
+
+    def signal_attempt(self, pgid, rc, signum):
+        """Send ``signum`` to group ``pgid`` (if any) and to the processes marked with
+        ``rc`` (if any). True if anything was there to signal."""
+        hit = False
+        if pgid is not None:
+            pgid = int(pgid)
+            if pgid < 2 or pgid == os.getpgrp():
+                raise ValueError("refusing to signal process group %d" % pgid)
+            try:
+                os.killpg(pgid, signum)
+                hit = True
+            except OSError as exc:
+                if exc.errno != errno.ESRCH:
+                    raise
+        if rc is None:
+            return hit
+        for _ in range(KILL_PASSES if signum == signal.SIGKILL else 1):
+            marked = self.marked_pids(rc)
+            for pid in marked:
+                try:
+                    os.kill(pid, signum)
+                    hit = True
+                except OSError:
+                    pass  # ended meanwhile, or not ours to signal
+            if not marked:
+                break
+        return hit
+
+    @staticmethod
+    def marked_pids(rc):
+        """Live processes whose environment holds exactly ``APR_SCHED_RUN=<rc>``; never the
+        agent itself. Processes we may not read are skipped (zombies read as empty)."""
+        marker = ("%s=%s" % (RUN_MARKER, rc)).encode()
+        me = os.getpid()
+        found = []
+        for name in os.listdir("/proc"):
+            if not name.isdigit() or int(name) == me:
+                continue
+            try:
+                with open("/proc/%s/environ" % name, "rb") as f:
+                    environ = f.read()
+            except (IOError, OSError):
+                continue
+            if marker in environ.split(b"\0"):
+                found.append(int(name))
+        return found
 
     def op_probe(self, command):
         reply = {"op": "probe"}  # type: dict[str, object]
@@ -227,13 +306,14 @@ class Agent(object):
                 rc = int(text)
         except (IOError, OSError, ValueError):
             pass
-        message = {"op": "exit", "job_id": watch.job_id, "attempt": watch.attempt, "rc": rc}
+        message = {"op": "exit", "job_id": watch.job_id, "attempt": watch.attempt, "rc": rc,
+                   "size": watch.offset}
         if rc is None and watch.child is not None and watch.child.returncode is not None \
                 and watch.child.returncode < 0:
             message["signal"] = -watch.child.returncode
-            try:
-                os.killpg(watch.pgid, signal.SIGKILL)  # nothing may outlive its wrapper
-            except OSError:
+            try:  # nothing may outlive its wrapper
+                self.signal_attempt(watch.pgid, watch.rc, signal.SIGKILL)
+            except (OSError, ValueError):
                 pass
         self.send(message)
         del self.watches[(watch.job_id, watch.attempt)]

@@ -2,9 +2,14 @@
 
 The agent (``remote_agent.py``, run by the host's python3) starts wrappers in the remote
 spool, signals process groups, streams log bytes and reports exits. The login shell runs
-once per connection, not once per job. Log bytes are appended to the local per-attempt log
-by offset, so after a reconnect streaming resumes exactly where the local file ends: nothing
-is duplicated, nothing is missed.
+once per connection, not once per job.
+
+Log bytes carry their offset in the remote log, and the local log file's own size is the one
+truth of how much arrived: bytes before it are dropped (an overlap, e.g. after a re-attach),
+bytes past it are never written (a gap: the agent is asked to resume from the local size),
+and an exit is accepted only once the local log is as long as the remote one. After a
+reconnect streaming resumes exactly where the local file ends: nothing is duplicated,
+nothing is missed. Both logs start empty when an attempt starts.
 
 Connection trouble never ends a job by itself: the executor tells the scheduler the host is
 unreachable (it goes OFFLINE), keeps reconnecting with backoff, and re-attaches every
@@ -22,7 +27,7 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +46,11 @@ log = logging.getLogger("apr_sched.ssh")
 AGENT_SOURCE = (Path(__file__).parent / "remote_agent.py").read_bytes()
 PROBE_INTERVAL_SEC = 5.0
 REPLY_TIMEOUT_SEC = 15.0
+"""A request (or the agent's hello) unanswered this long means the agent is stuck: the
+connection is dropped and made again."""
+EXIT_RESYNCS = 3
+"""How often an exit reported before the local log is complete is answered by asking for
+the missing bytes again, before the attempt is closed with what arrived."""
 BACKOFF_MAX_SEC = 10.0
 HOST_KEY_RETRY_SEC = 30.0
 
@@ -50,6 +60,14 @@ class HostUnavailable(AprError):
 
     code = "host_unavailable"
     http_status = 409
+
+
+class ReplyLost(HostUnavailable):
+    """A request was sent but its reply never came: it may or may not have been done."""
+
+
+class AgentFailed(Exception):
+    """The agent did not start, or ended; the message says why (its stderr included)."""
 
 
 ReachabilityCallback = Callable[[str, bool, str], None]
@@ -65,21 +83,25 @@ class _Watch:
     files: AttemptFiles
     pgid: int | None
     done: asyncio.Future[ExitStatus]
-    offset: int = 0
     attached: bool = False
-    notes: list[str] = field(default_factory=list)
+    resyncing: bool = False
+    """A request to resume the stream from the local size is on its way."""
+    exit_resyncs: int = 0
 
-    def append(self, offset: int, data: bytes) -> None:
-        """Write log bytes that start at ``offset``; what we already have is skipped."""
-        if offset > self.offset:
-            log.warning("log gap for job %s attempt %d: have %d bytes, got data at %d",
-                        self.job_id, self.attempt, self.offset, offset)
-        elif offset < self.offset:
-            data = data[self.offset - offset:]
-        if data:
-            with open(self.files.log, "ab") as f:
-                f.write(data)
-            self.offset += len(data)
+    def append(self, offset: int, data: bytes) -> bool:
+        """Write what of ``data`` (remote log bytes from ``offset``) the local log lacks.
+        False for a gap (the bytes start past the local end): nothing is written."""
+        fd = os.open(self.files.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            have = os.fstat(fd).st_size
+            if offset > have:
+                return False
+            fresh = memoryview(data)[have - offset:]
+            while fresh:
+                fresh = fresh[os.write(fd, fresh):]
+        finally:
+            os.close(fd)
+        return True
 
 
 class SshExecutor:
@@ -101,7 +123,11 @@ class SshExecutor:
         self._abandoned: dict[tuple[str, int], int] = {}
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._failure: str | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self.reason = "connecting"
+        self.agent_pid: int | None = None
+        """The remote agent's pid while connected (for diagnostics)."""
 
     # lifecycle -------------------------------------------------------------------------
     def open(self) -> None:
@@ -151,11 +177,16 @@ class SshExecutor:
                         self.host_id)
         while not self._closing:
             wait = backoff
+            self._failure = None
             try:
                 await self._connect()
                 backoff = 0.5
                 await self._serve()
                 reason = "agent connection ended"
+            except AgentFailed as exc:
+                reason = str(exc)
+            except HostUnavailable as exc:
+                reason = exc.message
             except asyncssh.HostKeyNotVerifiable as exc:
                 reason = (f"host key of {self.target.describe()} not verified against "
                           f"{self.target.known_hosts or '~/.ssh/known_hosts'}: {exc}; "
@@ -166,6 +197,7 @@ class SshExecutor:
                 wait = HOST_KEY_RETRY_SEC
             except (OSError, asyncssh.Error, TimeoutError, ValueError) as exc:
                 reason = f"cannot reach {self.target.describe()}: {type(exc).__name__} {exc}"
+            reason = self._failure or reason  # the first cause, not its consequences
             self._disconnect(reason)
             if self._closing:
                 return
@@ -175,15 +207,31 @@ class SshExecutor:
 
     async def _connect(self) -> None:
         self._conn = await asyncssh.connect(**self.connect_options())
-        self._agent = await self._conn.create_process(self.agent_command(), encoding=None)
-        async with asyncio.timeout(REPLY_TIMEOUT_SEC):
-            line = await self._agent.stdout.readline()
-        if not line:
-            stderr = (await self._agent.stderr.read(4096)).decode(errors="replace").strip()
-            raise OSError(f"agent did not start (is python3 installed there?) {stderr}")
-        hello = json.loads(line)
+        self._agent = agent = await self._conn.create_process(self.agent_command(),
+                                                              encoding=None)
+        hello = await self._hello(agent)
+        self.agent_pid = hello.get("pid")
         log.info("host %s: agent %s up (python %s, spool %s)", self.host_id, hello.get("pid"),
                  hello.get("python"), hello.get("spool"))
+
+    async def _hello(self, agent: asyncssh.SSHClientProcess[bytes]) -> dict[str, Any]:
+        """The agent's first message. Lines a login script prints before it are skipped."""
+        where = self.target.describe()
+        skipped: list[bytes] = []
+        try:
+            async with asyncio.timeout(REPLY_TIMEOUT_SEC):
+                while line := await agent.stdout.readline():
+                    with contextlib.suppress(ValueError):
+                        message = json.loads(line)
+                        if isinstance(message, dict) and message.get("op") == "hello":
+                            return message
+                    skipped = [*skipped[-4:], line.strip()]
+        except TimeoutError:
+            raise AgentFailed(f"agent on {where} did not start within {REPLY_TIMEOUT_SEC:g}s"
+                              ) from None
+        output = b" | ".join(skipped).decode(errors="replace")
+        raise AgentFailed(f"agent on {where} did not start (python3 >= 3.6 is needed "
+                          f"there): {await _stderr_tail(agent) or output or 'no output'}")
 
     async def _serve(self) -> None:
         """Read agent messages, probe, and re-attach watches, until the connection fails."""
@@ -195,7 +243,12 @@ class SshExecutor:
         try:
             self._send_abandoned()
             for watch in list(self._watches.values()):
-                await self._attach(watch)
+                try:
+                    await self._attach(watch)
+                except HostUnavailable:
+                    raise
+                except AprError as exc:  # one attempt the agent cannot follow
+                    self._end_watch(watch, ExitStatus(None, lost=True, detail=exc.message))
             while not reader.done():
                 probe = await self._request({"op": "probe"})
                 self._on_load(self.host_id, HostLoad(
@@ -213,14 +266,15 @@ class SshExecutor:
         self.reason = reason
         for future in self._pending.values():
             if not future.done():
-                future.set_exception(HostUnavailable(f"host {self.host_id} unreachable: "
-                                                     f"{reason}"))
+                future.set_exception(ReplyLost(f"host {self.host_id} unreachable: {reason}",
+                                               {"host_id": self.host_id}))
         self._pending.clear()
         for watch in self._watches.values():
             watch.attached = False
         if self._agent is not None:
             self._agent.close()
             self._agent = None
+            self.agent_pid = None
         if self._conn is not None:
             self._conn.abort()
             self._conn = None
@@ -232,13 +286,16 @@ class SshExecutor:
         while True:
             line = await agent.stdout.readline()
             if not line:
-                raise OSError("agent channel closed")
+                stderr = await _stderr_tail(agent)
+                raise AgentFailed(f"agent on {self.target.describe()} ended: "
+                                  f"{stderr or 'connection closed'}")
             message = json.loads(line)
             op = message.get("op")
             if op == "log":
                 watch = self._watches.get((message["job_id"], message["attempt"]))
                 if watch is not None:
-                    watch.append(message["offset"], base64.b64decode(message["data"]))
+                    self._on_log(watch, int(message["offset"]),
+                                 base64.b64decode(message["data"]))
             elif op == "exit":
                 self._on_exit(message)
             elif "req" in message:
@@ -246,20 +303,69 @@ class SshExecutor:
                 if future is not None and not future.done():
                     future.set_result(message)
 
+    def _on_log(self, watch: _Watch, offset: int, data: bytes) -> None:
+        try:
+            in_sync = watch.append(offset, data)
+        except OSError as exc:  # e.g. the local disk is full: ask again later
+            log.error("job %s attempt %d: cannot write its log %s: %s", watch.job_id,
+                      watch.attempt, watch.files.log, exc.strerror)
+            in_sync = False
+        if not in_sync:
+            self._resync(watch)
+
+    def _resync(self, watch: _Watch) -> None:
+        """Ask the agent to stream again from where the local log ends (one ask at a time;
+        bytes in flight meanwhile are dropped as gaps or trimmed as overlaps)."""
+        if watch.resyncing or not self._ready.is_set():
+            return  # a reconnect re-attaches every watch anyway
+        log.warning("job %s attempt %d: log resumed from byte %d", watch.job_id,
+                    watch.attempt, _size(watch.files.log))
+        watch.resyncing = True
+
+        async def ask() -> None:
+            try:
+                await self._attach(watch)
+            except AprError as exc:
+                log.warning("job %s: resuming its log failed: %s", watch.job_id, exc.message)
+            finally:
+                watch.resyncing = False
+
+        task = asyncio.get_running_loop().create_task(ask())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     def _on_exit(self, message: dict[str, Any]) -> None:
-        watch = self._watches.pop((message["job_id"], message["attempt"]), None)
+        watch = self._watches.get((message["job_id"], message["attempt"]))
         if watch is None or watch.done.done():
+            self._watches.pop((message["job_id"], message["attempt"]), None)
+            return
+        have, size = _size(watch.files.log), int(message.get("size") or 0)
+        if have < size and watch.exit_resyncs < EXIT_RESYNCS:
+            watch.exit_resyncs += 1  # the agent streams the rest and reports the exit again
+            self._resync(watch)
             return
         rc = message.get("rc")
         if rc is not None:
             status = exit_status_from_rc(int(rc))
-            watch.files.rc.write_text(f"{rc}\n")
+            try:
+                watch.files.rc.write_text(f"{rc}\n")
+            except OSError as exc:  # a restarted scheduler asks the agent instead
+                log.error("job %s: cannot write %s: %s", watch.job_id, watch.files.rc,
+                          exc.strerror)
         elif message.get("signal"):
             name = signal_name(int(message["signal"]))
             status = ExitStatus(None, signal=name, detail=f"job wrapper killed by {name}")
         else:
             status = ExitStatus(None, lost=True, detail="job wrapper ended without an rc file")
-        watch.done.set_result(status)
+        if have < size:
+            log.error("job %s attempt %d: log incomplete, %d of %d bytes", watch.job_id,
+                      watch.attempt, have, size)
+        self._end_watch(watch, status)
+
+    def _end_watch(self, watch: _Watch, status: ExitStatus) -> None:
+        self._watches.pop((watch.job_id, watch.attempt), None)
+        if not watch.done.done():
+            watch.done.set_result(status)
 
     async def _request(self, message: dict[str, Any]) -> dict[str, Any]:
         if not self._ready.is_set() or self._agent is None:
@@ -274,26 +380,27 @@ class SshExecutor:
                 reply = await future
         except TimeoutError:
             self._pending.pop(req, None)
+            failure = (f"agent on {self.target.describe()} did not answer a "
+                       f"{message.get('op')} request within {REPLY_TIMEOUT_SEC:g}s")
+            self._failure = self._failure or failure
             if self._conn is not None:
                 self._conn.abort()  # a silent agent is a dead connection
-            raise HostUnavailable(f"host {self.host_id} did not answer",
-                                  {"host_id": self.host_id}) from None
+            raise ReplyLost(f"host {self.host_id}: {failure}", {"host_id": self.host_id}
+                            ) from None
         if reply.get("op") == "error":
             raise AprError(f"host {self.host_id}: {reply.get('message')}")
         return reply
 
     async def _attach(self, watch: _Watch) -> None:
         """Ask the agent to report on an attempt from where our local log ends."""
-        watch.offset = _size(watch.files.log)
         reply = await self._request({"op": "watch", "job_id": watch.job_id,
-                                     "attempt": watch.attempt, "offset": watch.offset,
-                                     "pgid": watch.pgid})
+                                     "attempt": watch.attempt,
+                                     "offset": _size(watch.files.log), "pgid": watch.pgid})
         watch.attached = True
         if reply.get("pgid"):
             watch.pgid = int(reply["pgid"])
-        if reply.get("state") == "lost" and not watch.done.done():
-            self._watches.pop((watch.job_id, watch.attempt), None)
-            watch.done.set_result(ExitStatus(
+        if reply.get("state") == "lost":
+            self._end_watch(watch, ExitStatus(
                 None, lost=True, detail=f"no wrapper and no rc file on {self.host_id}"))
 
     # the Executor protocol --------------------------------------------------------------
@@ -302,9 +409,12 @@ class SshExecutor:
             raise StartFailed(f"host {self.host_id} is unreachable: {self.reason}")
         files = launch.files
         files.dir.mkdir(parents=True, exist_ok=True)
+        try:  # the remote log starts empty, so must ours: offsets are the same bytes
+            os.close(os.open(files.log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        except OSError as exc:
+            raise StartFailed(f"cannot create log {files.log}: {exc.strerror}") from exc
         watch = _Watch(launch.job_id, launch.attempt, files, None,
-                       asyncio.get_running_loop().create_future(), offset=_size(files.log),
-                       attached=True)
+                       asyncio.get_running_loop().create_future(), attached=True)
         key = (launch.job_id, launch.attempt)
         self._watches[key] = watch  # before the start: its first log bytes may come at once
         env = {**launch.env, "APR_JOB_ID": launch.job_id, "APR_ATTEMPT": str(launch.attempt),
@@ -312,16 +422,23 @@ class SshExecutor:
         try:
             reply = await self._request({
                 "op": "start", "job_id": launch.job_id, "attempt": launch.attempt,
-                "command": launch.command, "workdir": launch.workdir, "env": env,
-                "offset": watch.offset})
+                "command": launch.command, "workdir": launch.workdir, "env": env})
         except AprError as exc:
             self._watches.pop(key, None)
+            if isinstance(exc, ReplyLost):  # it may have started: it must not run unseen
+                self._abandoned[key] = 0
+                raise StartFailed(f"{exc.message}; if it started there, it is killed when "
+                                  f"the host answers again") from exc
             raise StartFailed(exc.message) from exc
         watch.pgid = int(reply["pgid"])
         return RunHandle(launch.job_id, launch.attempt, watch.pgid, files)
 
     async def signal(self, handle: RunHandle, signum: int) -> None:
-        await self._request({"op": "signal", "pgid": handle.pgid, "signal": int(signum)})
+        """Signal the attempt's process group and every process carrying its marker."""
+        watch = self._watches.get((handle.job_id, handle.attempt))
+        pgid = handle.pgid or (watch.pgid if watch is not None else None)
+        await self._request({"op": "signal", "pgid": pgid or None, "signal": int(signum),
+                             "job_id": handle.job_id, "attempt": handle.attempt})
 
     async def wait(self, handle: RunHandle) -> ExitStatus:
         key = (handle.job_id, handle.attempt)
@@ -350,7 +467,7 @@ class SshExecutor:
     def _send_abandoned(self) -> None:
         for (job_id, attempt), pgid in list(self._abandoned.items()):
             if self._tell({"op": "abandon", "job_id": job_id, "attempt": attempt,
-                           "pgid": pgid}):
+                           "pgid": pgid or None}):
                 del self._abandoned[(job_id, attempt)]
 
     def _tell(self, message: dict[str, Any]) -> bool:
@@ -371,6 +488,16 @@ class SshExecutor:
 
     def is_reachable(self) -> bool:
         return self._ready.is_set()
+
+
+async def _stderr_tail(agent: asyncssh.SSHClientProcess[bytes]) -> str:
+    """The last line of what the agent (or its login shell) wrote on stderr, if any."""
+    with contextlib.suppress(TimeoutError, OSError, asyncssh.Error):
+        async with asyncio.timeout(1.0):
+            data = await agent.stderr.read(1 << 16)
+        lines = data.decode(errors="replace").strip().splitlines()
+        return lines[-1].strip() if lines else ""
+    return ""
 
 
 def _size(path: Path) -> int:
