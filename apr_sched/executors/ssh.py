@@ -237,6 +237,7 @@ class SshExecutor:
         """Read agent messages, probe, and re-attach watches, until the connection fails."""
         assert self._agent is not None
         reader = asyncio.get_running_loop().create_task(self._read_messages(self._agent))
+        reader.add_done_callback(self._reader_ended)
         self._ready.set()
         self.reason = "online"
         self._on_reachable(self.host_id, True, f"connected to {self.target.describe()}")
@@ -260,15 +261,30 @@ class SshExecutor:
         finally:
             reader.cancel()
 
-    def _disconnect(self, reason: str) -> None:
-        was_ready = self._ready.is_set()
+    def _reader_ended(self, reader: asyncio.Task[None]) -> None:
+        """The agent's output ended: no request pending or to come will be answered, so
+        none may wait for its timeout (a write that failed can leave one waiting)."""
+        if reader.cancelled():
+            return
+        exc = reader.exception()
+        reason = str(exc) if isinstance(exc, AgentFailed) else (
+            f"cannot reach {self.target.describe()}: {type(exc).__name__} {exc}")
+        self._failure = self._failure or reason
         self._ready.clear()
-        self.reason = reason
+        self._fail_pending(reason)
+
+    def _fail_pending(self, reason: str) -> None:
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(ReplyLost(f"host {self.host_id} unreachable: {reason}",
                                                {"host_id": self.host_id}))
         self._pending.clear()
+
+    def _disconnect(self, reason: str) -> None:
+        was_ready = self._ready.is_set()
+        self._ready.clear()
+        self.reason = reason
+        self._fail_pending(reason)
         for watch in self._watches.values():
             watch.attached = False
         if self._agent is not None:
