@@ -220,6 +220,9 @@ class SshHost:
     workdir: Path             # config, host key, authorized_keys, logs
     quiet_login: bool = True
     """Skip the login user's ~/.bashrc (see _write_files); the benchmark turns this off."""
+    login_env: dict[str, str] = field(default_factory=dict)
+    """Variables sshd sets in every session (``SetEnv``): a broken login environment, e.g.
+    a PATH without python3. Takes effect at the next ``start()``/``restart()``."""
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _port_pinned: bool = field(default=False, repr=False)
 
@@ -272,12 +275,17 @@ class SshHost:
             "PrintLastLog no",
             "X11Forwarding no",
         ]
+        session_env = {}
         if self.quiet_login:
             # bash reads ~/.bashrc when sshd starts it, unless SHLVL is already set. Root's
             # here runs `pyenv init`: ~100 ms per login, and a lock that a login killed
             # mid-startup leaves behind, after which every login waits 60 s. Tests need
             # neither; the benchmark keeps the real login cost.
-            lines.append("SetEnv SHLVL=1")
+            session_env["SHLVL"] = "1"
+        session_env.update(self.login_env)
+        if session_env:  # all on one SetEnv line
+            assert not any(c.isspace() or c == '"' for c in "".join(session_env.values()))
+            lines.append("SetEnv " + " ".join(f"{k}={v}" for k, v in session_env.items()))
         if sshd_version() >= (9, 8):
             # Otherwise sshd refuses a source that opened many connections without
             # authenticating (readiness probes) or whose sessions "crashed" (kill()).

@@ -278,6 +278,7 @@ class SshExecutor:
             if not future.done():
                 future.set_exception(ReplyLost(f"host {self.host_id} unreachable: {reason}",
                                                {"host_id": self.host_id}))
+                future.exception()  # its waiter may be cancelled meanwhile (a close): no warning
         self._pending.clear()
 
     def _disconnect(self, reason: str) -> None:
@@ -389,8 +390,10 @@ class SshExecutor:
                                   {"host_id": self.host_id})
         req = next(self._req)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        if not self._write(self._agent, {**message, "req": req}):
+            raise HostUnavailable(f"host {self.host_id} is unreachable: channel closed",
+                                  {"host_id": self.host_id})
         self._pending[req] = future
-        self._agent.stdin.write(json.dumps({**message, "req": req}).encode() + b"\n")
         try:
             async with asyncio.timeout(REPLY_TIMEOUT_SEC):
                 reply = await future
@@ -490,7 +493,15 @@ class SshExecutor:
         """Send a command without waiting for its reply (False when not connected)."""
         if not self._ready.is_set() or self._agent is None:
             return False
-        self._agent.stdin.write(json.dumps({**message, "req": 0}).encode() + b"\n")
+        return self._write(self._agent, {**message, "req": 0})
+
+    @staticmethod
+    def _write(agent: asyncssh.SSHClientProcess[bytes], message: dict[str, Any]) -> bool:
+        """Send one command line; False when the channel is already closed (not sent)."""
+        try:
+            agent.stdin.write(json.dumps(message).encode() + b"\n")
+        except (OSError, asyncssh.Error):
+            return False
         return True
 
     async def recover(self, job_id: str, attempt: int, files: AttemptFiles,
@@ -507,13 +518,20 @@ class SshExecutor:
 
 
 async def _stderr_tail(agent: asyncssh.SSHClientProcess[bytes]) -> str:
-    """The last line of what the agent (or its login shell) wrote on stderr, if any."""
+    """The line of the agent's (or its login shell's) stderr that says what went wrong:
+    the last one naming an error, else the last one; and its exit status when known."""
+    data = b""
     with contextlib.suppress(TimeoutError, OSError, asyncssh.Error):
         async with asyncio.timeout(1.0):
             data = await agent.stderr.read(1 << 16)
-        lines = data.decode(errors="replace").strip().splitlines()
-        return lines[-1].strip() if lines else ""
-    return ""
+            await agent.wait_closed()
+    lines = [line.strip() for line in data.decode(errors="replace").splitlines()
+             if line.strip()]
+    errors = [line for line in lines if "rror" in line or "not found" in line]
+    text = (errors or lines or [""])[-1]
+    if agent.returncode is not None:
+        text = f"{text} (exit status {agent.returncode})".lstrip()
+    return text
 
 
 def _size(path: Path) -> int:
