@@ -191,6 +191,33 @@ async def test_an_attempt_already_running_on_the_host_is_not_started_over(
     assert local_log(first, job.job_id) == b"first\n" == remote_log(host, job.job_id)
 
 
+async def test_a_local_log_that_falls_behind_is_filled_in_from_the_host(
+        ssh_hosts, make_scheduler, tmp_path):
+    """The local log loses its bytes (removed under a running job): the next bytes leave a
+    gap, and the stream is resumed from the local size; an exit reported before the local
+    log is whole waits for the missing bytes."""
+    (host,) = ssh_hosts(1)
+    s = await make_scheduler(hosts=[ssh_spec(host)])
+    await online(s, host.name)
+    gate = tmp_path / "gate"
+    job = await s.submit({"command": f"seq 1 1000; while [ ! -e {gate}1 ]; do sleep 0.01; "
+                                     f"done; seq 1001 2000; while [ ! -e {gate}2 ]; "
+                                     f"do sleep 0.01; done"})
+    await running(s, job.job_id)
+    first = b"".join(b"%d\n" % i for i in range(1, 1001))
+    await wait_until(lambda: local_log(s, job.job_id) == first, timeout=15)
+    local = attempt_files(s.state_dir, job.job_id, 1).log
+    local.unlink()
+    gate.with_name("gate1").touch()  # bytes from offset 3893 come to an empty file: a gap
+    whole = first + b"".join(b"%d\n" % i for i in range(1001, 2001))
+    await wait_until(lambda: local_log(s, job.job_id) == whole, timeout=15)
+    local.unlink()
+    gate.with_name("gate2").touch()  # an exit with no new bytes, reported to an empty log
+    done = await s.wait(job.job_id, 20)
+    assert done.status is JobStatus.SUCCEEDED
+    assert local_log(s, job.job_id) == whole == remote_log(host, job.job_id)
+
+
 def watch_on(path: Path) -> _Watch:
     files = attempt_files(path, "1", 1)
     files.dir.mkdir(parents=True)
