@@ -131,6 +131,80 @@ def test_abandon_kills_a_job_found_by_its_rc_path(agent, tmp_path):
     wait_until_sync(lambda: group_members(started["pgid"]) == [])
 
 
+def test_signal_reaches_marked_processes_and_no_others(agent, tmp_path):
+    """A KILL reaches the group and the setsid child carrying the attempt's exact marker,
+    also once the group is gone; a near-miss marker and another attempt's are spared."""
+    started = agent.call(op="start", job_id="10", attempt=2, workdir=None, env={},
+                         command="setsid sh -c \"trap '' TERM; exec sleep 301\" & sleep 302")
+    rc = str(tmp_path / "spool" / "10" / "2.rc")
+
+    def carrying(marker: str) -> list[int]:
+        return [pid for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
+                if _environ_has(pid, f"APR_SCHED_RUN={marker}")
+                and proc_state(pid) not in (None, "Z")]
+
+    def escapee() -> list[int]:
+        return [pid for pid in carrying(rc) if os.getsid(pid) != started["pgid"]]
+
+    wait_until_sync(escapee)
+    decoys = [subprocess.Popen(["sleep", "303"], env={"APR_SCHED_RUN": marker})
+              for marker in (rc + ".other", rc.replace("2.rc", "1.rc"))]
+    try:
+        agent.call(op="signal", pgid=started["pgid"], signal=int(signal.SIGTERM),
+                   job_id="10", attempt=2)
+        assert agent.until("exit", "10")["rc"] == 143
+        wait_until_sync(lambda: carrying(rc) == escapee())  # the group is gone, not it
+        assert escapee(), "the setsid child ignores TERM"
+        reply = agent.call(op="signal", pgid=started["pgid"], signal=int(signal.SIGKILL),
+                           job_id="10", attempt=2)
+        assert reply["op"] == "ok"
+        wait_until_sync(lambda: carrying(rc) == [])
+        assert all(decoy.poll() is None for decoy in decoys)
+        again = agent.call(op="signal", pgid=started["pgid"], signal=int(signal.SIGKILL),
+                           job_id="10", attempt=2)
+        assert again["op"] == "ok"  # nothing left to signal is not an error
+    finally:
+        for pid in carrying(rc):
+            os.kill(pid, signal.SIGKILL)
+        for decoy in decoys:
+            decoy.kill()
+            decoy.wait()
+
+
+def _environ_has(pid: int, entry: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return entry.encode() in f.read().split(b"\0")
+    except OSError:
+        return False
+
+
+def test_signal_refuses_the_agents_own_group_and_a_missing_target(agent):
+    for command in ({"pgid": os.getpgrp()}, {"pgid": 1}, {"pgid": None}):
+        reply = agent.call(op="signal", signal=0, **command)
+        assert reply["op"] == "error", command
+
+
+def test_start_empties_a_stale_log_and_never_restarts_a_running_attempt(agent, tmp_path):
+    job_dir = tmp_path / "spool" / "11"
+    job_dir.mkdir(parents=True)
+    (job_dir / "1.log").write_bytes(b"left by another state dir\n")
+    gate = tmp_path / "gate"
+    command = f"echo new; while [ ! -e {gate} ]; do sleep 0.01; done"
+    agent.call(op="start", job_id="11", attempt=1, workdir=None, env={}, command=command)
+    try:
+        wait_until_sync(lambda: (job_dir / "1.log").read_bytes() == b"new\n")
+        clash = agent.call(op="start", job_id="11", attempt=1, workdir=None, env={},
+                           command="echo twice")
+        assert clash["op"] == "error" and "already runs" in clash["message"]
+    finally:
+        gate.touch()
+    exit_notice = agent.until("exit", "11")
+    assert exit_notice["rc"] == 0 and exit_notice["size"] == 4
+    assert agent.log_of("11") == b"new\n"
+    assert (job_dir / "1.log").stat().st_mode & 0o077 == 0
+
+
 def test_probe_reports_load_memory_and_disk(agent):
     probe = agent.call(op="probe")
     assert probe["load_avg_1m"] >= 0 and probe["free_memory_gb"] > 0

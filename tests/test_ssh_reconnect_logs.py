@@ -262,20 +262,23 @@ def test_a_second_watch_of_a_running_attempt_streams_an_overlap_that_is_trimmed(
          command=f"seq 1 1000; while [ ! -e {gate} ]; do sleep 0.01; done; seq 1001 1010")
     overlaps = 0
     rewound = False
-    while True:
-        message = json.loads(agent.stdout.readline())
-        if message["op"] == "log":
-            data = base64.b64decode(message["data"])
-            overlaps += message["offset"] < watch.files.log.stat().st_size
-            assert watch.append(message["offset"], data)
-            if not rewound and watch.files.log.stat().st_size >= 3000:
-                rewound = True
-                send(op="watch", job_id="1", attempt=1, offset=100)
-                gate.touch()
-        elif message["op"] == "exit":
-            break
-    agent.stdin.close()
-    agent.wait(10)
+    try:
+        while True:
+            message = json.loads(agent.stdout.readline())
+            if message["op"] == "log":
+                data = base64.b64decode(message["data"])
+                overlaps += message["offset"] < watch.files.log.stat().st_size
+                assert watch.append(message["offset"], data)
+                if not rewound and watch.files.log.stat().st_size >= 3000:
+                    rewound = True
+                    send(op="watch", job_id="1", attempt=1, offset=100)
+                    gate.touch()
+            elif message["op"] == "exit":
+                break
+    finally:
+        gate.touch()  # the job ends whatever happened
+        agent.stdin.close()
+        agent.wait(10)
     assert overlaps >= 1
     assert watch.files.log.read_bytes() == b"".join(b"%d\n" % i for i in range(1, 1011))
     assert watch.files.log.read_bytes() == (spool / "1" / "1.log").read_bytes()

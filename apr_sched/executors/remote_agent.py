@@ -99,6 +99,7 @@ class Agent(object):
                 os.unlink(stale)
         log_fd = os.open(watch.log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND,
                          0o600)
+        os.fchmod(log_fd, 0o600)  # owner-only, even for a log left by an earlier run
         workdir = command.get("workdir") or os.path.expanduser("~")
         argv = ["/bin/sh", "-c", self.wrapper, ARGV0, watch.rc, workdir, command["command"]]
         env = dict(os.environ)  # the job's variables go in the environment, never in argv
