@@ -205,6 +205,21 @@ def test_start_empties_a_stale_log_and_never_restarts_a_running_attempt(agent, t
     assert (job_dir / "1.log").stat().st_mode & 0o077 == 0
 
 
+def test_a_start_abandoned_before_it_was_read_is_refused(agent):
+    """A start whose reply was lost is abandoned with its token: should that start still
+    arrive (read late by a stalled agent), it is refused; a new start of it is not."""
+    assert agent.call(op="abandon", job_id="12", attempt=1, pgid=None,
+                      token="t1")["killed"] is False
+    late = agent.call(op="start", job_id="12", attempt=1, workdir=None, env={},
+                      command="echo late", token="t1")
+    assert late["op"] == "error" and "given up" in late["message"]
+    again = agent.call(op="start", job_id="12", attempt=1, workdir=None, env={},
+                       command="echo again", token="t2")
+    assert again["op"] == "started"
+    assert agent.until("exit", "12")["rc"] == 0
+    assert agent.log_of("12") == b"again\n"
+
+
 def test_probe_reports_load_memory_and_disk(agent):
     probe = agent.call(op="probe")
     assert probe["load_avg_1m"] >= 0 and probe["free_memory_gb"] > 0

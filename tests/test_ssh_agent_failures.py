@@ -117,3 +117,31 @@ async def test_an_agent_that_stops_answering_is_replaced(ssh_hosts, make_schedul
         os.kill(stuck, signal.SIGCONT)
     # continued, the old agent finds its channel gone and exits
     await wait_until(lambda: proc_state(stuck) in (None, "Z"), timeout=10)
+
+
+async def test_a_start_whose_reply_is_lost_never_runs_unseen(ssh_hosts, make_scheduler,
+                                                              monkeypatch, tmp_path):
+    """The agent is stopped while a start is on its way: the start fails for the scheduler,
+    so the job must not run there later, when the old agent wakes up and reads it."""
+    monkeypatch.setattr(ssh, "REPLY_TIMEOUT_SEC", 2.0)
+    monkeypatch.setattr(ssh, "PROBE_INTERVAL_SEC", 60)
+    (host,) = ssh_hosts(1)
+    s = await make_scheduler(hosts=[ssh_spec(host)])
+    await online(s, host.name)
+    (stuck,) = agents(host)
+    os.kill(stuck, signal.SIGSTOP)
+    ledger = tmp_path / "ledger"
+    try:
+        job = await s.submit({"command": f"echo ran >> {ledger}; sleep 300"})
+        done = await s.wait(job.job_id, 20)
+        assert done.status is JobStatus.FAILED
+        reason = (await s.get_job(job.job_id)).attempts[-1].reason or ""
+        assert "did not answer a start request" in reason and "killed" in reason
+        await wait_until(lambda: s._hosts[host.name].state is HostState.ONLINE
+                         and agents(host) - {stuck}, timeout=30, message="a new agent")
+    finally:
+        os.kill(stuck, signal.SIGCONT)
+    await wait_until(lambda: proc_state(stuck) in (None, "Z"), timeout=10)
+    await wait_until(lambda: not host.user_pids() - agents(host), timeout=5,
+                     message="nothing but the new agent runs there")
+    assert not ledger.exists(), "the abandoned start ran"

@@ -17,6 +17,7 @@ and the next agent finds them again from the spool (rc file or /proc).
 
 import base64
 import errno
+import fcntl
 import json
 import os
 import select
@@ -48,6 +49,8 @@ class Watch(object):
         self.offset = offset
         self.child = child  # a Popen we started, or None for a wrapper adopted after restart
         self.pid_file = os.path.join(directory, "%d.pid" % attempt)
+        self.lock_file = os.path.join(directory, "%d.lock" % attempt)
+        self.abandoned = os.path.join(directory, "%d.abandoned" % attempt)
 
 
 class Agent(object):
@@ -86,10 +89,18 @@ class Agent(object):
         bytes left by an earlier attempt of the same id (another state dir using this
         spool) must not be in it. A live wrapper of the same attempt is never replaced."""
         job_id, attempt = command["job_id"], int(command["attempt"])
-        directory = self.job_dir(job_id)
-        if not os.path.isdir(directory):
-            os.makedirs(directory, mode=0o700)
-        watch = Watch(job_id, attempt, directory, None, 0, None)
+        watch = Watch(job_id, attempt, self.attempt_dir(job_id), None, 0, None)
+        lock = self.lock(watch)
+        try:
+            return self.start_locked(watch, command)
+        finally:
+            os.close(lock)
+
+    def start_locked(self, watch, command):
+        job_id, attempt = watch.job_id, watch.attempt
+        if command.get("token") and self.abandoned_token(watch) == command["token"]:
+            raise RuntimeError("attempt %d of job %s was given up by the scheduler"
+                               % (attempt, job_id))
         running = self.recorded_wrapper(watch)
         if running:
             raise RuntimeError("attempt %d of job %s already runs here (pid %d)"
@@ -107,7 +118,8 @@ class Agent(object):
         env[RUN_MARKER] = watch.rc
         try:
             child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_fd,
-                                     stderr=subprocess.STDOUT, cwd=directory, env=env,
+                                     stderr=subprocess.STDOUT, cwd=os.path.dirname(watch.rc),
+                                     env=env,
                                      start_new_session=True, close_fds=True)
         finally:
             os.close(log_fd)
@@ -115,6 +127,28 @@ class Agent(object):
         self.write_pid_file(watch)
         self.watches[(job_id, attempt)] = watch
         return {"op": "started", "job_id": job_id, "attempt": attempt, "pgid": child.pid}
+
+    def attempt_dir(self, job_id):
+        directory = self.job_dir(job_id)
+        if not os.path.isdir(directory):
+            os.makedirs(directory, mode=0o700)
+        return directory
+
+    @staticmethod
+    def lock(watch):
+        """An exclusive lock on one attempt: a start and an abandon never interleave, even
+        in two agents (after a reconnect the old one may still read its last commands)."""
+        fd = os.open(watch.lock_file, os.O_WRONLY | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return fd
+
+    @staticmethod
+    def abandoned_token(watch):
+        try:
+            with open(watch.abandoned) as f:
+                return f.read()
+        except (IOError, OSError):
+            return None
 
     @staticmethod
     def write_pid_file(watch):
@@ -163,14 +197,23 @@ class Agent(object):
         return {"op": "ok"}
 
     def op_abandon(self, command):
-        """Kill an attempt the scheduler gave up on (it was requeued elsewhere)."""
+        """Kill an attempt the scheduler gave up on (it was requeued elsewhere). With the
+        ``token`` of a start whose reply was lost, that start is also refused if it has
+        not been read yet."""
         job_id, attempt = command["job_id"], int(command["attempt"])
         self.watches.pop((job_id, attempt), None)
-        watch = Watch(job_id, attempt, self.job_dir(job_id), None, 0, None)
-        pgid = command.get("pgid")
-        if not (pgid and self.is_wrapper(pgid, watch.rc)):
-            pgid = self.recorded_wrapper(watch) or self.find_wrapper(watch.rc)
-        marked = self.signal_attempt(pgid, watch.rc, signal.SIGKILL)
+        watch = Watch(job_id, attempt, self.attempt_dir(job_id), None, 0, None)
+        lock = self.lock(watch)
+        try:
+            if command.get("token"):
+                with open(watch.abandoned, "w") as f:
+                    f.write(command["token"])
+            pgid = command.get("pgid")
+            if not (pgid and self.is_wrapper(pgid, watch.rc)):
+                pgid = self.recorded_wrapper(watch) or self.find_wrapper(watch.rc)
+            marked = self.signal_attempt(pgid, watch.rc, signal.SIGKILL)
+        finally:
+            os.close(lock)
         return {"op": "ok", "killed": bool(pgid or marked)}
 
     def op_signal(self, command):

@@ -26,6 +26,7 @@ import itertools
 import json
 import logging
 import os
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,7 +121,9 @@ class SshExecutor:
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._watches: dict[tuple[str, int], _Watch] = {}
         self._req = itertools.count(1)
-        self._abandoned: dict[tuple[str, int], int] = {}
+        self._abandoned: dict[tuple[str, int], tuple[int, str | None]] = {}
+        """Attempts to kill when the host answers: pgid (0: unknown) and the token of a
+        start whose reply was lost (the agent then refuses it, should it read it late)."""
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._failure: str | None = None
@@ -438,14 +441,16 @@ class SshExecutor:
         self._watches[key] = watch  # before the start: its first log bytes may come at once
         env = {**launch.env, "APR_JOB_ID": launch.job_id, "APR_ATTEMPT": str(launch.attempt),
                "APR_HOST": launch.host_id}
+        token = secrets.token_hex(8)
         try:
             reply = await self._request({
                 "op": "start", "job_id": launch.job_id, "attempt": launch.attempt,
-                "command": launch.command, "workdir": launch.workdir, "env": env})
+                "command": launch.command, "workdir": launch.workdir, "env": env,
+                "token": token})
         except AprError as exc:
             self._watches.pop(key, None)
             if isinstance(exc, ReplyLost):  # it may have started: it must not run unseen
-                self._abandoned[key] = 0
+                self._abandoned[key] = (0, token)
                 raise StartFailed(f"{exc.message}; if it started there, it is killed when "
                                   f"the host answers again") from exc
             raise StartFailed(exc.message) from exc
@@ -479,14 +484,14 @@ class SshExecutor:
     def abandon(self, handle: RunHandle) -> None:
         """The scheduler declared this attempt lost: if it still runs when the host comes
         back, kill it, so a requeued job never runs twice."""
-        self._abandoned[(handle.job_id, handle.attempt)] = handle.pgid
+        self._abandoned[(handle.job_id, handle.attempt)] = (handle.pgid, None)
         if self._ready.is_set():
             self._send_abandoned()
 
     def _send_abandoned(self) -> None:
-        for (job_id, attempt), pgid in list(self._abandoned.items()):
+        for (job_id, attempt), (pgid, token) in list(self._abandoned.items()):
             if self._tell({"op": "abandon", "job_id": job_id, "attempt": attempt,
-                           "pgid": pgid or None}):
+                           "pgid": pgid or None, "token": token}):
                 del self._abandoned[(job_id, attempt)]
 
     def _tell(self, message: dict[str, Any]) -> bool:
