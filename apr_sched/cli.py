@@ -15,7 +15,7 @@ from apr_sched import __version__
 from apr_sched.cli_client import CLIENT_COMMANDS, add_client_commands, run_client_command
 from apr_sched.config import SchedulerConfig, hosts_toml, load_config, resolve_state_dir
 from apr_sched.errors import AprError
-from apr_sched.http.service import HttpService
+from apr_sched.http.service import OPEN_NETWORK_FLAG, HttpService, check_exposure
 from apr_sched.scheduler import DB_NAME, Scheduler
 from apr_sched.store import Store
 
@@ -44,7 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "config's [http] host); 0.0.0.0 exposes the API to other machines")
     serve.add_argument("--port", type=int, help="TCP port (default 5000; 0 picks a free one)")
     serve.add_argument("--no-auth", action="store_true",
-                       help="serve without the bearer token (trusted single-user machines only)")
+                       help="serve without the bearer token (trusted single-user machines only; "
+                            "refused on a non-loopback --host unless the next flag is given)")
+    serve.add_argument(OPEN_NETWORK_FLAG, dest="open_network", action="store_true",
+                       help="allow --no-auth (or [http] auth = \"none\") on an address other "
+                            "machines can reach: anyone there can run commands as you")
     serve.add_argument("--stop-jobs-on-exit", action="store_true",
                        help="stop running jobs on shutdown instead of leaving them to be "
                             "found again at the next start")
@@ -91,6 +95,9 @@ def _load(args: argparse.Namespace) -> SchedulerConfig:
 async def serve(args: argparse.Namespace) -> int:
     """Run until SIGINT/SIGTERM; running jobs survive the shutdown unless asked otherwise."""
     config = _load(args)
+    host = args.host if args.host is not None else config.http.host
+    auth = not args.no_auth and config.http.auth != "none"
+    check_exposure(host, auth=auth, allow_open_network=args.open_network)
     scheduler = Scheduler.from_config(config, state_dir=args.state_dir or config.state_dir)
     try:
         await scheduler.start()
@@ -100,11 +107,12 @@ async def serve(args: argparse.Namespace) -> int:
     gc.freeze()  # what restore loaded stays: full collections need not walk it again
     log.info("apr_sched %s serving state dir %s", __version__, scheduler.state_dir)
     http = HttpService(
-        scheduler,
-        host=args.host if args.host is not None else config.http.host,
+        scheduler, host=host,
         port=args.port if args.port is not None else config.http.port,
-        auth=not args.no_auth and config.http.auth != "none",
+        auth=auth,
         limits=config.http.limits(),
+        api_limits=config.http.api_limits(),
+        allow_open_network=args.open_network,
     )
     try:
         await http.start()

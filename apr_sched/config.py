@@ -46,6 +46,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from apr_sched.errors import InvalidInput, field_errors
+from apr_sched.http.limits import ApiLimits
 from apr_sched.http.server import HttpLimits
 from apr_sched.models import HostSpec
 
@@ -144,18 +145,40 @@ class HttpConfig(_StrictConfig):
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=1 << 30)
     """Larger bodies are refused with 413 before they are read."""
     keepalive_timeout_sec: float = Field(default=15.0, gt=0, le=3600)
-    """An idle keep-alive connection is closed after this long."""
+    """An idle keep-alive connection that has made an authenticated request is closed after
+    this long."""
+    unauthenticated_idle_timeout_sec: float = Field(default=5.0, gt=0, le=3600)
+    """A connection that has made no authenticated request yet (a new one, or one that only
+    asked for health) is closed after this long idle."""
+    header_timeout_sec: float = Field(default=10.0, gt=0, le=3600)
+    """A request head not complete this long after its first byte (a new connection's: after
+    the accept) gets 408."""
     request_timeout_sec: float = Field(default=30.0, gt=0, le=3600)
     """A request not fully received in this time gets 408."""
+    write_timeout_sec: float = Field(default=10.0, gt=0, le=3600)
+    """A client that takes no byte of a reply for this long is disconnected; until a reply
+    is taken, its connection's next request is not read."""
     max_connections: int = Field(default=512, ge=1, le=100_000)
     """Connections beyond this get 503."""
+    max_connections_per_client: int = Field(default=64, ge=1, le=100_000)
+    """Connections from one address beyond this get 503, so one client cannot take them
+    all."""
+    max_batch_jobs: int = Field(default=10_000, ge=1, le=1_000_000)
+    """Jobs in one batch submit; more get 413 naming the limit."""
 
     def limits(self) -> HttpLimits:
         return HttpLimits(max_head_bytes=self.max_head_bytes,
                           max_body_bytes=self.max_body_bytes,
                           keepalive_timeout=self.keepalive_timeout_sec,
+                          unauthenticated_idle_timeout=self.unauthenticated_idle_timeout_sec,
+                          header_timeout=self.header_timeout_sec,
                           request_timeout=self.request_timeout_sec,
-                          max_connections=self.max_connections)
+                          write_timeout=self.write_timeout_sec,
+                          max_connections=self.max_connections,
+                          max_connections_per_client=self.max_connections_per_client)
+
+    def api_limits(self) -> ApiLimits:
+        return ApiLimits(max_batch_jobs=self.max_batch_jobs)
 
 
 class RetentionConfig(_StrictConfig):

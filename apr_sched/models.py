@@ -28,7 +28,9 @@ from pydantic import (
 from apr_sched.errors import InvalidInput
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-_ID_RE = re.compile(ID_PATTERN)
+"""For pydantic and JSON Schema, where ``$`` is the end of the text; Python's ``$`` also
+matches before a final newline, so Python code checks ids with ``is_valid_id`` instead."""
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 Identifier = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
@@ -74,10 +76,20 @@ Workdir = Annotated[
     str, StringConstraints(min_length=1, max_length=4096), AfterValidator(_no_nul),
     AfterValidator(_absolute_path),
 ]
+def _ssh_port_in_range(value: str) -> str:
+    """A port in ``user@host:port`` (or ``[v6]:port``) must be one a server can listen on."""
+    hostport = value.rpartition("@")[2]
+    tail = hostport.rpartition("]")[2] if hostport.startswith("[") else hostport
+    if ":" in tail and not 1 <= int(tail.rpartition(":")[2]) <= 65535:
+        raise ValueError(f"port {int(tail.rpartition(':')[2])} is out of range 1-65535")
+    return value
+
+
 SshAddress = Annotated[
     str, StringConstraints(
         pattern=r"^(?:[A-Za-z0-9._][A-Za-z0-9._-]{0,63}@)?"
                 r"(?:\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9][A-Za-z0-9.-]{0,252})(?::[0-9]{1,5})?$"),
+    AfterValidator(_ssh_port_in_range),
 ]
 FilePath = Annotated[
     str, StringConstraints(min_length=1, max_length=4096), AfterValidator(_no_control_chars),
@@ -94,7 +106,7 @@ MAX_TIMEOUT_SEC = 10 * 365 * 24 * 3600.0
 
 def is_valid_id(value: str) -> bool:
     """True for a string that may be used as a job or host id (checked before any lookup)."""
-    return bool(_ID_RE.match(value))
+    return _ID_RE.fullmatch(value) is not None
 
 
 def utcnow() -> datetime:

@@ -78,7 +78,7 @@ from apr_sched.placement import HostCapacity, HostPool
 from apr_sched.queue import PendingQueue
 from apr_sched.runs import Run, RunSupervisor
 from apr_sched.statedir import StateDirLock
-from apr_sched.store import Store, job_filter, parse_time
+from apr_sched.store import IdempotencyKey, Store, job_filter, parse_time
 
 log = logging.getLogger("apr_sched")
 
@@ -606,12 +606,15 @@ class Scheduler:
 
 
     # submit ------------------------------------------------------------------------------
-    async def submit(self, spec: JobSpec | Mapping[str, Any]) -> Job:
-        """Queue one job; returns once it is committed to the store."""
-        (job,) = self._add_jobs([validated(JobSpec, spec)])
+    async def submit(self, spec: JobSpec | Mapping[str, Any], *,
+                     idempotency_key: IdempotencyKey | None = None) -> Job:
+        """Queue one job; returns once it is committed to the store (with the reply of
+        ``idempotency_key``, if given, in the same transaction)."""
+        (job,) = self._add_jobs([validated(JobSpec, spec)], idempotency_key)
         return job.model_copy()
 
-    async def submit_batch(self, specs: Iterable[JobSpec | Mapping[str, Any]]) -> list[Job]:
+    async def submit_batch(self, specs: Iterable[JobSpec | Mapping[str, Any]], *,
+                           idempotency_key: IdempotencyKey | None = None) -> list[Job]:
         """Queue many jobs in one transaction: all of them, or (on any bad job) none."""
         valid: list[JobSpec] = []
         details: list[dict[str, str]] = []
@@ -632,9 +635,10 @@ class Scheduler:
         if not valid:
             raise InvalidInput("batch rejected: it holds no jobs", [
                 {"field": "jobs", "message": "must hold at least one job"}])
-        return [job.model_copy() for job in self._add_jobs(valid)]
+        return [job.model_copy() for job in self._add_jobs(valid, idempotency_key)]
 
-    def _add_jobs(self, specs: list[JobSpec]) -> list[Job]:
+    def _add_jobs(self, specs: list[JobSpec],
+                  idempotency_key: IdempotencyKey | None = None) -> list[Job]:
         """Queue validated specs; one transaction however many there are."""
         now = utcnow()
         now_iso = now.isoformat()
@@ -656,6 +660,8 @@ class Scheduler:
             self.store.insert_jobs(rows)
             self.store.insert_first_attempts([job.job_id for job in jobs], now_iso)
             self.store.insert_events(events)
+            if idempotency_key is not None:
+                self.store.save_idempotent_reply(idempotency_key, jobs)
         self._job_seq, self._queue_seq = seq, queue_seq
         self._status_counts[JobStatus.PENDING] += len(jobs)
         for job, book in zip(jobs, books, strict=True):

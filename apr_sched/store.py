@@ -26,19 +26,22 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from apr_sched.errors import StoreUnavailable
+from apr_sched.errors import AprError, StoreUnavailable
 from apr_sched.models import (
     Attempt,
     Event,
     Host,
     HostEvent,
     HostState,
+    Job,
     JobEvent,
     JobStatus,
 )
@@ -104,6 +107,16 @@ CREATE TABLE IF NOT EXISTS events (
     reason TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_job ON events (job_id, seq);
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    caller TEXT NOT NULL,
+    key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    status INTEGER NOT NULL,
+    reply BLOB NOT NULL,
+    PRIMARY KEY (caller, key)
+);
+CREATE INDEX IF NOT EXISTS idempotency_keys_age ON idempotency_keys (created_at);
 """
 
 _INDEXES = """
@@ -118,6 +131,9 @@ CREATE INDEX IF NOT EXISTS events_time ON events (time);
 """Created after any upgrade, so the columns they cover exist."""
 
 UNFINISHED = ("PENDING", "HELD", "RUNNING", "PAUSED")
+
+IDEMPOTENCY_TTL_SEC = 24 * 3600.0
+"""How long a submit's ``Idempotency-Key`` is remembered; older keys are purged."""
 
 JOB_COLUMNS = (
     "seq", "job_id", "spec", "status", "attempt", "host_id", "submitted_at", "started_at",
@@ -173,6 +189,33 @@ def job_filter(*, statuses: Sequence[str] | None = None, project: str | None = N
             where.append(f"{column} IN ({', '.join('?' * len(values))})" if values else "0")
             args.extend(values)
     return (f" WHERE {' AND '.join(where)}" if where else ""), args
+
+
+class IdempotencyKeyTaken(AprError):
+    """The caller's key already names a committed submit: nothing was created again."""
+
+    code = "idempotency_key_taken"
+    http_status = 409
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyKey:
+    """A caller's key for one submit, remembered with its jobs in their transaction so a
+    retry after a lost reply (or a daemon restart) gets that reply instead of new jobs."""
+
+    caller: str
+    key: str
+    fingerprint: str
+    """Digest of what was asked (route and body): the same key for something else is
+    refused rather than answered with the wrong jobs."""
+    reply: Callable[[list[Job]], tuple[int, bytes]]
+    """The status and body the caller answers with, given the jobs just created."""
+
+
+class StoredReply(NamedTuple):
+    fingerprint: str
+    status: int
+    body: bytes
 
 
 def _iso(value: Any) -> Any:
@@ -420,6 +463,33 @@ class Store:
             "SELECT queued_at, started_at, finished_at, run_sec FROM attempts "
             "WHERE started_at IS NOT NULL ORDER BY started_at DESC LIMIT ?", (limit,)
         ))
+
+    # idempotency keys --------------------------------------------------------------------
+    def save_idempotent_reply(self, key: IdempotencyKey, jobs: list[Job],
+                              now: float | None = None) -> None:
+        """Remember ``key.reply(jobs)`` under the key, inside the caller's transaction;
+        keys older than IDEMPOTENCY_TTL_SEC are purged first."""
+        now = time.time() if now is None else now
+        status, body = key.reply(jobs)
+        self._db.execute("DELETE FROM idempotency_keys WHERE created_at <= ?",
+                         (now - IDEMPOTENCY_TTL_SEC,))
+        try:
+            self._db.execute("INSERT INTO idempotency_keys VALUES (?, ?, ?, ?, ?, ?)",
+                             (key.caller, key.key, key.fingerprint, now, status, body))
+        except sqlite3.IntegrityError:
+            raise IdempotencyKeyTaken(
+                f"Idempotency-Key {key.key!r} was used already; its jobs exist",
+                {"field": "Idempotency-Key", "key": key.key}) from None
+
+    def idempotent_reply(self, caller: str, key: str,
+                         now: float | None = None) -> StoredReply | None:
+        """The reply remembered under the caller's key, unless it has expired."""
+        now = time.time() if now is None else now
+        row = self._db.execute(
+            "SELECT fingerprint, status, reply FROM idempotency_keys "
+            "WHERE caller=? AND key=? AND created_at > ?",
+            (caller, key, now - IDEMPOTENCY_TTL_SEC)).fetchone()
+        return None if row is None else StoredReply(row[0], int(row[1]), bytes(row[2]))
 
     # events ------------------------------------------------------------------------------
     def insert_events(self, events: Sequence[Event]) -> None:

@@ -301,7 +301,7 @@ async def test_openapi_describes_every_route(served):
     routes = {(r.method.lower(), r.template) for r in
               __import__("apr_sched.http.api", fromlist=["x"]).SchedulerApi(
                   scheduler, token=None).routes}
-    documented = {(m, p) for p, ops in doc["paths"].items() for m in ops}
+    documented = {(m, p) for p, ops in doc["paths"].items() for m in ops if m != "description"}
     assert routes == documented
     assert "JobSpec" in doc["components"]["schemas"]
     assert doc["components"]["schemas"]["JobSpec"]["additionalProperties"] is False

@@ -3,13 +3,20 @@
 Routes only ask; the Scheduler changes state. Every error is an ``AprError`` turned into
 ``{"error": {"code", "message", "details"}}`` with its status, so a rejected request has
 changed nothing and the server keeps serving.
+
+Auth comes before routing: a request without a valid token learns nothing but 401, whatever
+its path, method or ids (only ``GET /scheduler/health`` is public). ``admit`` is that check;
+the server calls it on each request head before reading the body, and ``__call__`` calls it
+again so the handler is safe on its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -21,19 +28,24 @@ from pydantic import TypeAdapter
 
 from apr_sched import __version__
 from apr_sched.errors import AprError, AuthFailed, InvalidInput, NotFound
-from apr_sched.http.openapi import build_openapi
-from apr_sched.http.server import Request, Response, error_response
+from apr_sched.http.limits import ApiLimits
+from apr_sched.http.openapi import MAX_INT64, build_openapi
+from apr_sched.http.server import Admission, Request, Response, error_response
 from apr_sched.models import Event, Host, Job, JobStatus, is_valid_id
 from apr_sched.scheduler import Scheduler
+from apr_sched.store import IdempotencyKey, IdempotencyKeyTaken
 
 PREFIX = "/scheduler"
 MAX_WAIT_SEC = 60.0
+MAX_TAIL_LINES = 1_000_000
+MAX_EVENTS_LIMIT = 10_000
 LIST_EXCLUDE = {"events", "attempts"}
 _JOB_LIST = TypeAdapter(list[Job])
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+"""1 to 255 visible ASCII characters, e.g. a UUID."""
 
 RouteHandler = Callable[..., Awaitable[Response]]
-
-
+Reply = Callable[[list[Job]], tuple[int, bytes]]
 
 LIST_DEFAULT_LIMIT = 500
 """Jobs in one GET /scheduler/jobs reply unless ``limit`` says otherwise; ``total`` tells
@@ -42,9 +54,22 @@ LIST_MAX_LIMIT = 5_000
 """The largest page; it is built and serialised in steps of LIST_DUMP_CHUNK jobs."""
 LIST_DUMP_CHUNK = 200
 
+
 class MethodNotAllowed(AprError):
     code = "method_not_allowed"
     http_status = 405
+
+
+class BatchTooLarge(AprError):
+    code = "batch_too_large"
+    http_status = 413
+
+
+class IdempotencyKeyReused(AprError):
+    """The key was used for a different request: replaying its reply would be wrong."""
+
+    code = "idempotency_key_reused"
+    http_status = 422
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +102,10 @@ class SchedulerApi:
     ``token=None`` turns auth off (the daemon only does that when asked explicitly).
     """
 
-    def __init__(self, scheduler: Scheduler, *, token: str | None) -> None:
+    def __init__(self, scheduler: Scheduler, *, token: str | None,
+                 limits: ApiLimits | None = None) -> None:
         self.scheduler = scheduler
+        self.limits = limits = limits or ApiLimits()
         self._token = token.encode() if token else None
         self._started = time.monotonic()
         s = PREFIX
@@ -103,33 +130,53 @@ class SchedulerApi:
             Route("POST", f"{s}/purge", self.purge),
             Route("GET", f"{s}/events", self.events),
         ]
-        self._openapi = json.dumps(build_openapi(self.routes, __version__)).encode()
+        self._openapi = json.dumps(build_openapi(
+            self.routes, __version__, max_batch_jobs=limits.max_batch_jobs)).encode()
         self._closing = asyncio.Event()
 
     def shutdown(self) -> None:
         """Answer long polls now, so the server can close without waiting them out."""
         self._closing.set()
 
+    def admit(self, request: Request) -> Admission | Response:
+        """PUBLIC for the routes that need no token, AUTHENTICATED for a valid token (or
+        with auth off), else the 401 to send: before routing, so nothing else is learnt."""
+        segments = _segments(request)
+        if any(not route.auth and route.method == request.method
+               and _match_parts(route.parts, segments) is not None for route in self.routes):
+            return Admission.PUBLIC
+        if self._token is None:
+            return Admission.AUTHENTICATED
+        try:
+            self._check_token(request)
+        except AuthFailed as exc:
+            response = error_response(401, exc.code, exc.message, exc.details)
+            response.headers.append(("WWW-Authenticate", 'Bearer realm="apr_sched"'))
+            return response
+        return Admission.AUTHENTICATED
+
     async def __call__(self, request: Request) -> Response:
+        admission = self.admit(request)
+        if isinstance(admission, Response):
+            return admission
         try:
             route, params = self._match(request)
-            if route.auth and self._token is not None:
-                self._check_token(request)
             return await route.handler(request, **params)
         except MethodNotAllowed as exc:
             response = error_response(405, exc.code, exc.message, exc.details)
             response.headers.append(("Allow", ", ".join(exc.details["allow"])))
             return response
-        except AuthFailed as exc:
-            response = error_response(401, exc.code, exc.message, exc.details)
-            response.headers.append(("WWW-Authenticate", 'Bearer realm="apr_sched"'))
-            return response
         except AprError as exc:
             return error_response(exc.http_status, exc.code, exc.message, exc.details)
 
+    def _caller(self, request: Request) -> str:
+        """Who is asking, as far as the token tells: one shared token today, so everyone
+        holding it is one caller (per-user tokens will name the user here)."""
+        return "anonymous" if self._token is None else "token"
+
     # routing -----------------------------------------------------------------------------
     def _match(self, request: Request) -> tuple[Route, dict[str, str]]:
-        segments = request.path.strip("/").split("/")
+        segments = _segments(request)
         allowed: list[str] = []
         for route in self.routes:
             params = _match_parts(route.parts, segments)
@@ -197,10 +244,20 @@ class SchedulerApi:
         })
 
     async def submit(self, request: Request) -> Response:
-        job = await self.scheduler.submit(_json_object(request))
-        return Response.json(201, job_json(job))
+        key = self._idempotency_key(request, "submit", _submit_reply)
+        if key is not None and (replay := self._replay(key)) is not None:
+            return replay
+        spec = _json_object(request)
+        try:
+            job = await self.scheduler.submit(spec, idempotency_key=key)
+        except IdempotencyKeyTaken:
+            return self._replay_or_raise(key)
+        return Response(*_submit_reply([job]))
 
     async def submit_batch(self, request: Request) -> Response:
+        key = self._idempotency_key(request, "batch", _batch_reply)
+        if key is not None and (replay := self._replay(key)) is not None:
+            return replay
         body = _json_body(request)
         if isinstance(body, dict):
             unknown = sorted(set(body) - {"jobs"})
@@ -214,8 +271,54 @@ class SchedulerApi:
         if not isinstance(body, list):
             raise InvalidInput('batch body must be {"jobs": [...]} or a list of jobs',
                                [{"field": "jobs", "message": "must be a list"}])
-        jobs = await self.scheduler.submit_batch(body)
-        return Response.json(201, {"job_ids": [j.job_id for j in jobs], "count": len(jobs)})
+        limit = self.limits.max_batch_jobs
+        if len(body) > limit:
+            raise BatchTooLarge(
+                f"batch of {len(body)} jobs is over the limit of {limit} jobs per batch; "
+                "split it", {"field": "jobs", "limit": limit, "count": len(body)})
+        try:
+            jobs = await self.scheduler.submit_batch(body, idempotency_key=key)
+        except IdempotencyKeyTaken:
+            return self._replay_or_raise(key)
+        return Response(*_batch_reply(jobs))
+
+    # idempotency ---------------------------------------------------------------------------
+    def _idempotency_key(self, request: Request, action: str,
+                         reply: Reply) -> IdempotencyKey | None:
+        """The request's ``Idempotency-Key`` (None without one), scoped to the caller and
+        fingerprinted with the action and the exact body."""
+        raw = request.header("idempotency-key")
+        if raw is None:
+            return None
+        key = raw.strip()
+        if not _IDEMPOTENCY_KEY.fullmatch(key):
+            raise InvalidInput("Idempotency-Key must be 1 to 255 visible ASCII characters "
+                               "(one key, no spaces), e.g. a UUID",
+                               [{"field": "Idempotency-Key",
+                                 "message": "1 to 255 visible ASCII characters"}])
+        digest = hashlib.sha256(action.encode() + b"\n" + request.body).hexdigest()
+        return IdempotencyKey(self._caller(request), key, digest, reply)
+
+    def _replay(self, key: IdempotencyKey) -> Response | None:
+        """The first reply to this key, if there was one; refused for another request."""
+        stored = self.scheduler.store.idempotent_reply(key.caller, key.key)
+        if stored is None:
+            return None
+        if not hmac.compare_digest(stored.fingerprint, key.fingerprint):
+            raise IdempotencyKeyReused(
+                f"Idempotency-Key {key.key!r} was used for a different request (another "
+                "body or endpoint); use a new key for a new submit",
+                {"field": "Idempotency-Key", "key": key.key})
+        return Response(stored.status, stored.body,
+                        headers=[("Idempotent-Replayed", "true")])
+
+    def _replay_or_raise(self, key: IdempotencyKey | None) -> Response:
+        """After the store refused a key that was free when checked (a submit with it
+        committed meanwhile): answer as a retry would be answered."""
+        replay = None if key is None else self._replay(key)
+        if replay is None:
+            raise IdempotencyKeyTaken("Idempotency-Key was used already")
+        return replay
 
     async def list_jobs(self, request: Request) -> Response:
         q = request.query
@@ -236,7 +339,7 @@ class SchedulerApi:
             project=_one(q, "project"), design=_one(q, "design"), owner=_one(q, "owner"),
             host=_one(q, "host"),
             limit=_int(q, "limit", LIST_DEFAULT_LIMIT, 0, LIST_MAX_LIMIT),
-            offset=_int(q, "offset", 0, 0) or 0,
+            offset=_int(q, "offset", 0, 0, MAX_INT64) or 0,
         )
         # Serialised by pydantic-core straight to JSON bytes, the hot path of every list
         # view; a big page in steps, so the loop runs other work between them.
@@ -254,13 +357,13 @@ class SchedulerApi:
 
     async def logs(self, request: Request, job_id: str) -> Response:
         q = request.query
-        attempt = _int(q, "attempt", None, 1)
-        offset = _int(q, "offset", None, 0)
+        attempt = _int(q, "attempt", None, 1, MAX_INT64)
+        offset = _int(q, "offset", None, 0, MAX_INT64)
         if offset is not None:
             log = await self.scheduler.read_log(job_id, offset, attempt)
         else:
-            log = await self.scheduler.tail_log(job_id, _int(q, "tail", 200, 0, 1_000_000) or 0,
-                                                attempt)
+            tail = _int(q, "tail", 200, 0, MAX_TAIL_LINES) or 0
+            log = await self.scheduler.tail_log(job_id, tail, attempt)
         fmt = _one(q, "format")
         if fmt not in (None, "json", "text"):
             raise InvalidInput("format must be json or text",
@@ -307,9 +410,9 @@ class SchedulerApi:
 
     async def events(self, request: Request) -> Response:
         q = request.query
-        since = _int(q, "since", 0, 0) or 0
+        since = _int(q, "since", 0, 0, MAX_INT64) or 0
         wait = _float(q, "wait", 0.0, 0.0, MAX_WAIT_SEC)
-        limit = _int(q, "limit", 1000, 1, 10_000) or 1000
+        limit = _int(q, "limit", 1000, 1, MAX_EVENTS_LIMIT) or 1000
         if wait and not self._closing.is_set():
             poll = asyncio.ensure_future(self.scheduler.events_since(since, wait=wait,
                                                                       limit=limit))
@@ -324,7 +427,23 @@ class SchedulerApi:
                                    "last_seq": last})
 
 
+def _json_bytes(data: Any) -> bytes:
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def _submit_reply(jobs: list[Job]) -> tuple[int, bytes]:
+    return 201, _json_bytes(job_json(jobs[0]))
+
+
+def _batch_reply(jobs: list[Job]) -> tuple[int, bytes]:
+    return 201, _json_bytes({"job_ids": [j.job_id for j in jobs], "count": len(jobs)})
+
+
 # request parsing ---------------------------------------------------------------------------
+def _segments(request: Request) -> list[str]:
+    return request.path.strip("/").split("/")
+
+
 def _match_parts(template: list[str], segments: list[str]) -> dict[str, str] | None:
     if len(template) != len(segments):
         return None
@@ -369,6 +488,9 @@ def _json_body(request: Request) -> Any:
     except ValueError as exc:  # e.g. an integer with more digits than Python converts
         raise InvalidInput(f"request body is not acceptable JSON: {exc}",
                            [{"field": "(body)", "message": str(exc)}]) from None
+    except RecursionError:
+        raise InvalidInput("request body is nested too deeply",
+                           [{"field": "(body)", "message": "nested too deeply"}]) from None
 
 
 def _json_object(request: Request) -> dict[str, Any]:
@@ -413,7 +535,8 @@ def _number(query: dict[str, list[str]], name: str, default: N | None, parse: Ca
 
 
 def _int(query: dict[str, list[str]], name: str, default: int | None, low: int,
-         high: int | None = None) -> int | None:
+         high: int) -> int | None:
+    """Always bounded above: a number past 64 bits would overflow SQLite or a seek."""
     return _number(query, name, default, int, low, high)
 
 

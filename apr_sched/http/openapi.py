@@ -50,70 +50,123 @@ def _object(properties: dict[str, Any], required: Sequence[str] | None = None) -
             "required": list(properties if required is None else required)}
 
 
+MAX_INT64 = 2**63 - 1
+"""Upper bound of every integer query parameter (SQLite's and a file offset's range)."""
+
 ERROR = _object({"error": _object({
     "code": {"type": "string"}, "message": {"type": "string"}, "details": {}},
     required=["code", "message"])})
 EVENT = {"oneOf": [_ref("JobEvent"), _ref("HostEvent")],
-         "discriminator": {"propertyName": "kind"}}
+         "discriminator": {"propertyName": "kind",
+                           "mapping": {"job": REF.format(model="JobEvent"),
+                                       "host": REF.format(model="HostEvent")}}}
 HEALTH = _object({"status": {"enum": ["ok", "degraded"]},
                   "degraded_reason": {"type": ["string", "null"]},
                   "version": {"type": "string"},
                   "uptime_sec": {"type": "number"}, "hosts_online": {"type": "integer"},
                   "jobs_pending": {"type": "integer"}, "jobs_running": {"type": "integer"},
                   "last_event_seq": {"type": "integer"}})
-HEARTBEAT = _object({"host_id": {"type": "string"}, "state": {"type": "string"},
+HEARTBEAT = _object({"host_id": {"type": "string"}, "state": _ref("HostState"),
                      "last_heartbeat": {"type": ["string", "null"], "format": "date-time"}})
 BATCH_REPLY = _object({"job_ids": _array({"type": "string"}), "count": {"type": "integer"}})
-BATCH_BODY = {"oneOf": [_object({"jobs": _array(_ref("JobSpec"))}), _array(_ref("JobSpec"))]}
 
 _ID = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"}
+_STATUS_LIST = {"type": "array", "items": _ref("JobStatus")}
 
 
-def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+def _batch_body(max_jobs: int) -> dict[str, Any]:
+    jobs = {**_array(_ref("JobSpec")), "minItems": 1, "maxItems": max_jobs}
+    return {"oneOf": [{**_object({"jobs": jobs}), "additionalProperties": False}, jobs]}
+
+
+def _query(name: str, schema: dict[str, Any], description: str,
+           **extra: Any) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "schema": schema,
-            "description": description}
+            "description": description, **extra}
 
 
-# (method, path after /scheduler): summary, request body, {status: reply schema}, query params
+def _int_query(name: str, low: int, high: int, description: str) -> dict[str, Any]:
+    return _query(name, {"type": "integer", "minimum": low, "maximum": high}, description)
+
+
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "schema": {"type": "string", "pattern": "^[!-~]{1,255}$"},
+    "description": "Retrying with the same key (within 24 h, same caller, same body) returns "
+                   "the first reply, with `Idempotent-Replayed: true`, and creates nothing; "
+                   "the same key with another body is 422. Survives a daemon restart.",
+}
+
+# Statuses the server itself may answer on any route, before or instead of the route.
+SERVER_ERRORS = {
+    400: "Malformed request (HTTP syntax, a target that is not UTF-8)",
+    408: "Request head not complete within the header timeout, or request within the "
+         "request timeout",
+    413: "Body over the size limit (sent before the body is read)",
+    431: "Request head too large or too many header fields",
+    503: "Too many connections, overall or from this client's address",
+}
+ROUTE_ERRORS = {
+    400: "Invalid input: `details` names each field and why",
+    401: "Missing or wrong bearer token (sent before any routing: nothing else is revealed)",
+    404: "Unknown job, host or attempt",
+    409: "Not allowed in the current state",
+    413: "Batch over the job limit",
+    422: "Idempotency-Key already used for a different request",
+}
+
+# (method, path after /scheduler): summary, request body, {status: reply schema}, query
+# params, and the route's own error statuses (401 is added to every route with auth).
 OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/health"): {"summary": "Liveness and headline counts (no auth)",
-                         "replies": {200: HEALTH}},
-    ("GET", "/openapi.json"): {"summary": "This document", "replies": {200: {"type": "object"}}},
-    ("POST", "/hosts/register"): {"summary": "Register or update a host", "body": _ref("HostSpec"),
-                                  "replies": {201: _ref("Host"), 200: _ref("Host")}},
+                         "replies": {200: HEALTH}, "errors": []},
+    ("GET", "/openapi.json"): {"summary": "This document (needs the token)",
+                               "replies": {200: {"type": "object"}}, "errors": []},
+    ("POST", "/hosts/register"): {"summary": "Register or update a host (409 when changing "
+                                             "how a host that runs jobs is reached)",
+                                  "body": _ref("HostSpec"),
+                                  "replies": {201: _ref("Host"), 200: _ref("Host")},
+                                  "errors": [400, 409]},
     ("GET", "/hosts"): {"summary": "All hosts with state and usage", "replies": {
-        200: _object({"hosts": _array(_ref("Host")), "total": {"type": "integer"}})}},
-    ("GET", "/hosts/{host_id}"): {"summary": "One host", "replies": {200: _ref("Host")}},
+        200: _object({"hosts": _array(_ref("Host")), "total": {"type": "integer"}})},
+        "errors": []},
+    ("GET", "/hosts/{host_id}"): {"summary": "One host", "replies": {200: _ref("Host")},
+                                  "errors": [400, 404]},
     ("DELETE", "/hosts/{host_id}"): {"summary": "Remove a host (409 while it runs jobs)",
-                                     "replies": {200: _ref("Host")}},
+                                     "replies": {200: _ref("Host")}, "errors": [400, 404, 409]},
     ("POST", "/hosts/{host_id}/heartbeat"): {
         "summary": "A host is alive, optionally with load figures",
-        "body": _ref("HostLoad"), "body_required": False, "replies": {200: HEARTBEAT}},
+        "body": _ref("HostLoad"), "body_required": False, "replies": {200: HEARTBEAT},
+        "errors": [400, 404]},
     ("POST", "/jobs"): {"summary": "Submit one job", "body": _ref("JobSpec"),
-                        "replies": {201: _ref("Job")}},
-    ("POST", "/jobs/batch"): {"summary": "Submit many jobs, all or nothing", "body": BATCH_BODY,
-                              "replies": {201: BATCH_REPLY}},
+                        "replies": {201: _ref("Job")}, "errors": [400, 422],
+                        "headers": [IDEMPOTENCY_KEY]},
+    ("POST", "/jobs/batch"): {"summary": "Submit many jobs, all or nothing",
+                              "replies": {201: BATCH_REPLY}, "errors": [400, 413, 422],
+                              "headers": [IDEMPOTENCY_KEY]},
     ("GET", "/jobs"): {"summary": "Jobs in submit order, filtered and paged", "replies": {
         200: _object({"jobs": _array(_ref("Job")), "total": {"type": "integer"}})},
-        "query": [
-            _query("status", {"type": "string"}, "one status or several, comma-separated"),
+        "errors": [400], "query": [
+            _query("status", _STATUS_LIST, "one status or several, comma-separated",
+                   style="form", explode=False),
             _query("project", {"type": "string"}, "exact project"),
             _query("design", {"type": "string"}, "exact design"),
             _query("owner", {"type": "string"}, "exact owner"),
             _query("host", {"type": "string"}, "host the job runs or ran on"),
-            _query("id", {"type": "string"}, "only these job ids, comma-separated"),
+            _query("id", {"type": "array", "items": _ID},
+                   "only these job ids, comma-separated", style="form", explode=False),
             _query("limit", {"type": "integer", "minimum": 0, "maximum": 5000,
                              "default": 500}, "page size (default 500, at most 5,000)"),
-            _query("offset", {"type": "integer", "minimum": 0}, "jobs to skip")]},
+            _int_query("offset", 0, MAX_INT64, "jobs to skip")]},
     ("GET", "/jobs/{job_id}"): {"summary": "One job with its events and attempts",
-                                "replies": {200: _ref("Job")}},
+                                "replies": {200: _ref("Job")}, "errors": [400, 404]},
     ("GET", "/jobs/{job_id}/logs"): {
         "summary": "Tail of an attempt's log, or the lines after a byte offset",
-        "replies": {200: _ref("LogTail")}, "text": True, "query": [
-            _query("tail", {"type": "integer", "minimum": 0}, "last N lines (default 200)"),
-            _query("attempt", {"type": "integer", "minimum": 1}, "attempt (default: latest)"),
-            _query("offset", {"type": "integer", "minimum": 0},
-                   "lines appended after this byte offset (follow a log)"),
+        "replies": {200: _ref("LogTail")}, "text": True, "errors": [400, 404], "query": [
+            _int_query("tail", 0, 1_000_000, "last N lines (default 200)"),
+            _int_query("attempt", 1, MAX_INT64, "attempt (default: latest)"),
+            _int_query("offset", 0, MAX_INT64,
+                       "lines appended after this byte offset (follow a log)"),
             _query("format", {"enum": ["json", "text"]}, "text for plain text")]},
     ("POST", "/purge"): {
         "summary": "Forget finished jobs (attempts, events, logs) and host events from "
@@ -122,23 +175,50 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                         required=["before"]),
         "replies": {200: _ref("PurgeReport")}},
     ("GET", "/metrics/summary"): {"summary": "Jobs, hosts, usage, wait and run times",
-                                  "replies": {200: _ref("MetricsSummary")}},
+                                  "replies": {200: _ref("MetricsSummary")}, "errors": []},
     ("GET", "/events"): {"summary": "Events after a sequence number (long poll)", "replies": {
-        200: _object({"events": _array(EVENT), "last_seq": {"type": "integer"}})}, "query": [
-            _query("since", {"type": "integer", "minimum": 0}, "last sequence number seen"),
+        200: _object({"events": _array(EVENT), "last_seq": {"type": "integer"}})},
+        "errors": [400], "query": [
+            _int_query("since", 0, MAX_INT64, "last sequence number seen (default 0)"),
             _query("wait", {"type": "number", "minimum": 0, "maximum": 60},
                    "seconds to wait for a new event"),
-            _query("limit", {"type": "integer", "minimum": 1, "maximum": 10000}, "at most")]},
+            _int_query("limit", 1, 10_000, "at most this many (default 1000)")]},
 }
 for _action in ("pause", "resume", "stop", "rerun"):
     OPERATIONS[("POST", f"/jobs/{{job_id}}/{_action}")] = {
         "summary": f"{_action.capitalize()} a job (409 when it does not apply)",
-        "replies": {200: _ref("Job")}}
+        "replies": {200: _ref("Job")}, "errors": [400, 404, 409]}
 
-ERROR_STATUSES = {400: "Invalid input", 401: "Missing or wrong bearer token",
-                  404: "Unknown path, job, host or attempt", 405: "Method not allowed",
-                  409: "Not allowed in the current state", 413: "Body too large",
-                  431: "Request head too large"}
+DESCRIPTION = """Job scheduler for APR runs: the /scheduler contract.
+
+Every route but `GET /scheduler/health` needs `Authorization: Bearer <token>` (the token is in
+`<state_dir>/token`), this document included: a client without the token learns only that the
+daemon is alive. Auth is checked before routing, so a request without a valid token gets 401
+whatever its path, method or ids, and its body is not read. (The document holds no secret,
+but it names this daemon's version and limits; whoever has the package can build it offline.)
+
+Statuses the server itself answers on any route: 400 (malformed HTTP), 408 (head not complete
+within the header timeout, or request within the request timeout), 413 (body too large),
+431 (head too large), 503 (too many connections, or too many from one address). A path that
+exists with another method answers 405 with an `Allow` header listing its methods (each path's
+description names them). Errors are `{"error": {"code", "message", "details"}}`; a rejected
+request changes nothing.
+"""
+
+
+def _enforced(schemas: dict[str, Any]) -> dict[str, Any]:
+    """What validators enforce beyond the generated schemas, stated in JSON Schema."""
+    env = schemas["JobSpec"]["properties"]["env"]
+    (key_pattern, value_schema), = env.pop("patternProperties").items()
+    env["propertyNames"] = {"pattern": key_pattern}
+    env["additionalProperties"] = value_schema
+    schemas["HostSpec"]["not"] = {
+        "required": ["ssh", "executor_prefix"],
+        "properties": {"ssh": {"type": "string"}, "executor_prefix": {"type": "string"}}}
+    schemas["HostSpec"]["description"] += " Give either ssh or executor_prefix, not both."
+    ssh = schemas["HostSpec"]["properties"]["ssh"]
+    ssh["description"] = "user@host[:port], port 1-65535"
+    return schemas
 
 
 def component_schemas() -> dict[str, Any]:
@@ -150,13 +230,22 @@ def component_schemas() -> dict[str, Any]:
         (HostEvent, "serialization"),
     ]
     _, top = models_json_schema(models, ref_template=REF)
-    schemas: dict[str, Any] = top["$defs"]
+    schemas: dict[str, Any] = _enforced(top["$defs"])
     schemas["Error"] = ERROR
     return schemas
 
 
-def build_openapi(routes: Sequence[_Route], version: str, prefix: str = "/scheduler") -> dict[
-        str, Any]:
+def _error_reply(text: str) -> dict[str, Any]:
+    return {"description": text, "content": {"application/json": {"schema": _ref("Error")}}}
+
+
+def route_error_statuses(method: str, suffix: str, auth: bool) -> set[int]:
+    """The error statuses a route itself can answer (server-level ones come on top)."""
+    return set(OPERATIONS[(method, suffix)]["errors"]) | ({401} if auth else set())
+
+
+def build_openapi(routes: Sequence[_Route], version: str, prefix: str = "/scheduler", *,
+                  max_batch_jobs: int = 10_000) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for route in routes:
         suffix = route.template.removeprefix(prefix)
@@ -169,33 +258,44 @@ def build_openapi(routes: Sequence[_Route], version: str, prefix: str = "/schedu
         }
         params = [{"name": name[1:-1], "in": "path", "required": True, "schema": _ID}
                   for name in suffix.split("/") if name.startswith("{")]
-        params += spec.get("query", [])
+        params += spec.get("query", []) + spec.get("headers", [])
         if params:
             operation["parameters"] = params
-        if "body" in spec:
+        body = _batch_body(max_batch_jobs) if suffix == "/jobs/batch" else spec.get("body")
+        if body is not None:
             operation["requestBody"] = {"required": spec.get("body_required", True),
-                                        "content": {"application/json": {"schema": spec["body"]}}}
+                                        "content": {"application/json": {"schema": body}}}
         for status, schema in spec["replies"].items():
             content = {"application/json": {"schema": schema}}
             if spec.get("text"):
                 content["text/plain"] = {"schema": {"type": "string"}}
             operation["responses"][str(status)] = {"description": "OK", "content": content}
-        for status, text in ERROR_STATUSES.items():
-            operation["responses"][str(status)] = {
-                "description": text, "content": {"application/json": {"schema": _ref("Error")}}}
-        if route.auth:
-            operation["security"] = [{"bearer": []}]
-        else:
-            operation["security"] = []
+        errors = {status: SERVER_ERRORS[status] for status in SERVER_ERRORS}
+        for status in route_error_statuses(route.method, suffix, route.auth):
+            errors[status] = ROUTE_ERRORS[status] if status not in SERVER_ERRORS else (
+                f"{ROUTE_ERRORS[status]}; or: {SERVER_ERRORS[status]}")
+        if suffix == "/jobs/batch":
+            errors[413] = (f"More than {max_batch_jobs} jobs in the batch, or: "
+                           f"{SERVER_ERRORS[413]}")
+        for status in sorted(errors):
+            operation["responses"][str(status)] = _error_reply(errors[status])
+        operation["security"] = [{"bearer": []}] if route.auth else []
         paths.setdefault(route.template, {})[route.method.lower()] = operation
+    for item in paths.values():
+        allow = ", ".join(sorted(method.upper() for method in item))
+        item["description"] = f"Other methods: 405 with `Allow: {allow}`."
     return {
         "openapi": "3.1.0",
-        "info": {"title": "apr_sched", "version": version,
-                 "description": "Job scheduler for APR runs: the /scheduler contract."},
+        "info": {"title": "apr_sched", "version": version, "description": DESCRIPTION},
         "paths": paths,
         "components": {
             "schemas": component_schemas(),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "responses": {"MethodNotAllowed": {
+                "description": "The path exists, the method does not",
+                "headers": {"Allow": {"schema": {"type": "string"},
+                                      "description": "the path's methods, e.g. `GET, DELETE`"}},
+                "content": {"application/json": {"schema": _ref("Error")}}}},
         },
         "security": [{"bearer": []}],
     }

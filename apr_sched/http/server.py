@@ -2,9 +2,17 @@
 
 It knows nothing of routes: every complete request goes to one ``Handler`` coroutine, whose
 ``Response`` is sent with Content-Length, Date, Server and the standard reason phrase.
-The server answers by itself, as JSON in the project's error shape, what never reaches the
-handler: malformed requests (400), slow ones (408), oversize ones (413, 431), too many
-connections (503), and a handler that raised (500).
+An optional ``Admit`` hook sees each request head before its body is read and may refuse it
+(e.g. 401): an unauthenticated client cannot make the server read its body, and its
+connection stays short-lived. The server answers by itself, as JSON in the project's error
+shape, what never reaches the handler: malformed requests (400), slow ones (408), oversize
+ones (413, 431), too many connections, overall or from one address (503), and a handler that
+raised (500).
+
+A client that does not read its replies gets no more of them: the next request on a
+connection is read only once the previous reply has been handed to the kernel, and a reply
+that makes no progress for ``write_timeout`` closes the connection. So a connection holds at
+most one reply in memory, and not for long.
 
     async with HttpServer(handler, port=0) as server:
         print(server.url)
@@ -14,10 +22,12 @@ connections (503), and a handler that raised (500).
 from __future__ import annotations
 
 import asyncio
+import enum
 import http
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
@@ -48,12 +58,26 @@ class HttpLimits:
     """A larger Content-Length -> 413 before reading the body (no 100 Continue); a chunked
     body is counted as it arrives."""
     keepalive_timeout: float = 15.0
-    """Idle time allowed before (between) requests; then the connection closes quietly."""
+    """Idle time allowed between requests on an authenticated connection; then it closes
+    quietly."""
+    unauthenticated_idle_timeout: float = 5.0
+    """Idle time allowed on a connection no authenticated request has used yet (a new one,
+    or one that only asked for health); then it closes quietly."""
+    header_timeout: float = 10.0
+    """From the first byte of a request (for a new connection: from its accept) to the end
+    of its head; beyond -> 408 and close. Slow-header clients lose their slot quickly."""
     request_timeout: float = 30.0
     """From the first byte of a request to its last (head and body); beyond -> 408 and close.
     The handler's own run time is not limited (long-polls)."""
+    write_timeout: float = 10.0
+    """A reply of which the client takes no byte for this long closes the connection (the
+    client stopped reading); so does a closing connection whose last reply is still unsent
+    after this long."""
     max_connections: int = 512
     """Open connections; one more is answered 503 and closed at once."""
+    max_connections_per_client: int = 64
+    """Open connections from one client address; one more is answered 503 and closed, so
+    one client cannot take every slot."""
     max_headers: int = 100
     """Header fields in one request; more -> 431."""
 
@@ -96,6 +120,21 @@ class Response:
 Handler = Callable[[Request], Awaitable[Response]]
 
 
+class Admission(enum.Enum):
+    """What an ``Admit`` hook says about a request head it lets through."""
+
+    AUTHENTICATED = "authenticated"
+    """The request proved who sent it (or auth is off): its connection gets the full
+    keep-alive."""
+    PUBLIC = "public"
+    """The request needs no credentials (e.g. health): its connection stays short-lived."""
+
+
+Admit = Callable[[Request], "Admission | Response"]
+"""Called with each request before its body is read (``body`` is still empty). A Response
+is sent instead of calling the handler, and the connection is closed."""
+
+
 def error_response(status: int, code: str, message: str, details: Any = None) -> Response:
     """The project's error shape: ``{"error": {"code", "message", "details"}}``."""
     return Response.json(status, {"error": {"code": code, "message": message,
@@ -128,6 +167,16 @@ class _Reject(Exception):
         super().__init__(message)
         self.response = error_response(status, code, message)
 
+    @classmethod
+    def with_response(cls, response: Response) -> _Reject:
+        rejected = cls(response.status, "refused", f"refused with {response.status}")
+        rejected.response = response
+        return rejected
+
+
+class _WriteStalled(Exception):
+    """The client took none of a reply for ``write_timeout``: drop the connection."""
+
 
 class HttpServer:
     """Serves ``handler`` on ``host:port`` (port 0: any free port) from the running loop.
@@ -137,8 +186,10 @@ class HttpServer:
     """
 
     def __init__(self, handler: Handler, host: str = "127.0.0.1", port: int = 5000, *,
-                 limits: HttpLimits = HttpLimits(), server_header: str = "apr_sched") -> None:
+                 limits: HttpLimits = HttpLimits(), admit: Admit | None = None,
+                 server_header: str = "apr_sched") -> None:
         self.handler = handler
+        self.admit = admit
         self.host = host
         self.limits = limits
         self.server_header = server_header
@@ -147,6 +198,7 @@ class HttpServer:
         self._port: int | None = None
         self._connections: set[_Connection] = set()
         self._rejected: set[_Connection] = set()  # answered 503, closing
+        self._per_client: Counter[str] = Counter()
         self.closing = False
 
     async def start(self) -> None:
@@ -192,24 +244,38 @@ class HttpServer:
 
     async def _on_connect(self, reader: asyncio.StreamReader,
                           writer: asyncio.StreamWriter) -> None:
-        if self.closing:
-            writer.close()
+        if self.closing or len(self._rejected) >= self.limits.max_connections:
+            writer.transport.abort()  # a flood: not even worth an answer
             return
         connection = _Connection(self, reader, writer)
-        over_limit = len(self._connections) >= self.limits.max_connections
-        group = self._rejected if over_limit else self._connections
+        refusal = self._refusal(connection.address)
+        group = self._rejected if refusal else self._connections
         group.add(connection)
+        if not refusal:
+            self._per_client[connection.address] += 1
         try:
-            if over_limit:
-                await connection.reject(_Reject(
-                    503, "service_unavailable",
-                    f"too many connections (limit {self.limits.max_connections})"))
+            if refusal:
+                await connection.reject(_Reject(503, "service_unavailable", refusal))
             else:
                 await connection.serve()
         except asyncio.CancelledError:
             pass  # close() ended it; asyncio 3.11 would log a cancelled connection task
         finally:
             group.discard(connection)
+            if not refusal:
+                self._per_client[connection.address] -= 1
+                if not self._per_client[connection.address]:
+                    del self._per_client[connection.address]
+
+    def _refusal(self, address: str) -> str | None:
+        """Why a new connection from ``address`` is refused, or None to serve it."""
+        limits = self.limits
+        if len(self._connections) >= limits.max_connections:
+            return f"too many connections (limit {limits.max_connections})"
+        if self._per_client[address] >= limits.max_connections_per_client:
+            return (f"too many connections from {address} "
+                    f"(limit {limits.max_connections_per_client} per client)")
+        return None
 
 
 class _Connection:
@@ -225,8 +291,15 @@ class _Connection:
                                   max_incomplete_event_size=self.limits.max_head_bytes)
         self.task = asyncio.current_task()
         self.idle = False  # waiting for a request that has not begun: safe to cut off
+        self.authenticated = False  # some request on it passed the Admit hook as such
+        self.new = True  # no request has begun on it yet
+        self.accepted_at = asyncio.get_running_loop().time()
         peer = writer.get_extra_info("peername")
         self.client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
+        self.address = self.client[0] if self.client else "(unknown)"
+        # Pause on any unsent byte and resume only when all are gone, so ``drain()`` waits
+        # until a reply is wholly handed to the kernel before the next request is read.
+        writer.transport.set_write_buffer_limits(high=0, low=0)
 
     def close_if_idle(self) -> None:
         if self.idle and self.task is not None:
@@ -238,9 +311,9 @@ class _Connection:
                 head = await self._receive_head()
                 if head is None:
                     return
-                event, deadline = head
+                event, began = head
                 started = time.monotonic()
-                request = await self._receive_request(event, deadline)
+                request = await self._receive_request(event, began + self.limits.request_timeout)
                 response = await self._call_handler(request)
                 await self._send(response, head_only=request.method == "HEAD")
                 log.debug("%s %s %d %.1fms", request.method, request.target,
@@ -250,12 +323,23 @@ class _Connection:
                 self.h11.start_next_cycle()
         except _Reject as rejected:
             await self.reject(rejected)
+        except _WriteStalled:
+            log.debug("connection from %s closed: it stopped reading", self.client)
+            self.writer.transport.abort()
         except (ConnectionError, h11.LocalProtocolError) as exc:
             log.debug("connection from %s closed: %r", self.client, exc)
         except Exception:
             log.exception("connection from %s failed", self.client)
         finally:
-            self.writer.close()
+            self._close()
+
+    def _close(self) -> None:
+        """Close; a reply still unsent gets ``write_timeout`` to go out, then is dropped
+        (a plain close would wait forever for a client that does not read)."""
+        transport = self.writer.transport
+        if transport.get_write_buffer_size():
+            asyncio.get_running_loop().call_later(self.limits.write_timeout, transport.abort)
+        self.writer.close()
 
     async def reject(self, rejected: _Reject) -> None:
         """Answer with the error and ``Connection: close``, then close without a RST."""
@@ -269,10 +353,12 @@ class _Connection:
             async with asyncio.timeout(LINGER_SECONDS):
                 while await self.reader.read(READ_CHUNK):
                     pass
+        except _WriteStalled:
+            self.writer.transport.abort()
         except (ConnectionError, TimeoutError, h11.LocalProtocolError):
             pass
         finally:
-            self.writer.close()
+            self._close()
 
     def _next_event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
         try:
@@ -284,44 +370,58 @@ class _Connection:
                               f"request head over {self.limits.max_head_bytes} bytes") from None
             raise _Reject(status, "bad_request", f"malformed request: {exc}"[:200]) from None
 
-    async def _read(self, deadline: float) -> None:
+    async def _read(self, deadline: float, what: str, seconds: float) -> None:
         try:
             async with asyncio.timeout_at(deadline):
                 data = await self.reader.read(READ_CHUNK)
         except TimeoutError:
             raise _Reject(408, "request_timeout",
-                          f"request not received within {self.limits.request_timeout}s"
-                          ) from None
+                          f"{what} not received within {seconds:g}s") from None
         self.h11.receive_data(data)
 
     async def _receive_head(self) -> tuple[h11.Request, float] | None:
-        """The next request's head and the deadline for its body; None when the client is
-        gone or stayed idle past the keep-alive timeout."""
+        """The next request's head and when the request began (its first byte; for a new
+        connection, its accept); None when the client is gone or stayed idle too long."""
         loop = asyncio.get_running_loop()
-        deadline: float | None = None
+        limits = self.limits
+        idle = limits.keepalive_timeout if self.authenticated else (
+            limits.unauthenticated_idle_timeout)
+        head_seconds = min(limits.header_timeout, limits.request_timeout)
+        idle_until = loop.time() + idle
+        began: float | None = None
+        new, self.new = self.new, False
+        if new:
+            idle_until = min(idle_until, self.accepted_at + head_seconds)
         while True:
             event = self._next_event()
             if isinstance(event, h11.Request):
-                return event, deadline or loop.time() + self.limits.request_timeout
+                return event, loop.time() if began is None else began
             if isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
                 return None
-            if deadline is None and self.h11.trailing_data[0]:
-                deadline = loop.time() + self.limits.request_timeout
-            if deadline is not None:
-                await self._read(deadline)
+            if began is None and self.h11.trailing_data[0]:
+                began = loop.time()  # a pipelined request is buffered already
+            if began is not None:
+                await self._read(began + head_seconds, "request head", head_seconds)
                 continue
             if self.server.closing:
                 return None
-            self.idle = True
-            try:
-                async with asyncio.timeout(self.limits.keepalive_timeout):
-                    data = await self.reader.read(READ_CHUNK)
-            except TimeoutError:
+            data = await self._read_idle(idle_until)
+            if data is None:
                 return None
-            finally:
-                self.idle = False
-            deadline = loop.time() + self.limits.request_timeout
+            began = self.accepted_at if new else loop.time()
             self.h11.receive_data(data)
+
+    async def _read_idle(self, until: float) -> bytes | None:
+        """The first bytes of a request, or None if none came by ``until``; meanwhile
+        ``close()`` may cut the connection off."""
+        self.idle = True
+        try:
+            async with asyncio.timeout_at(until):
+                return await self.reader.read(READ_CHUNK)
+        except TimeoutError:
+            return None
+        finally:
+            self.idle = False
 
     async def _receive_request(self, event: h11.Request, deadline: float) -> Request:
         if len(event.headers) > self.limits.max_headers:
@@ -338,21 +438,33 @@ class _Connection:
         for raw_name, raw_value in event.headers:
             name, value = raw_name.decode("ascii"), raw_value.decode("latin-1")
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        length = headers.get("content-length", "0").split(",")[0].strip()
-        if length.isdigit() and int(length) > self.limits.max_body_bytes:
-            raise _Reject(413, "body_too_large",
-                          f"body of {length} bytes over the limit of "
-                          f"{self.limits.max_body_bytes}")
         try:
             target = event.target.decode("utf-8")
             query = parse_qs(target.partition("?")[2], keep_blank_values=True,
                              errors="strict")
         except UnicodeDecodeError:
             raise _Reject(400, "bad_request", "request target is not valid UTF-8") from None
-        body = await self._receive_body(deadline)
-        return Request(method=event.method.decode("ascii"), target=target,
-                       path=target.partition("?")[0], query=query, headers=headers,
-                       body=body, client=self.client)
+        request = Request(method=event.method.decode("ascii"), target=target,
+                          path=target.partition("?")[0], query=query, headers=headers,
+                          body=b"", client=self.client)
+        self._admit(request)
+        length = headers.get("content-length", "0").split(",")[0].strip()
+        if length.isdigit() and int(length) > self.limits.max_body_bytes:
+            raise _Reject(413, "body_too_large",
+                          f"body of {length} bytes over the limit of "
+                          f"{self.limits.max_body_bytes}")
+        request.body = await self._receive_body(deadline)
+        return request
+
+    def _admit(self, request: Request) -> None:
+        """Ask the Admit hook about a head before its body is read; without a hook every
+        request counts as authenticated."""
+        admission = Admission.AUTHENTICATED if self.server.admit is None else (
+            self.server.admit(request))
+        if isinstance(admission, Response):
+            raise _Reject.with_response(admission)
+        if admission is Admission.AUTHENTICATED:
+            self.authenticated = True
 
     async def _receive_body(self, deadline: float) -> bytes:
         body = bytearray()
@@ -362,7 +474,7 @@ class _Connection:
                 if self.h11.they_are_waiting_for_100_continue:
                     self.writer.write(self.h11.send(h11.InformationalResponse(
                         status_code=100, headers=[], reason=reason_phrase(100))) or b"")
-                await self._read(deadline)
+                await self._read(deadline, "request", self.limits.request_timeout)
             elif isinstance(event, h11.Data):
                 body += event.data
                 if len(body) > self.limits.max_body_bytes:
@@ -405,4 +517,20 @@ class _Connection:
             parts.append(self.h11.send(h11.Data(data=response.body)))
         parts.append(self.h11.send(h11.EndOfMessage()))
         self.writer.writelines(part for part in parts if part)
-        await self.writer.drain()
+        await self._drain()
+
+    async def _drain(self) -> None:
+        """Wait until the reply is wholly handed to the kernel; raise _WriteStalled when the
+        client takes none of it for ``write_timeout``."""
+        transport = self.writer.transport
+        unsent = transport.get_write_buffer_size()
+        while True:
+            try:
+                async with asyncio.timeout(self.limits.write_timeout):
+                    await self.writer.drain()
+                return
+            except TimeoutError:
+                still = transport.get_write_buffer_size()
+                if still >= unsent:
+                    raise _WriteStalled from None
+                unsent = still
