@@ -12,6 +12,8 @@ Measured, one JSON line each:
   ``GET /scheduler/jobs`` each (``--jobs`` jobs queued) and never read a byte. Health
   latency and share answered, the daemon's peak RSS, and how long until the daemon has let
   go of those connections.
+
+``BENCH_DEBUG=1`` prints why each failed probe failed.
 """
 
 from __future__ import annotations
@@ -92,7 +94,9 @@ async def exchange(port: int, payload: bytes, source: str, timeout: float = 10.0
             length = next((int(line[15:]) for line in head.split(b"\r\n")
                            if line[:15].lower() == b"content-length:"), 0)
             return int(head[9:12]), await reader.readexactly(length)
-    except (OSError, TimeoutError, asyncio.IncompleteReadError):
+    except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
+        if os.environ.get("BENCH_DEBUG"):
+            print(f"probe from {source}: {exc!r}", file=sys.stderr)
         return 0, b""
     finally:
         if writer is not None:
@@ -158,6 +162,7 @@ async def refused_at_once(connections: list[tuple[asyncio.StreamReader,
 
 async def slowloris(port: int, count: int, seconds: float) -> None:
     connections = await connect_many(port, count, b"GET /scheduler/health HTTP/1.1\r\nHost: x")
+    refused = await refused_at_once(connections)
     stop = asyncio.Event()
 
     async def drip() -> None:
@@ -172,7 +177,6 @@ async def slowloris(port: int, count: int, seconds: float) -> None:
     try:
         latencies, statuses = await probe(port, seconds)
         same_address = await probe(port, 1.0, source=ATTACK_ADDRESS)
-        refused = await refused_at_once(connections)
     finally:
         stop.set()
         await dripping
@@ -190,6 +194,7 @@ async def slow_readers(port: int, token: str, pid: int, count: int, pipeline: in
     list_bytes = len((await exchange(port, request_bytes(
         "GET", "/scheduler/jobs", token), PROBE_ADDRESS, timeout=30))[1])
     fds_before = open_fds(pid)
+    rss_before = rss_mb(pid)[0]
     connections = await connect_many(
         port, count, request_bytes("GET", "/scheduler/jobs", token) * pipeline)
     peak = [rss_mb(pid)[0]]
@@ -209,7 +214,8 @@ async def slow_readers(port: int, token: str, pid: int, count: int, pipeline: in
     emit("http_abuse", "slow_readers_health_p99_ms",
          percentile(served, 0.99) * 1000 if served else None, connections=len(connections),
          pipelined_each=pipeline, jobs=jobs, reply_bytes=list_bytes,
-         daemon_rss_peak_mb=max(peak), released_after_probe_sec=released,
+         daemon_rss_before_mb=rss_before, daemon_rss_peak_mb=max(peak),
+         released_after_probe_sec=released,
          **summary(latencies, statuses))
 
 

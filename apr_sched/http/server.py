@@ -22,10 +22,12 @@ most one reply in memory, and not for long.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import http
 import json
 import logging
+import socket
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -46,6 +48,11 @@ READ_CHUNK = 64 * 1024
 LINGER_SECONDS = 1.0
 # Headers the server sets itself; a handler's copies are dropped.
 FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding"})
+# Bytes the kernel may queue for a client beyond what is in flight: a client that stops
+# reading then holds at most this (plus its receive window) in the kernel, instead of the
+# megabytes send-buffer autotuning allows, so it cannot make us compute reply after reply
+# into socket buffers. In-flight data is not counted, so fast links keep their speed.
+KERNEL_UNSENT_BYTES = 128 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +205,8 @@ class HttpServer:
         self._port: int | None = None
         self._connections: set[_Connection] = set()
         self._rejected: set[_Connection] = set()  # answered 503, closing
-        self._per_client: Counter[str] = Counter()
+        self._per_client: Counter[str] = Counter()  # served connections by address
+        self._refused: Counter[str] = Counter()  # being answered 503, by address
         self.closing = False
 
     async def start(self) -> None:
@@ -244,15 +252,18 @@ class HttpServer:
 
     async def _on_connect(self, reader: asyncio.StreamReader,
                           writer: asyncio.StreamWriter) -> None:
-        if self.closing or len(self._rejected) >= self.limits.max_connections:
+        connection = _Connection(self, reader, writer)
+        address = connection.address
+        refusal = self._refusal(address)
+        if self.closing or (refusal and (
+                self._refused[address] >= self.limits.max_connections_per_client
+                or len(self._rejected) >= 4 * self.limits.max_connections)):
             writer.transport.abort()  # a flood: not even worth an answer
             return
-        connection = _Connection(self, reader, writer)
-        refusal = self._refusal(connection.address)
         group = self._rejected if refusal else self._connections
+        counts = self._refused if refusal else self._per_client
         group.add(connection)
-        if not refusal:
-            self._per_client[connection.address] += 1
+        counts[address] += 1
         try:
             if refusal:
                 await connection.reject(_Reject(503, "service_unavailable", refusal))
@@ -262,10 +273,9 @@ class HttpServer:
             pass  # close() ended it; asyncio 3.11 would log a cancelled connection task
         finally:
             group.discard(connection)
-            if not refusal:
-                self._per_client[connection.address] -= 1
-                if not self._per_client[connection.address]:
-                    del self._per_client[connection.address]
+            counts[address] -= 1
+            if not counts[address]:
+                del counts[address]
 
     def _refusal(self, address: str) -> str | None:
         """Why a new connection from ``address`` is refused, or None to serve it."""
@@ -300,6 +310,11 @@ class _Connection:
         # Pause on any unsent byte and resume only when all are gone, so ``drain()`` waits
         # until a reply is wholly handed to the kernel before the next request is read.
         writer.transport.set_write_buffer_limits(high=0, low=0)
+        sock = writer.get_extra_info("socket")
+        if sock is not None and hasattr(socket, "TCP_NOTSENT_LOWAT"):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT,
+                                KERNEL_UNSENT_BYTES)
 
     def close_if_idle(self) -> None:
         if self.idle and self.task is not None:
