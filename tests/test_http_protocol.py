@@ -8,6 +8,7 @@ import asyncio
 import http.client
 import json
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from apr_sched.http.server import HttpLimits, HttpServer, Request, Response
+from apr_sched.http.server import Admission, HttpLimits, HttpServer, Request, Response
 from tests.conftest import wait_until
 
 
@@ -467,3 +468,166 @@ async def test_http_client_round_trips_on_one_connection(server: HttpServer) -> 
     assert (s1, r1, s2) == (200, "OK", 200)
     assert e1["headers"]["content-type"] == "application/json" and e1["body"] == '{"a":1}'
     assert e2["body_length"] == 100_000 and e2["query"] == {"dry": ["1"]}
+
+
+# abuse: slow readers, slow headers, per-client limits, admission ---------------------------
+class BigApp(App):
+    """Replies 1 MB to every request, counting them."""
+
+    async def __call__(self, request: Request) -> Response:
+        self.calls += 1
+        return Response(200, b"x" * 1_000_000, content_type="text/plain")
+
+
+def non_reading_socket(port: int, payload: bytes) -> socket.socket:
+    """A blocking client with a small receive buffer that sends ``payload`` and never reads."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(payload)
+    return sock
+
+
+async def test_non_reading_client_gets_one_reply_then_is_dropped() -> None:
+    app = BigApp()
+    server = HttpServer(app, "127.0.0.1", 0, limits=HttpLimits(write_timeout=0.5))
+    await server.start()
+    try:
+        sock = non_reading_socket(server.port, get("/") * 50)
+        try:
+            await wait_until(lambda: not server._connections, timeout=10,
+                             message="non-reading connection to be dropped")
+            # The next request is read only once a reply is handed over: a megabyte reply
+            # stuck in buffers stops the pipeline at once.
+            assert app.calls <= 2, app.calls
+        finally:
+            sock.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(get("/"))
+        assert (await read_reply(reader)).status == 200
+        writer.close()
+    finally:
+        await server.close(grace=0.5)
+
+
+async def test_slow_but_steady_reader_gets_the_whole_reply() -> None:
+    app = BigApp()
+    server = HttpServer(app, "127.0.0.1", 0, limits=HttpLimits(write_timeout=0.5))
+    await server.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port, limit=4096)
+        writer.write(get("/") + get("/"))
+        for _ in range(2):
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            assert head.startswith(b"HTTP/1.1 200 ")
+            received = 0
+            while received < 1_000_000:  # about 1.2 s per reply, well past write_timeout
+                chunk = await asyncio.wait_for(reader.read(min(64 * 1024,
+                                                               1_000_000 - received)), 10)
+                assert chunk, "connection dropped while the client kept reading"
+                received += len(chunk)
+                await asyncio.sleep(0.08)  # the client's pace, not a wait for a condition
+        assert app.calls == 2
+        writer.close()
+    finally:
+        await server.close(grace=0.5)
+
+
+async def test_connections_from_one_address_are_capped_others_served(
+        start: Callable[..., Awaitable[HttpServer]]) -> None:
+    server = await start(max_connections_per_client=2)
+    held = []
+    for _ in range(2):
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(get("/"))
+        assert (await read_reply(reader)).status == 200
+        held.append(writer)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    refused = await read_reply(reader)
+    assert refused.status == 503 and "per client" in refused.json()["error"]["message"]
+    writer.close()
+    other_reader, other_writer = await asyncio.open_connection(
+        "127.0.0.1", server.port, local_addr=("127.0.0.2", 0))
+    other_writer.write(get("/"))
+    assert (await read_reply(other_reader)).status == 200
+    other_writer.close()
+    for writer in held:
+        writer.close()
+
+
+async def test_slow_head_gets_408_at_the_header_timeout(
+        start: Callable[..., Awaitable[HttpServer]], app: App) -> None:
+    server = await start(header_timeout=0.3, request_timeout=20)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    began = time.monotonic()
+    writer.write(b"GET /slow HTTP/1.1\r\nHost: te")
+    reply = await read_reply(reader)
+    assert reply.status == 408
+    assert "request head not received within 0.3s" in reply.json()["error"]["message"]
+    assert time.monotonic() - began < 5.0
+    assert app.calls == 0
+    writer.close()
+
+
+async def test_silent_new_connection_is_closed_quietly(
+        start: Callable[..., Awaitable[HttpServer]]) -> None:
+    server = await start(unauthenticated_idle_timeout=0.2, keepalive_timeout=30)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    began = time.monotonic()
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # no 408 for saying nothing
+    assert time.monotonic() - began < 4.0
+    writer.close()
+
+
+class Gate:
+    """An Admit hook: /public is PUBLIC, a request with ``X-Key: good`` AUTHENTICATED, and
+    anything else gets 401."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, int]] = []
+
+    def __call__(self, request: Request) -> Admission | Response:
+        self.seen.append((request.path, len(request.body)))
+        if request.path == "/public":
+            return Admission.PUBLIC
+        if request.header("x-key") == "good":
+            return Admission.AUTHENTICATED
+        return Response.json(401, {"error": {"code": "unauthorized", "message": "no"}})
+
+
+@pytest.fixture
+async def gated(app: App) -> AsyncIterator[tuple[HttpServer, Gate]]:
+    gate = Gate()
+    server = HttpServer(app, "127.0.0.1", 0, admit=gate, limits=HttpLimits(
+        unauthenticated_idle_timeout=0.3, keepalive_timeout=30))
+    await server.start()
+    yield server, gate
+    await server.close(grace=0.5)
+
+
+async def test_refused_head_never_has_its_body_read(gated: tuple[HttpServer, Gate],
+                                                    app: App) -> None:
+    server, gate = gated
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(get("/private", "Content-Length: 5000000", method="POST") + b"x" * 1000)
+    reply = await read_reply(reader)
+    assert reply.status == 401 and reply.headers["connection"] == "close"
+    assert await at_eof(reader)
+    assert app.calls == 0 and gate.seen == [("/private", 0)]
+    writer.close()
+
+
+async def test_unauthenticated_connection_lives_short_authenticated_long(
+        gated: tuple[HttpServer, Gate]) -> None:
+    server, _ = gated
+    public_reader, public_writer = await asyncio.open_connection("127.0.0.1", server.port)
+    public_writer.write(get("/public"))
+    assert (await read_reply(public_reader)).status == 200
+    trusted_reader, trusted_writer = await asyncio.open_connection("127.0.0.1", server.port)
+    trusted_writer.write(get("/private", "X-Key: good"))
+    assert (await read_reply(trusted_reader)).status == 200
+    assert await at_eof(public_reader, timeout=5.0)  # idle past 0.3 s: closed
+    trusted_writer.write(get("/private", "X-Key: good"))  # still open, well past 0.3 s
+    assert (await read_reply(trusted_reader)).status == 200
+    public_writer.close()
+    trusted_writer.close()

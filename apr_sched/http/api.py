@@ -33,7 +33,7 @@ from apr_sched.http.openapi import MAX_INT64, build_openapi
 from apr_sched.http.server import Admission, Request, Response, error_response
 from apr_sched.models import Event, Host, Job, JobStatus, is_valid_id
 from apr_sched.scheduler import Scheduler
-from apr_sched.store import IdempotencyKey, IdempotencyKeyTaken
+from apr_sched.store import IdempotencyKey
 
 PREFIX = "/scheduler"
 MAX_WAIT_SEC = 60.0
@@ -247,11 +247,7 @@ class SchedulerApi:
         key = self._idempotency_key(request, "submit", _submit_reply)
         if key is not None and (replay := self._replay(key)) is not None:
             return replay
-        spec = _json_object(request)
-        try:
-            job = await self.scheduler.submit(spec, idempotency_key=key)
-        except IdempotencyKeyTaken:
-            return self._replay_or_raise(key)
+        job = await self.scheduler.submit(_json_object(request), idempotency_key=key)
         return Response(*_submit_reply([job]))
 
     async def submit_batch(self, request: Request) -> Response:
@@ -276,10 +272,7 @@ class SchedulerApi:
             raise BatchTooLarge(
                 f"batch of {len(body)} jobs is over the limit of {limit} jobs per batch; "
                 "split it", {"field": "jobs", "limit": limit, "count": len(body)})
-        try:
-            jobs = await self.scheduler.submit_batch(body, idempotency_key=key)
-        except IdempotencyKeyTaken:
-            return self._replay_or_raise(key)
+        jobs = await self.scheduler.submit_batch(body, idempotency_key=key)
         return Response(*_batch_reply(jobs))
 
     # idempotency ---------------------------------------------------------------------------
@@ -311,14 +304,6 @@ class SchedulerApi:
                 {"field": "Idempotency-Key", "key": key.key})
         return Response(stored.status, stored.body,
                         headers=[("Idempotent-Replayed", "true")])
-
-    def _replay_or_raise(self, key: IdempotencyKey | None) -> Response:
-        """After the store refused a key that was free when checked (a submit with it
-        committed meanwhile): answer as a retry would be answered."""
-        replay = None if key is None else self._replay(key)
-        if replay is None:
-            raise IdempotencyKeyTaken("Idempotency-Key was used already")
-        return replay
 
     async def list_jobs(self, request: Request) -> Response:
         q = request.query
