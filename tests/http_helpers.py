@@ -1,16 +1,27 @@
-"""A small HTTP client for tests, and a check of every reply against the OpenAPI document."""
+"""A small HTTP client for tests, a check of every reply against the OpenAPI document, and a
+real daemon process to point them at."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from jsonschema import Draft202012Validator
+
+from apr_sched.statedir import read_owner
 
 
 @dataclass
@@ -175,3 +186,86 @@ class KeepAliveClient:
         if reply_headers.get("content-type", "").startswith("application/json") and raw:
             reply.data = json.loads(raw)
         return reply
+
+
+@dataclass
+class Daemon:
+    """A real ``python -m apr_sched serve`` process on 127.0.0.1."""
+
+    proc: subprocess.Popen[bytes]
+    state_dir: Path
+    url: str
+    token: str
+    log: Path
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def rss_mb(self) -> float:
+        """Resident memory now, from /proc."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise AssertionError("no VmRSS")
+
+    def open_fds(self) -> int:
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
+
+@contextlib.contextmanager
+def running_daemon(root: Path, config: str = "", *args: str) -> Iterator[Daemon]:
+    """Start a daemon with ``config`` (TOML) in ``root``; SIGTERM it at the end."""
+    config_file = root / "daemon.toml"
+    config_file.write_text(config)
+    state_dir = root / "state"
+    log = root / "daemon.log"
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("APR_SCHED_URL", "APR_SCHED_TOKEN", "APR_SCHED_HOME")}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "apr_sched", "serve", "--state-dir", str(state_dir),
+             "--config", str(config_file), "--port", "0", *args],
+            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root)
+    try:
+        deadline = time.monotonic() + 30
+        while not (read_owner(state_dir) or {}).get("url"):
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "daemon did not start"
+            time.sleep(0.02)  # polling a condition with a bound
+        url = (read_owner(state_dir) or {})["url"]
+        token_file = state_dir / "token"
+        token = token_file.read_text().strip() if token_file.exists() else ""
+        yield Daemon(proc, state_dir, url, token, log)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+async def exchange(port: int, payload: bytes, source: str = "127.0.0.1",
+                   timeout: float = 10.0, host: str = "127.0.0.1") -> tuple[int, bytes, float]:
+    """One raw request on a fresh connection from ``source``: (status, body, seconds)."""
+    began = time.monotonic()
+    async with asyncio.timeout(timeout):
+        reader, writer = await asyncio.open_connection(host, port, local_addr=(source, 0))
+        try:
+            writer.write(payload)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next((int(line[15:]) for line in head.split(b"\r\n")
+                           if line[:15].lower() == b"content-length:"), 0)
+            body = await reader.readexactly(length)
+        finally:
+            writer.close()
+    return int(head[9:12]), body, time.monotonic() - began
+
+
+def raw_request(method: str, path: str, token: str | None = None, body: bytes = b"") -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {len(body)}"]
+    if token:
+        lines.append(f"Authorization: Bearer {token}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
