@@ -495,6 +495,8 @@ async def test_non_reading_client_gets_one_reply_then_is_dropped() -> None:
     try:
         sock = non_reading_socket(server.port, get("/") * 50)
         try:
+            await wait_until(lambda: app.calls, timeout=10, message="the first request")
+            assert server._connections
             await wait_until(lambda: not server._connections, timeout=10,
                              message="non-reading connection to be dropped")
             # The next request is read only once a reply is handed over: a megabyte reply
@@ -515,20 +517,54 @@ async def test_slow_but_steady_reader_gets_the_whole_reply() -> None:
     server = HttpServer(app, "127.0.0.1", 0, limits=HttpLimits(write_timeout=0.5))
     await server.start()
     try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", server.port, limit=4096)
-        writer.write(get("/") + get("/"))
-        for _ in range(2):
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-            assert head.startswith(b"HTTP/1.1 200 ")
-            received = 0
-            while received < 1_000_000:  # about 1.2 s per reply, well past write_timeout
-                chunk = await asyncio.wait_for(reader.read(min(64 * 1024,
-                                                               1_000_000 - received)), 10)
-                assert chunk, "connection dropped while the client kept reading"
-                received += len(chunk)
-                await asyncio.sleep(0.08)  # the client's pace, not a wait for a condition
-        assert app.calls == 2
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)  # no autotuning
+        sock.connect(("127.0.0.1", server.port))
+        reader, writer = await asyncio.open_connection(sock=sock, limit=4096)
+        writer.write(get("/"))
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert head.startswith(b"HTTP/1.1 200 ")
+        received, began = 0, time.monotonic()
+        while received < 1_000_000:
+            chunk = await asyncio.wait_for(reader.read(1_000_000 - received), 10)
+            assert chunk, "connection dropped while the client kept reading"
+            received += len(chunk)
+            await asyncio.sleep(0.05)  # the client's pace, not a wait for a condition
+        assert time.monotonic() - began > 0.5  # slower than write_timeout, yet served
         writer.close()
+    finally:
+        await server.close(grace=0.5)
+
+
+class SmallApp(App):
+    """40 kB replies; notes how much of earlier replies was still unsent at each call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.server: HttpServer | None = None
+        self.unsent_at_call: list[int] = []
+
+    async def __call__(self, request: Request) -> Response:
+        self.calls += 1
+        assert self.server is not None
+        self.unsent_at_call.append(sum(c.writer.transport.get_write_buffer_size()
+                                       for c in self.server._connections))
+        return Response(200, b"x" * 40_000, content_type="text/plain")
+
+
+async def test_next_request_waits_until_the_reply_is_handed_over() -> None:
+    app = SmallApp()
+    server = app.server = HttpServer(app, "127.0.0.1", 0, limits=HttpLimits(write_timeout=0.5))
+    await server.start()
+    try:
+        sock = non_reading_socket(server.port, get("/") * 200)
+        try:
+            await wait_until(lambda: app.calls, timeout=10, message="the first request")
+            await wait_until(lambda: not server._connections, timeout=10)
+        finally:
+            sock.close()
+        assert 1 < app.calls < 200  # kernel buffers took a few replies, then it stopped
+        assert app.unsent_at_call == [0] * app.calls
     finally:
         await server.close(grace=0.5)
 
