@@ -146,6 +146,7 @@ class SchedulerClient:
         query: Mapping[str, Any] | None = None,
         body: Any = None,
         timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> tuple[int, Any]:
         """Send one request to ``/scheduler{path}``; return (status, parsed JSON) of a success.
 
@@ -158,7 +159,7 @@ class SchedulerClient:
             flat = [(k, item) for k, v in pairs for item in (v if isinstance(v, list) else [v])]
             if flat:
                 target += "?" + urlencode(flat)
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", **(headers or {})}
         payload: bytes | None = None
         if body is not None:
             payload = json.dumps(body, default=_jsonable).encode()
@@ -247,12 +248,19 @@ class SchedulerClient:
         return _object(self.request("POST", path, body=load)[1])
 
     # jobs --------------------------------------------------------------------------------
-    def submit(self, spec: Mapping[str, Any] | BaseModel) -> Job:
-        return Job.model_validate(self.request("POST", "/jobs", body=spec)[1])
+    def submit(self, spec: Mapping[str, Any] | BaseModel, *,
+               idempotency_key: str | None = None) -> Job:
+        """Queue one job. With ``idempotency_key`` (e.g. a UUID), sending the same spec again
+        with the same key returns the job created the first time instead of a new one."""
+        return Job.model_validate(self.request("POST", "/jobs", body=spec,
+                                               headers=_idempotency(idempotency_key))[1])
 
-    def submit_batch(self, specs: Sequence[Mapping[str, Any] | BaseModel]) -> list[str]:
-        """All or nothing: one bad spec rejects the batch, naming its index and field."""
-        data = _object(self.request("POST", "/jobs/batch", body={"jobs": list(specs)})[1])
+    def submit_batch(self, specs: Sequence[Mapping[str, Any] | BaseModel], *,
+                     idempotency_key: str | None = None) -> list[str]:
+        """All or nothing: one bad spec rejects the batch, naming its index and field.
+        ``idempotency_key`` as in ``submit``: a retried batch is not queued twice."""
+        data = _object(self.request("POST", "/jobs/batch", body={"jobs": list(specs)},
+                                    headers=_idempotency(idempotency_key))[1])
         return [str(job_id) for job_id in data.get("job_ids", [])]
 
     def jobs(
@@ -408,6 +416,10 @@ def find_token(explicit: str | None, state_dir: Path) -> str | None:
 
 
 # helpers ---------------------------------------------------------------------------------
+def _idempotency(key: str | None) -> dict[str, str]:
+    return {} if key is None else {"Idempotency-Key": key}
+
+
 def _id(value: str, field: str) -> str:
     """Refuse a string that is not a plain id before it becomes part of a URL."""
     text = str(value)

@@ -3,6 +3,7 @@ after a daemon restart; the same key for another request is refused."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -11,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from apr_sched import Scheduler
+from apr_sched.client import SchedulerClient
+from apr_sched.errors import AprError
 from apr_sched.http.service import HttpService
 from apr_sched.models import Job
 from apr_sched.store import IDEMPOTENCY_TTL_SEC, IdempotencyKey, IdempotencyKeyTaken, Store
@@ -153,3 +156,22 @@ def test_keys_expire_and_are_purged(tmp_path: Path) -> None:
     finally:
         db.close()
     assert rows == [("new", "f"), ("old", "g")]
+
+
+async def test_client_retries_with_a_key_are_not_queued_twice(served) -> None:
+    scheduler, api = served
+
+    def talk() -> tuple[str, str, list[str], list[str], str]:
+        with SchedulerClient(api.url, api.token) as client:
+            first = client.submit(SPEC, idempotency_key="flow-step-1")
+            again = client.submit(SPEC, idempotency_key="flow-step-1")
+            batch = client.submit_batch(BATCH["jobs"], idempotency_key="flow-batch-1")
+            batch_again = client.submit_batch(BATCH["jobs"], idempotency_key="flow-batch-1")
+            with pytest.raises(AprError) as reused:
+                client.submit({**SPEC, "name": "other"}, idempotency_key="flow-step-1")
+            return first.job_id, again.job_id, batch, batch_again, reused.value.message
+
+    first, again, batch, batch_again, message = await asyncio.to_thread(talk)
+    assert first == again and batch == batch_again and len(batch) == 2
+    assert "different request" in message
+    assert await job_total(scheduler) == 3

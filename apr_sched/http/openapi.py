@@ -244,6 +244,20 @@ def route_error_statuses(method: str, suffix: str, auth: bool) -> set[int]:
     return set(OPERATIONS[(method, suffix)]["errors"]) | ({401} if auth else set())
 
 
+def _allowed(template: str, routes: Sequence[_Route]) -> list[str]:
+    """The methods the router allows on a path of this template with an ordinary id: also
+    those of other templates it matches (``/hosts/register`` is a ``/hosts/{host_id}``)."""
+    segments = ["an-id" if part.startswith("{") else part for part in template.split("/")]
+    methods = set()
+    for route in routes:
+        parts = route.template.split("/")
+        if len(parts) == len(segments) and all(
+                want.startswith("{") or want == got
+                for want, got in zip(parts, segments, strict=True)):
+            methods.add(route.method)
+    return sorted(methods)
+
+
 def build_openapi(routes: Sequence[_Route], version: str, prefix: str = "/scheduler", *,
                   max_batch_jobs: int = 10_000) -> dict[str, Any]:
     paths: dict[str, Any] = {}
@@ -281,8 +295,8 @@ def build_openapi(routes: Sequence[_Route], version: str, prefix: str = "/schedu
             operation["responses"][str(status)] = _error_reply(errors[status])
         operation["security"] = [{"bearer": []}] if route.auth else []
         paths.setdefault(route.template, {})[route.method.lower()] = operation
-    for item in paths.values():
-        allow = ", ".join(sorted(method.upper() for method in item))
+    for template, item in paths.items():
+        allow = ", ".join(_allowed(template, routes))
         item["description"] = f"Other methods: 405 with `Allow: {allow}`."
     return {
         "openapi": "3.1.0",
