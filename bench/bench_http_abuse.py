@@ -9,7 +9,8 @@ Measured, one JSON line each:
   second and never finish it. Health latency p50/p99/max from 127.0.0.2 and the share of
   probes answered 200; the share of the attackers' connections refused at once.
 - slow readers: ``--readers`` connections (default 520) that pipeline ``--pipeline``
-  ``GET /scheduler/jobs`` each (``--jobs`` jobs queued) and never read a byte. Health
+  ``GET /scheduler/jobs?limit=N`` each (``--jobs`` jobs queued, all in one page of at most
+  5,000) and never read a byte. Health
   latency and share answered, the daemon's peak RSS, and how long until the daemon has let
   go of those connections.
 
@@ -191,12 +192,13 @@ async def slowloris(port: int, count: int, seconds: float) -> None:
 
 async def slow_readers(port: int, token: str, pid: int, count: int, pipeline: int,
                        jobs: int, seconds: float) -> None:
-    list_bytes = len((await exchange(port, request_bytes(
-        "GET", "/scheduler/jobs", token), PROBE_ADDRESS, timeout=30))[1])
+    listing = f"/scheduler/jobs?limit={min(jobs, 5000)}"  # the largest page allowed
+    list_bytes = len((await exchange(port, request_bytes("GET", listing, token),
+                                     PROBE_ADDRESS, timeout=30))[1])
     fds_before = open_fds(pid)
     rss_before = rss_mb(pid)[0]
-    connections = await connect_many(
-        port, count, request_bytes("GET", "/scheduler/jobs", token) * pipeline)
+    connections = await connect_many(port, count,
+                                     request_bytes("GET", listing, token) * pipeline)
     peak = [rss_mb(pid)[0]]
     latencies, statuses = await probe(port, seconds,
                                       on_sample=lambda: peak.append(rss_mb(pid)[0]))

@@ -61,7 +61,7 @@ async def test_slow_readers_neither_starve_others_nor_grow_the_daemon(tmp_path: 
         await health_probes(daemon.port, count=3)
         fds, rss = daemon.open_fds(), daemon.rss_mb()
         # 200 connections, each pipelining 20 full job lists (~450 KB each), never reading.
-        pipeline = raw_request("GET", "/scheduler/jobs", daemon.token) * 20
+        pipeline = raw_request("GET", "/scheduler/jobs?limit=1000", daemon.token) * 20
         sockets = [non_reader(daemon.port, pipeline) for _ in range(200)]
         try:
             peak = [rss]

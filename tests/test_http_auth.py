@@ -62,6 +62,8 @@ ROUTES = [
     Case("POST", f"{J}/{{job_id}}/resume", f"{J}/2/resume", {200}, {400, 401, 404, 409}),
     Case("POST", f"{J}/{{job_id}}/stop", f"{J}/3/stop", {200}, {400, 401, 404, 409}),
     Case("POST", f"{J}/{{job_id}}/rerun", f"{J}/4/rerun", {200}, {400, 401, 404, 409}),
+    Case("POST", "/scheduler/purge", "/scheduler/purge", {200}, {400, 401},
+         {"before": "2000-01-01T00:00:00+00:00"}),
     Case("GET", "/scheduler/metrics/summary", "/scheduler/metrics/summary", {200}, {401}),
     Case("GET", "/scheduler/events", "/scheduler/events", {200}, {400, 401}),
 ]

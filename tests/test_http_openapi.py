@@ -11,7 +11,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from apr_sched import JobStatus
-from apr_sched.http.api import MAX_EVENTS_LIMIT, MAX_LIST_LIMIT, MAX_TAIL_LINES
+from apr_sched.http.api import LIST_MAX_LIMIT, MAX_EVENTS_LIMIT, MAX_TAIL_LINES
 from apr_sched.http.limits import ApiLimits
 from apr_sched.http.openapi import MAX_INT64
 from apr_sched.http.service import HttpService
@@ -77,7 +77,7 @@ async def test_document_states_the_batch_limit_and_its_413(served) -> None:
 
 async def test_document_states_query_bounds_and_status_enum(served) -> None:
     doc, api = served
-    bounds = {("/jobs", "limit"): (0, MAX_LIST_LIMIT), ("/jobs", "offset"): (0, MAX_INT64),
+    bounds = {("/jobs", "limit"): (0, LIST_MAX_LIMIT), ("/jobs", "offset"): (0, MAX_INT64),
               ("/jobs/{job_id}/logs", "tail"): (0, MAX_TAIL_LINES),
               ("/jobs/{job_id}/logs", "offset"): (0, MAX_INT64),
               ("/jobs/{job_id}/logs", "attempt"): (1, MAX_INT64),
@@ -85,9 +85,9 @@ async def test_document_states_query_bounds_and_status_enum(served) -> None:
     for (path, name), (low, high) in bounds.items():
         schema = query(doc, path, name)
         assert (schema["minimum"], schema["maximum"]) == (low, high), (path, name)
-    over = await api.get(f"/scheduler/jobs?limit={MAX_LIST_LIMIT + 1}")
+    over = await api.get(f"/scheduler/jobs?limit={LIST_MAX_LIMIT + 1}")
     assert over.status == 400
-    assert (await api.get(f"/scheduler/jobs?limit={MAX_LIST_LIMIT}")).status == 200
+    assert (await api.get(f"/scheduler/jobs?limit={LIST_MAX_LIMIT}")).status == 200
     status = query(doc, "/jobs", "status")
     enum = doc["components"]["schemas"][status["items"]["$ref"].rsplit("/", 1)[1]]["enum"]
     assert enum == [s.value for s in JobStatus]

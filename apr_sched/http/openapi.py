@@ -104,7 +104,8 @@ SERVER_ERRORS = {
          "request timeout",
     413: "Body over the size limit (sent before the body is read)",
     431: "Request head too large or too many header fields",
-    503: "Too many connections, overall or from this client's address",
+    503: "Too many connections, overall or from this client's address; or the state "
+         "database cannot be written (`store_unavailable`)",
 }
 ROUTE_ERRORS = {
     400: "Invalid input: `details` names each field and why",
@@ -171,9 +172,9 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/purge"): {
         "summary": "Forget finished jobs (attempts, events, logs) and host events from "
                    "before a time; unfinished jobs are never purged",
-        "body": _object({"before": {"type": "string", "format": "date-time"}},
-                        required=["before"]),
-        "replies": {200: _ref("PurgeReport")}},
+        "body": {**_object({"before": {"type": "string", "format": "date-time"}},
+                           required=["before"]), "additionalProperties": False},
+        "replies": {200: _ref("PurgeReport")}, "errors": [400]},
     ("GET", "/metrics/summary"): {"summary": "Jobs, hosts, usage, wait and run times",
                                   "replies": {200: _ref("MetricsSummary")}, "errors": []},
     ("GET", "/events"): {"summary": "Events after a sequence number (long poll)", "replies": {
@@ -199,7 +200,8 @@ but it names this daemon's version and limits; whoever has the package can build
 
 Statuses the server itself answers on any route: 400 (malformed HTTP), 408 (head not complete
 within the header timeout, or request within the request timeout), 413 (body too large),
-431 (head too large), 503 (too many connections, or too many from one address). A path that
+431 (head too large), 503 (too many connections, or too many from one address; or
+`store_unavailable` when the state database cannot be written). A path that
 exists with another method answers 405 with an `Allow` header listing its methods (each path's
 description names them). Errors are `{"error": {"code", "message", "details"}}`; a rejected
 request changes nothing.
