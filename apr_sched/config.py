@@ -165,6 +165,9 @@ class HttpConfig(_StrictConfig):
     all."""
     max_batch_jobs: int = Field(default=10_000, ge=1, le=1_000_000)
     """Jobs in one batch submit; more get 413 naming the limit."""
+    max_busy_per_client: int = Field(default=4, ge=1, le=10_000)
+    """Requests from one address worked on at once; more wait their turn (long polls wait
+    outside it), so one client cannot fill the daemon's memory or time."""
 
     def limits(self) -> HttpLimits:
         return HttpLimits(max_head_bytes=self.max_head_bytes,
@@ -178,7 +181,8 @@ class HttpConfig(_StrictConfig):
                           max_connections_per_client=self.max_connections_per_client)
 
     def api_limits(self) -> ApiLimits:
-        return ApiLimits(max_batch_jobs=self.max_batch_jobs)
+        return ApiLimits(max_batch_jobs=self.max_batch_jobs,
+                         max_busy_per_client=self.max_busy_per_client)
 
 
 class RetentionConfig(_StrictConfig):

@@ -38,10 +38,10 @@ PROBE_ADDRESS = "127.0.0.2"
 ATTACK_ADDRESS = "127.0.0.1"
 
 
-def start_daemon(root: Path) -> tuple[subprocess.Popen[bytes], int, str]:
+def start_daemon(root: Path, http: str = "") -> tuple[subprocess.Popen[bytes], int, str]:
     config = root / "bench.toml"
     config.write_text('[[hosts]]\nhost_id = "bench"\ntotal_slots = 8\ntotal_cpu = 8\n'
-                      "total_memory_gb = 16\n")
+                      f"total_memory_gb = 16\n[http]\n{http}")
     state_dir = root / "state"
     proc = subprocess.Popen(
         [sys.executable, "-m", "apr_sched", "serve", "--port", "0", "--state-dir",
@@ -149,21 +149,27 @@ async def connect_many(port: int, count: int, first_bytes: bytes
     return connections
 
 
-async def refused_at_once(connections: list[tuple[asyncio.StreamReader,
-                                                  asyncio.StreamWriter]]) -> int:
-    """How many of ``connections`` were answered (a 503) without waiting for their request."""
-    async def answered(reader: asyncio.StreamReader) -> bool:
+async def fates(connections: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]
+                ) -> dict[str, int]:
+    """How the daemon treated each connection before its request was complete: answered
+    503, dropped without an answer (a flood), or still waiting (being served)."""
+    async def fate(reader: asyncio.StreamReader) -> str:
         try:
-            return bool(await asyncio.wait_for(reader.read(12), 0.5))
-        except (TimeoutError, OSError):
-            return False
+            data = await asyncio.wait_for(reader.read(12), 0.5)
+        except TimeoutError:
+            return "waiting"
+        except OSError:
+            return "dropped"
+        return "answered_503" if data.startswith(b"HTTP/1.1 503") else (
+            "dropped" if not data else "other")
 
-    return sum(await asyncio.gather(*(answered(r) for r, _ in connections)))
+    found = await asyncio.gather(*(fate(r) for r, _ in connections))
+    return {name: found.count(name) for name in sorted(set(found))}
 
 
 async def slowloris(port: int, count: int, seconds: float) -> None:
     connections = await connect_many(port, count, b"GET /scheduler/health HTTP/1.1\r\nHost: x")
-    refused = await refused_at_once(connections)
+    treated = await fates(connections)
     stop = asyncio.Event()
 
     async def drip() -> None:
@@ -186,7 +192,7 @@ async def slowloris(port: int, count: int, seconds: float) -> None:
     served = [lat for lat, status in zip(latencies, statuses, strict=True) if status == 200]
     emit("http_abuse", "slowloris_health_p99_ms",
          percentile(served, 0.99) * 1000 if served else None, connections=len(connections),
-         refused_at_once=refused, same_address_served_share=summary(*same_address)[
+         **treated, same_address_served_share=summary(*same_address)[
              "served_share"], **summary(latencies, statuses))
 
 
@@ -234,7 +240,8 @@ async def queue_jobs(port: int, token: str, count: int) -> None:
 
 async def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="bench_http_abuse_") as tmp:
-        daemon, port, token = start_daemon(Path(tmp))
+        http = "".join(f"{line}\n" for line in args.http)
+        daemon, port, token = start_daemon(Path(tmp), http)
         try:
             baseline = await probe(port, 1.0)
             emit("http_abuse", "idle_health_p99_ms", percentile(baseline[0], 0.99) * 1000,
@@ -258,8 +265,12 @@ def main() -> None:
                         help="requests each slow reader pipelines")
     parser.add_argument("--jobs", type=int, default=2000, help="jobs queued for GET /jobs")
     parser.add_argument("--seconds", type=float, default=5.0, help="probing time per attack")
+    parser.add_argument("--http", action="append", default=[], metavar="KEY=VALUE",
+                        help="an [http] config line for the daemon, e.g. "
+                             "max_connections_per_client=16 (repeatable)")
     args = parser.parse_args()
-    emit("http_abuse", "setup", None, cpus=os.cpu_count(), python=sys.version.split()[0])
+    emit("http_abuse", "setup", None, cpus=os.cpu_count(), python=sys.version.split()[0],
+         http=args.http)
     asyncio.run(run(args))
 
 

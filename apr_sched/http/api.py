@@ -28,7 +28,7 @@ from pydantic import TypeAdapter
 
 from apr_sched import __version__
 from apr_sched.errors import AprError, AuthFailed, InvalidInput, NotFound
-from apr_sched.http.limits import ApiLimits
+from apr_sched.http.limits import ApiLimits, ClientTurns
 from apr_sched.http.openapi import MAX_INT64, build_openapi
 from apr_sched.http.server import Admission, Request, Response, error_response
 from apr_sched.models import Event, Host, Job, JobStatus, is_valid_id
@@ -106,6 +106,7 @@ class SchedulerApi:
                  limits: ApiLimits | None = None) -> None:
         self.scheduler = scheduler
         self.limits = limits = limits or ApiLimits()
+        self._turns = ClientTurns(limits.max_busy_per_client)
         self._token = token.encode() if token else None
         self._started = time.monotonic()
         s = PREFIX
@@ -161,7 +162,10 @@ class SchedulerApi:
             return admission
         try:
             route, params = self._match(request)
-            return await route.handler(request, **params)
+            if route.handler == self.events:  # waits outside its turn, then takes one
+                return await route.handler(request, **params)
+            async with self._turns.turn(_address(request)):
+                return await route.handler(request, **params)
         except MethodNotAllowed as exc:
             response = error_response(405, exc.code, exc.message, exc.details)
             response.headers.append(("Allow", ", ".join(exc.details["allow"])))
@@ -406,10 +410,11 @@ class SchedulerApi:
             closing.cancel()
             if not poll.done():  # the server is shutting down: answer now, not in `wait`
                 poll.cancel()
-        events = await self.scheduler.events_since(since, limit=limit)
-        last = events[-1].seq if events else max(since, 0)
-        return Response.json(200, {"events": [event_json(e) for e in events],
-                                   "last_seq": last})
+        async with self._turns.turn(_address(request)):
+            events = await self.scheduler.events_since(since, limit=limit)
+            last = events[-1].seq if events else max(since, 0)
+            return Response.json(200, {"events": [event_json(e) for e in events],
+                                       "last_seq": last})
 
 
 def _json_bytes(data: Any) -> bytes:
@@ -425,6 +430,10 @@ def _batch_reply(jobs: list[Job]) -> tuple[int, bytes]:
 
 
 # request parsing ---------------------------------------------------------------------------
+def _address(request: Request) -> str:
+    return request.client[0] if request.client else "(unknown)"
+
+
 def _segments(request: Request) -> list[str]:
     return request.path.strip("/").split("/")
 

@@ -53,6 +53,9 @@ FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding"})
 # megabytes send-buffer autotuning allows, so it cannot make us compute reply after reply
 # into socket buffers. In-flight data is not counted, so fast links keep their speed.
 KERNEL_UNSENT_BYTES = 128 * 1024
+# Bodies up to this size go out in one write with their head (one packet for small replies);
+# larger ones are written as they are, without copying them next to the head.
+SMALL_BODY_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,9 +333,13 @@ class _Connection:
                 started = time.monotonic()
                 request = await self._receive_request(event, began + self.limits.request_timeout)
                 response = await self._call_handler(request)
-                await self._send(response, head_only=request.method == "HEAD")
+                self._write(response, head_only=request.method == "HEAD")
                 log.debug("%s %s %d %.1fms", request.method, request.target,
                           response.status, (time.monotonic() - started) * 1000)
+                # A client that does not read keeps only the unsent bytes, not the reply
+                # and the request too.
+                del request, response
+                await self._drain()
                 if self.h11.our_state is h11.MUST_CLOSE:
                     return
                 self.h11.start_next_cycle()
@@ -525,14 +532,26 @@ class _Connection:
         return h11.Response(status_code=response.status, headers=headers,
                             reason=reason_phrase(response.status))
 
-    async def _send(self, response: Response, *, close: bool = False,
-                    head_only: bool = False) -> None:
-        parts = [self.h11.send(self._head(response, close=close))]
-        if response.body and not head_only and response.status not in (204, 304):
-            parts.append(self.h11.send(h11.Data(data=response.body)))
-        parts.append(self.h11.send(h11.EndOfMessage()))
-        self.writer.writelines(part for part in parts if part)
+    async def _send(self, response: Response, *, close: bool = False) -> None:
+        self._write(response, close=close)
         await self._drain()
+
+    def _write(self, response: Response, *, close: bool = False,
+               head_only: bool = False) -> None:
+        """Hand the reply to the transport; a large body is passed on as it is, not copied
+        into one buffer with the head."""
+        head = self.h11.send(self._head(response, close=close)) or b""
+        body = response.body if not head_only and response.status not in (204, 304) else b""
+        if len(body) <= SMALL_BODY_BYTES:
+            data = self.h11.send(h11.Data(data=body)) if body else b""
+            self.writer.write(head + (data or b""))
+        else:
+            self.writer.write(head)
+            for chunk in self.h11.send_with_data_passthrough(h11.Data(data=body)) or []:
+                self.writer.write(chunk)
+        end = self.h11.send(h11.EndOfMessage())
+        if end:
+            self.writer.write(end)
 
     async def _drain(self) -> None:
         """Wait until the reply is wholly handed to the kernel; raise _WriteStalled when the
