@@ -52,7 +52,7 @@ def non_reader(port: int, payload: bytes) -> socket.socket:
 
 
 async def test_slow_readers_neither_starve_others_nor_grow_the_daemon(tmp_path: Path) -> None:
-    config = HOST + "[http]\nwrite_timeout_sec = 1.0\nmax_connections_per_client = 16\n"
+    config = HOST + "[http]\nwrite_timeout_sec = 1.0\n"  # other limits: the defaults
     with running_daemon(tmp_path, config) as daemon:
         batch = json.dumps({"jobs": [UNPLACEABLE] * 1000}).encode()
         status, _, _ = await exchange(daemon.port, raw_request(
