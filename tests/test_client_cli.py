@@ -8,7 +8,6 @@ subprocesses with only ``--state-dir``, so the url (``scheduler.json``) and the 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import http.server
 import io
 import json
@@ -27,7 +26,6 @@ from typing import Any, ClassVar
 
 import pytest
 
-from apr_sched.cli import build_parser
 from apr_sched.cli_client import (
     _HANDLERS,
     CLIENT_COMMANDS,
@@ -45,23 +43,11 @@ from apr_sched.config import HttpConfig, SchedulerConfig
 from apr_sched.errors import AprError, HostBusy, IllegalTransition, InvalidInput, NotFound
 from apr_sched.models import Job, JobSpec, JobStatus, current_user
 from apr_sched.statedir import StateDirLock, read_owner
-from tests.conftest import wait_until_sync
+from tests.conftest import read_line, wait_until_sync
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 APR_SCHED = [sys.executable, "-m", "apr_sched"]
 
-
-def client_commands_wired() -> bool:
-    """True once ``apr-sched`` (cli.py) dispatches the client commands to cli_client."""
-    with contextlib.redirect_stderr(io.StringIO()):
-        try:
-            return bool(build_parser().parse_args(["metrics", "--json"]).command == "metrics")
-        except SystemExit:
-            return False
-
-
-needs_wiring = pytest.mark.skipif(not client_commands_wired(),
-                                  reason="cli.py does not dispatch the client commands yet")
 
 CONFIG = textwrap.dedent("""
     [scheduler]
@@ -207,7 +193,6 @@ def submitted_id(result: Result) -> str:
 
 
 # submit ------------------------------------------------------------------------------------
-@needs_wiring
 def test_submit_with_flags_runs_the_command_as_typed(daemon: Daemon) -> None:
     words = ["sh", "-c", 'echo "$GREETING a  b"; printf "%s|\\n" "x y" \'q"uote\'']
     result = daemon.cli("submit", "--name", "quoted", "--project", "QT", "--design", "top",
@@ -349,7 +334,6 @@ def start_follow(daemon: Daemon, job_id: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env())
 
 
-@needs_wiring
 def test_follow_moves_on_to_the_retry(apr: Run, daemon: Daemon, tmp_path: Path) -> None:
     gate = tmp_path / "gate"
     script = f"echo try; while [ ! -e {shlex.quote(str(gate))} ]; do sleep 0.05; done; exit 1"
@@ -358,7 +342,7 @@ def test_follow_moves_on_to_the_retry(apr: Run, daemon: Daemon, tmp_path: Path) 
     follow = start_follow(daemon, job_id)
     try:
         assert follow.stdout is not None
-        assert follow.stdout.readline() == "try\n"  # attempt 1 is still running
+        assert read_line(follow.stdout) == "try\n"  # attempt 1 is still running
         gate.touch()
         out, err = follow.communicate(timeout=20)
     finally:
@@ -372,14 +356,13 @@ def test_follow_moves_on_to_the_retry(apr: Run, daemon: Daemon, tmp_path: Path) 
     assert (first.returncode, first.stdout) == (0, "try\n")
 
 
-@needs_wiring
 def test_follow_ends_quietly_on_ctrl_c(apr: Run, daemon: Daemon) -> None:
     job_id = submitted_id(apr("submit", "--", "sh", "-c", "echo started; exec sleep 30"))
     daemon.wait_status(job_id, JobStatus.RUNNING)
     follow = start_follow(daemon, job_id)
     try:
         assert follow.stdout is not None
-        assert follow.stdout.readline() == "started\n"
+        assert read_line(follow.stdout) == "started\n"
         follow.send_signal(signal.SIGINT)
         out, err = follow.communicate(timeout=10)
     finally:
@@ -500,7 +483,6 @@ def test_wrong_or_missing_token_is_one_line_exit_2(apr: Run, daemon: Daemon, tmp
     assert from_env.returncode == 2 and "refused the token" in one_line(from_env.stderr)
 
 
-@needs_wiring
 def test_the_shell_sees_one_line_and_the_exit_code(daemon: Daemon, apr: Run,
                                                    tmp_path: Path) -> None:
     """The same failures through ``python -m apr_sched``: no traceback, no logging noise."""
