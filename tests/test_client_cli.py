@@ -12,6 +12,7 @@ import http.server
 import io
 import json
 import os
+import re
 import shlex
 import signal
 import socket
@@ -103,6 +104,10 @@ class Daemon:
     def client(self) -> SchedulerClient:
         return SchedulerClient(self.url, self.token)
 
+    def log_text(self) -> str:
+        """The daemon's output so far; it runs with -v, so it names every request served."""
+        return (self.cwd / "daemon.log").read_text(errors="replace")
+
     def wait_status(self, job_id: str, *statuses: JobStatus, timeout: float = 10.0) -> Job:
         with self.client() as c:
             job: Job = wait_until_sync(
@@ -120,7 +125,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     with open(root / "daemon.log", "wb") as log:
         proc = subprocess.Popen(
             [*APR_SCHED, "serve", "--state-dir", str(state_dir), "--config", str(config),
-             "--port", "0", "--stop-jobs-on-exit"],
+             "--port", "0", "--stop-jobs-on-exit", "-v"],
             stdout=log, stderr=subprocess.STDOUT, env=clean_env(),
         )
     try:
@@ -354,6 +359,32 @@ def test_follow_moves_on_to_the_retry(apr: Run, daemon: Daemon, tmp_path: Path) 
     assert one_line(err) == f"apr-sched: job {job_id} attempt 2"
     first = apr("logs", job_id, "--attempt", "1", "--follow")
     assert (first.returncode, first.stdout) == (0, "try\n")
+
+
+def test_follow_prints_a_partial_line_once_complete(apr: Run, daemon: Daemon,
+                                                   tmp_path: Path) -> None:
+    """``abc``, then later ``def\\n``: the follower prints ``abcdef`` once, never split or lost."""
+    gate = tmp_path / "gate"
+    script = (f"echo start; printf abc; while [ ! -e {shlex.quote(str(gate))} ]; "
+              f"do sleep 0.05; done; printf 'def\\n'")
+    job_id = submitted_id(apr("submit", "--", "sh", "-c", script))
+    log = daemon.state_dir / "logs" / job_id / "1.log"
+    wait_until_sync(lambda: log.exists() and log.read_bytes() == b"start\nabc", timeout=10)
+    follow = start_follow(daemon, job_id)
+    followed = re.compile(rf"GET /scheduler/jobs/{job_id}/logs\?\S*offset=\d+\S* 200 ")
+    try:
+        assert follow.stdout is not None
+        assert read_line(follow.stdout) == "start\n"
+        # The follower has read the log again while "abc" was still without its newline:
+        wait_until_sync(lambda: followed.search(daemon.log_text()), timeout=10,
+                        message="a follow read of the partial line")
+        gate.touch()
+        out, err = follow.communicate(timeout=20)
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+            follow.communicate()
+    assert (follow.returncode, out, err) == (0, "abcdef\n", "")
 
 
 def test_follow_ends_quietly_on_ctrl_c(apr: Run, daemon: Daemon) -> None:
