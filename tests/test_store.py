@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from apr_sched.errors import StoreUnavailable
 from apr_sched.models import JobEvent, JobStatus
 from apr_sched.store import JOB_COLUMNS, Store
 
@@ -54,12 +55,13 @@ def test_an_error_half_way_rolls_back_every_write(store: Store) -> None:
         store.update_job("1", status="STOPPED")
         raise RuntimeError("fails half-way")
     assert committed_jobs(store.path) == ["1"]
-    assert [row["status"] for row in store.load_jobs()] == ["PENDING"]
+    row = store.load_job("1")
+    assert row is not None and row["status"] == "PENDING"
 
 
 def test_a_failing_statement_rolls_back_the_ones_before_it(store: Store) -> None:
-    """SQLite itself refuses the second write (duplicate id): the first must not land."""
-    with pytest.raises(sqlite3.IntegrityError), store.transaction():
+    """SQLite itself refuses the third write (duplicate id): the first two must not land."""
+    with pytest.raises(StoreUnavailable, match="UNIQUE"), store.transaction():
         store.insert_jobs([job_row(1)])
         store.insert_events([submitted(1)])
         store.insert_jobs([job_row(1)])
