@@ -16,9 +16,11 @@ import contextlib
 import json
 import os
 import shlex
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -488,12 +490,31 @@ def _job(ctx: _Context, args: argparse.Namespace) -> int:
 
 # logs ------------------------------------------------------------------------------------
 def _logs(ctx: _Context, args: argparse.Namespace) -> int:
-    reply = ctx.client.logs(args.job_id, tail=args.tail, attempt=args.attempt)
-    _emit_log(reply, args.json)
-    if args.follow:
-        _follow(ctx.client, args.job_id, reply, pinned=args.attempt is not None,
-                as_json=args.json)
+    with _interruptible() if args.follow else contextlib.nullcontext():
+        reply = ctx.client.logs(args.job_id, tail=args.tail, attempt=args.attempt)
+        _emit_log(reply, args.json)
+        if args.follow:
+            _follow(ctx.client, args.job_id, reply, pinned=args.attempt is not None,
+                    as_json=args.json)
     return 0
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    """Let Ctrl-C end a follow even when we were started with SIGINT ignored.
+
+    A shell starts background commands (``cmd &``, nohup-style launchers, a test suite run
+    that way) with SIGINT ignored, and Python then installs no KeyboardInterrupt handler:
+    a follow could only be killed. The previous handler comes back afterwards.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _emit_log(reply: dict[str, Any], as_json: bool) -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
+import selectors
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -39,6 +41,29 @@ def wait_until_sync(predicate: Callable[[], Any], timeout: float = 10.0,
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s {message}".strip())
         time.sleep(interval)
+
+
+def read_line(stream: IO[Any], timeout: float = 10.0) -> str:
+    """One line from a child's pipe, or fail after ``timeout`` seconds (a bare readline()
+    would hang the suite if the child never writes it).
+
+    Reads the file descriptor a byte at a time, so nothing past the newline is taken from
+    the stream: ``communicate()`` afterwards still sees all the rest.
+    """
+    fd = stream.fileno()
+    deadline = time.monotonic() + timeout
+    data = bytearray()
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while not data.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0 or not selector.select(left):
+                raise AssertionError(f"no whole line within {timeout}s (got {bytes(data)!r})")
+            byte = os.read(fd, 1)
+            if not byte:
+                break  # end of file: the child closed its output
+            data += byte
+    return data.decode()
 
 
 def host(host_id: str = "h1", slots: int = 4, cpu: int = 8, memory: float = 16.0,

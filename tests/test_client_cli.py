@@ -8,11 +8,11 @@ subprocesses with only ``--state-dir``, so the url (``scheduler.json``) and the 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import http.server
 import io
 import json
 import os
+import re
 import shlex
 import signal
 import socket
@@ -27,7 +27,6 @@ from typing import Any, ClassVar
 
 import pytest
 
-from apr_sched.cli import build_parser
 from apr_sched.cli_client import (
     _HANDLERS,
     CLIENT_COMMANDS,
@@ -45,23 +44,11 @@ from apr_sched.config import HttpConfig, SchedulerConfig
 from apr_sched.errors import AprError, HostBusy, IllegalTransition, InvalidInput, NotFound
 from apr_sched.models import Job, JobSpec, JobStatus, current_user
 from apr_sched.statedir import StateDirLock, read_owner
-from tests.conftest import wait_until_sync
+from tests.conftest import read_line, wait_until_sync
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 APR_SCHED = [sys.executable, "-m", "apr_sched"]
 
-
-def client_commands_wired() -> bool:
-    """True once ``apr-sched`` (cli.py) dispatches the client commands to cli_client."""
-    with contextlib.redirect_stderr(io.StringIO()):
-        try:
-            return bool(build_parser().parse_args(["metrics", "--json"]).command == "metrics")
-        except SystemExit:
-            return False
-
-
-needs_wiring = pytest.mark.skipif(not client_commands_wired(),
-                                  reason="cli.py does not dispatch the client commands yet")
 
 CONFIG = textwrap.dedent("""
     [scheduler]
@@ -117,6 +104,10 @@ class Daemon:
     def client(self) -> SchedulerClient:
         return SchedulerClient(self.url, self.token)
 
+    def log_text(self) -> str:
+        """The daemon's output so far; it runs with -v, so it names every request served."""
+        return (self.cwd / "daemon.log").read_text(errors="replace")
+
     def wait_status(self, job_id: str, *statuses: JobStatus, timeout: float = 10.0) -> Job:
         with self.client() as c:
             job: Job = wait_until_sync(
@@ -134,7 +125,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     with open(root / "daemon.log", "wb") as log:
         proc = subprocess.Popen(
             [*APR_SCHED, "serve", "--state-dir", str(state_dir), "--config", str(config),
-             "--port", "0", "--stop-jobs-on-exit"],
+             "--port", "0", "--stop-jobs-on-exit", "-v"],
             stdout=log, stderr=subprocess.STDOUT, env=clean_env(),
         )
     try:
@@ -207,7 +198,6 @@ def submitted_id(result: Result) -> str:
 
 
 # submit ------------------------------------------------------------------------------------
-@needs_wiring
 def test_submit_with_flags_runs_the_command_as_typed(daemon: Daemon) -> None:
     words = ["sh", "-c", 'echo "$GREETING a  b"; printf "%s|\\n" "x y" \'q"uote\'']
     result = daemon.cli("submit", "--name", "quoted", "--project", "QT", "--design", "top",
@@ -349,7 +339,6 @@ def start_follow(daemon: Daemon, job_id: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env())
 
 
-@needs_wiring
 def test_follow_moves_on_to_the_retry(apr: Run, daemon: Daemon, tmp_path: Path) -> None:
     gate = tmp_path / "gate"
     script = f"echo try; while [ ! -e {shlex.quote(str(gate))} ]; do sleep 0.05; done; exit 1"
@@ -358,7 +347,7 @@ def test_follow_moves_on_to_the_retry(apr: Run, daemon: Daemon, tmp_path: Path) 
     follow = start_follow(daemon, job_id)
     try:
         assert follow.stdout is not None
-        assert follow.stdout.readline() == "try\n"  # attempt 1 is still running
+        assert read_line(follow.stdout) == "try\n"  # attempt 1 is still running
         gate.touch()
         out, err = follow.communicate(timeout=20)
     finally:
@@ -372,14 +361,39 @@ def test_follow_moves_on_to_the_retry(apr: Run, daemon: Daemon, tmp_path: Path) 
     assert (first.returncode, first.stdout) == (0, "try\n")
 
 
-@needs_wiring
+def test_follow_prints_a_partial_line_once_complete(apr: Run, daemon: Daemon,
+                                                   tmp_path: Path) -> None:
+    """``abc``, then later ``def\\n``: the follower prints ``abcdef`` once, never split or lost."""
+    gate = tmp_path / "gate"
+    script = (f"echo start; printf abc; while [ ! -e {shlex.quote(str(gate))} ]; "
+              f"do sleep 0.05; done; printf 'def\\n'")
+    job_id = submitted_id(apr("submit", "--", "sh", "-c", script))
+    log = daemon.state_dir / "logs" / job_id / "1.log"
+    wait_until_sync(lambda: log.exists() and log.read_bytes() == b"start\nabc", timeout=10)
+    follow = start_follow(daemon, job_id)
+    followed = re.compile(rf"GET /scheduler/jobs/{job_id}/logs\?\S*offset=\d+\S* 200 ")
+    try:
+        assert follow.stdout is not None
+        assert read_line(follow.stdout) == "start\n"
+        # The follower has read the log again while "abc" was still without its newline:
+        wait_until_sync(lambda: followed.search(daemon.log_text()), timeout=10,
+                        message="a follow read of the partial line")
+        gate.touch()
+        out, err = follow.communicate(timeout=20)
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+            follow.communicate()
+    assert (follow.returncode, out, err) == (0, "abcdef\n", "")
+
+
 def test_follow_ends_quietly_on_ctrl_c(apr: Run, daemon: Daemon) -> None:
     job_id = submitted_id(apr("submit", "--", "sh", "-c", "echo started; exec sleep 30"))
     daemon.wait_status(job_id, JobStatus.RUNNING)
     follow = start_follow(daemon, job_id)
     try:
         assert follow.stdout is not None
-        assert follow.stdout.readline() == "started\n"
+        assert read_line(follow.stdout) == "started\n"
         follow.send_signal(signal.SIGINT)
         out, err = follow.communicate(timeout=10)
     finally:
@@ -500,7 +514,6 @@ def test_wrong_or_missing_token_is_one_line_exit_2(apr: Run, daemon: Daemon, tmp
     assert from_env.returncode == 2 and "refused the token" in one_line(from_env.stderr)
 
 
-@needs_wiring
 def test_the_shell_sees_one_line_and_the_exit_code(daemon: Daemon, apr: Run,
                                                    tmp_path: Path) -> None:
     """The same failures through ``python -m apr_sched``: no traceback, no logging noise."""

@@ -100,6 +100,23 @@ async def test_lost_job_is_failed_and_retried(make_scheduler, tmp_path):
     assert (await s2.tail_log(job.job_id)).lines == ["second"]
 
 
+async def test_retries_used_survive_a_restart(make_scheduler, tmp_path):
+    """A job that spent its one retry before the restart gets no other after it."""
+    s1 = await make_scheduler()
+    job = await s1.submit({"command": gated(tmp_path, before='[ "$APR_ATTEMPT" = 1 ] && exit 1',
+                                            after="exit 1"),
+                           "retry_limit": 1})
+    await wait_until(lambda: s1._jobs[job.job_id].attempt == 2 and s1._jobs[job.job_id].pgid)
+    await s1.close()  # attempt 2 keeps running
+
+    s2 = await make_scheduler()
+    (tmp_path / "gate").touch()
+    done = await s2.wait(job.job_id, 10)
+    assert (done.status, done.attempt) == (JobStatus.FAILED, 2)
+    assert [a.status for a in (await s2.get_job(job.job_id)).attempts] == [
+        JobStatus.FAILED, JobStatus.FAILED]
+
+
 async def test_paused_job_stays_paused_across_restart(make_scheduler, tmp_path):
     s1 = await make_scheduler()
     job = await s1.submit({"command": gated(tmp_path)})

@@ -18,6 +18,7 @@ from apr_sched import (
     JobStatus,
     NotFound,
 )
+from apr_sched.logs import attempt_files
 from apr_sched.models import HostSpec
 from tests.conftest import group_members, host, proc_state, wait_until
 
@@ -192,12 +193,27 @@ async def test_failures_retry_up_to_the_limit(make_scheduler):
         assert (await s.tail_log(job.job_id, 5, attempt)).lines == [f"try {attempt}"]
 
 
-async def test_signal_death_is_reported(make_scheduler):
+async def test_killed_wrapper_reports_the_signal(make_scheduler):
+    """``$$`` in the command is the wrapper's pid: the wrapper dies, no rc file is written."""
     s = await make_scheduler()
     job = await s.submit({"command": "kill -SEGV $$"})
     done = await s.wait(job.job_id, 10)
     assert done.status is JobStatus.FAILED
-    assert done.signal == "SIGSEGV"
+    assert (done.exit_code, done.signal) == (None, "SIGSEGV")
+
+
+@pytest.mark.parametrize(("signame", "exit_code"), [("SEGV", 139), ("KILL", 137), ("USR1", 138)])
+async def test_job_killed_by_a_signal_is_decoded(make_scheduler, tmp_path, signame, exit_code):
+    """The job's own process dies by the signal; the wrapper lives on and writes 128+N."""
+    s = await make_scheduler()
+    job = await s.submit({"command": f"ulimit -c 0; sh -c 'kill -{signame} $$'",
+                          "workdir": str(tmp_path)})
+    done = await s.wait(job.job_id, 10)
+    assert (done.status, done.exit_code, done.signal) == (
+        JobStatus.FAILED, exit_code, f"SIG{signame}")
+    (attempt,) = (await s.get_job(job.job_id)).attempts
+    assert (attempt.exit_code, attempt.signal) == (exit_code, f"SIG{signame}")
+    assert attempt.reason == f"exit code {exit_code} (killed by SIG{signame}?)"
 
 
 async def test_rerun_keeps_earlier_attempts(make_scheduler):
@@ -214,6 +230,42 @@ async def test_rerun_keeps_earlier_attempts(make_scheduler):
     full = await s.get_job(job.job_id)
     assert len(full.attempts) == 2
     assert any("rerun" in e.reason for e in full.events)
+
+
+async def test_rerun_gets_a_fresh_retry_budget(make_scheduler):
+    s = await make_scheduler()
+    job = await s.submit({"command": "exit 3", "retry_limit": 1})
+    first = await s.wait(job.job_id, 10)
+    assert (first.status, first.attempt) == (JobStatus.FAILED, 2)  # its one retry is spent
+    await s.rerun(job.job_id)
+    done = await s.wait(job.job_id, 10)
+    assert (done.status, done.attempt) == (JobStatus.FAILED, 4)  # the rerun retried once more
+    reasons = [e.reason for e in (await s.get_job(job.job_id)).events]
+    assert "retry 1 of 1 as attempt 4" in reasons
+
+
+async def test_read_log_holds_a_partial_line_until_it_is_complete(make_scheduler, tmp_path):
+    """``abc`` then later ``def\\n`` is read as ``abcdef`` once: never split, never lost."""
+    gates = [tmp_path / "gate1", tmp_path / "gate2"]
+    wait_for = "while [ ! -e {} ]; do sleep 0.02; done".format
+    s = await make_scheduler()
+    job = await s.submit({"command": f"printf abc; {wait_for(gates[0])}; printf 'def\\n'; "
+                                     f"{wait_for(gates[1])}; printf ghi"})
+    log = attempt_files(s.state_dir, job.job_id, 1).log
+    await wait_until(lambda: log.exists() and log.read_bytes() == b"abc")
+    held = await s.read_log(job.job_id, 0)
+    assert (held.lines, held.offset) == ([], 0)
+    tail = await s.tail_log(job.job_id)
+    assert (tail.lines, tail.offset) == ([], 0)
+    gates[0].touch()
+    await wait_until(lambda: log.read_bytes() == b"abcdef\n")
+    whole = await s.read_log(job.job_id, held.offset)
+    assert (whole.lines, whole.offset) == (["abcdef"], 7)
+    assert (await s.tail_log(job.job_id)).lines == ["abcdef"]
+    gates[1].touch()  # the job ends on a last line without a newline: it comes out at the end
+    assert (await s.wait(job.job_id, 10)).status is JobStatus.SUCCEEDED
+    last = await s.read_log(job.job_id, whole.offset)
+    assert (last.lines, last.offset) == (["ghi"], 10)
 
 
 async def test_illegal_actions_are_refused_naming_the_state(make_scheduler):
