@@ -158,10 +158,20 @@ class _StrictInput(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+def _not_reserved(value: str) -> str:
+    if value in RESERVED_HOST_IDS:
+        raise ValueError(f"{value!r} is reserved (it names an endpoint under /hosts/)")
+    return value
+
+
+RESERVED_HOST_IDS = frozenset({"register"})
+"""``/scheduler/hosts/register`` is an endpoint: a host of that name could not be read."""
+
+
 class HostSpec(_StrictInput):
     """A place jobs run, as registered by an admin or listed in hosts.toml."""
 
-    host_id: Identifier
+    host_id: Annotated[Identifier, AfterValidator(_not_reserved)]
     total_slots: int = Field(ge=1, le=MAX_COUNT)
     total_cpu: int = Field(ge=1, le=MAX_COUNT)
     total_memory_gb: float = Field(ge=0, le=MAX_MEMORY_GB)

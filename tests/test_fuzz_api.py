@@ -141,42 +141,22 @@ def neutralise(case: Any) -> None:
 CHECKS = (
     "not_a_server_error", "status_code_conformance", "content_type_conformance",
     "response_headers_conformance", "response_schema_conformance", "negative_data_rejection",
-    "use_after_free", "ensure_resource_availability", "ignored_auth", "unsupported_method",
-    "missing_required_header",
+    "use_after_free", "ensure_resource_availability", "unsupported_method",
+    "missing_required_header", "allow_header_conformance",
 )
-"""Every schemathesis check that holds today. Left out until issue 8 section 4 (the OpenAPI
-document states what the server enforces) lands on another branch:
-``positive_data_acceptance`` (undocumented bounds: workdir must be absolute, ``limit`` at
-most 100,000, ``remote_spool`` without control characters, ``1.0`` is not an integer to the
-strict server) and ``allow_header_conformance`` (``/hosts/register`` and ``/jobs/batch``
-also match ``/hosts/{host_id}`` and ``/jobs/{job_id}``, so their 405 lists GET and DELETE)."""
+"""Every schemathesis check but ``positive_data_acceptance``: the OpenAPI document states
+what the server enforces, but JSON Schema cannot say everything the server refuses (lone
+UTF-16 surrogates in strings, which are not UTF-8; control characters in paths; an absolute
+workdir), and those refusals are right; and ``ignored_auth``, which reports the routes that
+take an ``Idempotency-Key`` as accepting bad credentials although the server answers 401
+(its replayed request keeps the fixture's valid header). tests/test_http_auth.py checks
+every route without a token and with wrong ones, against its own table."""
 
 
 def checks_for(case: Any) -> list[Any]:
     from schemathesis import checks
 
-    names = list(CHECKS)
-    if case.operation.path.endswith("/events"):
-        # Issue 8 section 4: the event ``oneOf`` has no discriminator mapping for the "job" and
-        # "host" kinds, so every event reply fails schema conformance until that lands.
-        names.remove("response_schema_conformance")
-    return [getattr(checks, name) for name in names]
-
-
-def known_server_error(case: Any) -> str | None:
-    """The 5xx already filed as issue 8 section 4 and being fixed on another branch; such a
-    case may still answer 500 until that lands (then 400). Keep this list narrow. (The other
-    two of that section are never generated here: ``neutralise`` rewrites every ``ssh``
-    address, and schemathesis does not nest JSON 100,000 deep.)"""
-    if case.method.upper() == "GET" and case.operation.path.endswith("/events"):
-        values = (case.query or {}).get("since")
-        for value in values if isinstance(values, list) else [values]:
-            try:
-                if int(str(value)) >= 2**63:
-                    return "events since beyond a 64-bit integer (issue 8, section 4)"
-            except ValueError:
-                pass
-    return None
+    return [getattr(checks, name) for name in CHECKS]
 
 
 schema = schemathesis.pytest.from_fixture("live_schema")
@@ -186,9 +166,6 @@ schema = schemathesis.pytest.from_fixture("live_schema")
 @settings(deadline=None, suppress_health_check=list(HealthCheck))
 @pytest.mark.timeout(120 + 3 * EXAMPLES_PER_OPERATION)
 def test_api_has_no_server_errors(case: Any) -> None:
-    if known_server_error(case):
-        assert case.call().status_code in (400, 500)
-        return
     case.call_and_validate(checks=checks_for(case))
 
 

@@ -181,11 +181,12 @@ class SchedulerApi:
     # routing -----------------------------------------------------------------------------
     def _match(self, request: Request) -> tuple[Route, dict[str, str]]:
         segments = _segments(request)
+        matches = [(route, params) for route in self.routes
+                   if (params := _match_parts(route.parts, segments)) is not None]
+        if any(not params for _, params in matches):  # a literal path beats a template
+            matches = [(route, params) for route, params in matches if not params]
         allowed: list[str] = []
-        for route in self.routes:
-            params = _match_parts(route.parts, segments)
-            if params is None:
-                continue
+        for route, params in matches:
             if route.method == request.method:
                 return route, _checked_ids(params)
             allowed.append(route.method)
