@@ -320,6 +320,10 @@ class SchedulerApi:
                                 for k in unknown])
         statuses = [part for value in q.get("status", []) for part in value.split(",") if part]
         ids = [part for value in q.get("id", []) for part in value.split(",") if part]
+        for name, given in (("status", statuses), ("id", ids)):
+            if name in q and not given:
+                raise InvalidInput(f"{name} is empty: name at least one, or leave it out",
+                                   [{"field": name, "message": "must not be empty"}])
         for job_id in ids:
             if not is_valid_id(job_id):
                 raise InvalidInput(f"id {job_id!r} is not a valid id",
