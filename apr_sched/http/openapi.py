@@ -247,12 +247,15 @@ def route_error_statuses(method: str, suffix: str, auth: bool) -> set[int]:
 
 
 def _allowed(template: str, routes: Sequence[_Route]) -> list[str]:
-    """The methods the router allows on a path of this template with an ordinary id: also
-    those of other templates it matches (``/hosts/register`` is a ``/hosts/{host_id}``)."""
+    """The methods the router allows on a path of this template with an ordinary id. As in
+    the router, a literal path (``/hosts/register``) beats a template it also matches."""
     segments = ["an-id" if part.startswith("{") else part for part in template.split("/")]
+    literal = "{" not in template
     methods = set()
     for route in routes:
         parts = route.template.split("/")
+        if literal and "{" in route.template:
+            continue
         if len(parts) == len(segments) and all(
                 want.startswith("{") or want == got
                 for want, got in zip(parts, segments, strict=True)):
