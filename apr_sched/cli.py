@@ -13,6 +13,7 @@ from pathlib import Path
 
 from apr_sched import __version__
 from apr_sched.cli_client import CLIENT_COMMANDS, add_client_commands, run_client_command
+from apr_sched.cli_tokens import add_token_commands, run_token_command
 from apr_sched.config import SchedulerConfig, hosts_toml, load_config, resolve_state_dir
 from apr_sched.errors import AprError
 from apr_sched.http.service import OPEN_NETWORK_FLAG, HttpService, check_exposure
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "found again at the next start")
 
     add_client_commands(sub)
+    add_token_commands(sub)
 
     config = sub.add_parser("config", help="configuration helpers")
     config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
@@ -79,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return export_config(args)
         if args.command in CLIENT_COMMANDS:
             return run_client_command(args)
+        if args.command == "token":
+            return run_token_command(args)
     except AprError as exc:
         print(f"apr-sched: {exc.message}", file=sys.stderr)
         return 2
@@ -113,6 +117,9 @@ async def serve(args: argparse.Namespace) -> int:
         limits=config.http.limits(),
         api_limits=config.http.api_limits(),
         allow_open_network=args.open_network,
+        unix_socket=config.http.socket,
+        socket_mode=config.http.socket_mode,
+        socket_group=config.http.socket_group,
     )
     try:
         await http.start()

@@ -1,10 +1,12 @@
 """``apr-sched`` subcommands that talk to a running daemon over its HTTP API.
 
 ``cli.py`` adds these with ``add_client_commands(subparsers)`` and hands a parsed command in
-``CLIENT_COMMANDS`` to ``run_client_command(args)``. The daemon is found as ``find_url`` and
-``find_token`` describe (``--url``/``--token``, the environment, the state dir).
+``CLIENT_COMMANDS`` to ``run_client_command(args)``. The daemon is found as ``find_daemon``
+describes: its Unix socket in the state dir (no token: it knows us by our uid) unless
+``--url``/``--token`` (or the environment) say otherwise, then HTTP with a bearer token.
 
-Exit codes: 0 done; 1 the daemon refused an action (unknown id, illegal transition);
+Exit codes: 0 done; 1 the daemon refused an action (unknown id, illegal transition, not
+yours);
 2 unreachable daemon, refused token or invalid input; 130 interrupted. Expected errors are
 one line on stderr, never a traceback. ``--json`` prints the daemon's raw JSON reply.
 """
@@ -35,12 +37,18 @@ from apr_sched.client import (
     TOKEN_FILE,
     AuthFailed,
     SchedulerClient,
-    find_token,
-    find_url,
+    find_daemon,
 )
 from apr_sched.config import load_config, resolve_state_dir
-from apr_sched.errors import AprError, HostBusy, IllegalTransition, InvalidInput, NotFound
-from apr_sched.models import Host, HostState, Job, JobStatus, current_user
+from apr_sched.errors import (
+    AprError,
+    Forbidden,
+    HostBusy,
+    IllegalTransition,
+    InvalidInput,
+    NotFound,
+)
+from apr_sched.models import Host, HostState, Job, JobStatus
 
 __all__ = ["CLIENT_COMMANDS", "add_client_commands", "run_client_command"]
 
@@ -91,8 +99,9 @@ class _JsonOption(argparse.Action):
 def _add_discovery(parser: argparse.ArgumentParser, *, json_input: bool = False) -> None:
     group = parser.add_argument_group("daemon")
     group.add_argument("--url", metavar="URL",
-                       help="the daemon (default: $APR_SCHED_URL, the url the running daemon "
-                            "recorded in the state dir, the config's [http], "
+                       help="the daemon (default: its Unix socket in the state dir, where it "
+                            "knows you by your uid; else $APR_SCHED_URL, the url the running "
+                            "daemon recorded in the state dir, the config's [http], "
                             "http://127.0.0.1:5000)")
     group.add_argument("--token", metavar="TOKEN",
                        help=f"bearer token (default: ${TOKEN_ENV}, <state_dir>/{TOKEN_FILE})")
@@ -122,7 +131,7 @@ def add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("--name", help="a short name shown in lists")
     p.add_argument("--project", help="default: 'default'")
     p.add_argument("--design")
-    p.add_argument("--owner", help="default: you")
+    p.add_argument("--owner", help="default: you (only an admin may name someone else)")
     p.add_argument("--priority", type=int, help="larger runs first (default 0)")
     p.add_argument("--timeout-sec", type=float, metavar="SEC", help="limit on running time")
     p.add_argument("--retry-limit", type=int, metavar="N",
@@ -214,15 +223,15 @@ def run_client_command(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config) if args.config else None
         state_dir = resolve_state_dir(args.state_dir or (config.state_dir if config else None))
-        url = find_url(args.url, config, state_dir)
-        with SchedulerClient(url, find_token(args.token, state_dir)) as client:
+        url, token = find_daemon(args.url, args.token, config, state_dir)
+        with SchedulerClient(url, token) as client:
             return handler(_Context(client, state_dir, Console(highlight=False)), args)
     except AuthFailed as exc:
         where = f", or check {state_dir / TOKEN_FILE}" if state_dir else ""
         _error(f"{url} refused the token ({exc.message}); pass --token, set ${TOKEN_ENV}"
                f"{where}")
         return 2
-    except (NotFound, IllegalTransition, HostBusy) as exc:
+    except (NotFound, IllegalTransition, HostBusy, Forbidden) as exc:
         _error(exc.message)
         return 1
     except AprError as exc:  # DaemonUnreachable, InvalidInput and the rest
@@ -287,7 +296,6 @@ def _job_spec(args: argparse.Namespace) -> dict[str, Any]:
             spec[field] = value
     if not args.json_file:
         spec.setdefault("workdir", os.getcwd())
-    spec.setdefault("owner", current_user())  # the daemon's default would be its own account
     if args.env:
         spec["env"] = {**_dict_field(spec, "env"), **dict(args.env)}
     resources = _dict_field(spec, "resource_request")
@@ -560,7 +568,7 @@ def _action(ctx: _Context, args: argparse.Namespace) -> int:
     for job_id in args.job_ids:
         try:
             job = act(job_id)
-        except (NotFound, IllegalTransition, InvalidInput) as exc:
+        except (NotFound, IllegalTransition, InvalidInput, Forbidden) as exc:
             refused = True
             message = exc.message
             if not message.startswith("cannot "):

@@ -1,9 +1,11 @@
 """A small synchronous client for a running daemon's ``/scheduler`` API.
 
-    with SchedulerClient(find_url(None, None, state_dir), find_token(None, state_dir)) as c:
+    with SchedulerClient(*find_daemon(None, None, None, state_dir)) as c:
         job = c.submit({"command": "innovus -init place.tcl", "priority": 2})
         print(c.job(job.job_id).status)
 
+The daemon is reached over its Unix socket (``unix:<state_dir>/apr_sched.sock``, where it
+knows the caller by uid and needs no token) or over HTTP with a bearer token.
 Standard library only (``http.client``): one keep-alive connection, opened on first use and
 reopened once when the daemon has closed it while idle. An error reply raises the matching
 ``AprError``; a daemon that cannot be reached raises ``DaemonUnreachable``, a refused token
@@ -32,6 +34,7 @@ from apr_sched.config import SchedulerConfig
 from apr_sched.errors import (
     AprError,
     AuthFailed,
+    Forbidden,
     HostBusy,
     IllegalTransition,
     InvalidInput,
@@ -39,6 +42,7 @@ from apr_sched.errors import (
 )
 from apr_sched.models import Host, Job, JobPage, MetricsSummary, PurgeReport, is_valid_id
 from apr_sched.statedir import read_owner
+from apr_sched.unix_socket import UNIX_SCHEME, connect_unix, find_socket
 
 __all__ = [
     "DEFAULT_URL",
@@ -49,6 +53,7 @@ __all__ = [
     "DaemonUnreachable",
     "SchedulerClient",
     "error_from_reply",
+    "find_daemon",
     "find_token",
     "find_url",
     "normalize_url",
@@ -83,8 +88,20 @@ _STALE_CONNECTION = (
 """What a keep-alive connection the server has closed while idle looks like on reuse."""
 
 
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP over the daemon's Unix socket (``http.client`` speaks only TCP)."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        self.sock = connect_unix(Path(self.socket_path), self.timeout)
+
+
 class SchedulerClient:
-    """Talks to one daemon at ``url`` (``http://host:port``, optionally with a path prefix).
+    """Talks to one daemon at ``url``: ``http://host:port`` (optionally with a path prefix),
+    or ``unix:/path/apr_sched.sock``.
 
     ``token`` is sent as ``Authorization: Bearer``; ``timeout`` bounds connecting and each
     read. Every call returns the parsed model where one fits; ``last_json`` keeps the raw
@@ -126,7 +143,9 @@ class SchedulerClient:
 
     def _connection(self, timeout: float) -> http.client.HTTPConnection:
         if self._conn is None:
-            if self._scheme == "https":
+            if self._scheme == "unix":
+                self._conn = _UnixConnection(self._host, timeout)
+            elif self._scheme == "https":
                 self._conn = http.client.HTTPSConnection(
                     self._host, self._port, timeout=timeout,
                     context=ssl.create_default_context())
@@ -198,6 +217,8 @@ class SchedulerClient:
     def _unreachable(self, exc: BaseException) -> DaemonUnreachable:
         if isinstance(exc, ConnectionRefusedError):
             reason = "connection refused"
+        elif isinstance(exc, FileNotFoundError) and self._scheme == "unix":
+            reason = "no such socket"
         elif isinstance(exc, socket.gaierror):
             reason = f"unknown host {self._host!r}"
         elif isinstance(exc, TimeoutError):
@@ -352,9 +373,17 @@ class DaemonUrl:
 
 
 def parse_daemon_url(url: str) -> DaemonUrl:
-    """Where the API lives, from an ``http(s)://host:port[/prefix]`` URL (shared by this client
-    and the TUI's async one); InvalidInput for anything else."""
-    parts = urlsplit(normalize_url(url))
+    """Where the API lives, from an ``http(s)://host:port[/prefix]`` URL or a
+    ``unix:/path`` socket (``host`` is then the path), shared by this client and the TUI's
+    async one; InvalidInput for anything else."""
+    url = normalize_url(url)
+    if url.startswith(UNIX_SCHEME):
+        path = url.removeprefix(UNIX_SCHEME)
+        if not path.startswith("/"):
+            raise InvalidInput(f"not an absolute socket path: {url!r}",
+                               [{"field": "url", "message": "expected unix:/path/to/socket"}])
+        return DaemonUrl("unix", path, 0, PREFIX, "localhost")
+    parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidInput(f"not an http(s) URL: {url!r}",
                            [{"field": "url", "message": "expected http://host:port"}])
@@ -369,8 +398,10 @@ def parse_daemon_url(url: str) -> DaemonUrl:
 
 # discovery -------------------------------------------------------------------------------
 def normalize_url(url: str) -> str:
-    """``host:port`` -> ``http://host:port``; no trailing slash."""
+    """``host:port`` -> ``http://host:port``; no trailing slash; ``unix:/path`` as it is."""
     url = url.strip()
+    if url.startswith(UNIX_SCHEME):
+        return url
     if "://" not in url:
         url = f"http://{url}"
     return url.rstrip("/")
@@ -383,7 +414,10 @@ def find_url(explicit: str | None, config: SchedulerConfig | None, state_dir: Pa
         return normalize_url(explicit)
     if env := os.environ.get(URL_ENV, "").strip():
         return normalize_url(env)
-    owner = read_owner(state_dir)
+    try:
+        owner = read_owner(state_dir)
+    except OSError:  # another user's state dir: its records are not ours to read
+        owner = None
     if owner and isinstance(owner.get("url"), str) and owner["url"]:
         return normalize_url(owner["url"])
     if config is not None and config.http.port:
@@ -400,6 +434,19 @@ def _connect_host(bind_host: str) -> str:
     if ":" in bind_host and not bind_host.startswith("["):
         return f"[{bind_host}]"
     return bind_host
+
+
+def find_daemon(url: str | None, token: str | None, config: SchedulerConfig | None,
+                state_dir: Path) -> tuple[str, str | None]:
+    """The daemon's url and the token to send: its Unix socket (no token: it knows us by
+    our uid) when the state dir has one and no url or token was given (``--url``,
+    ``--token``, ``$APR_SCHED_URL``, ``$APR_SCHED_TOKEN``); else ``find_url`` and
+    ``find_token``."""
+    given = url or token or os.environ.get(URL_ENV, "").strip() or (
+        os.environ.get(TOKEN_ENV, "").strip())
+    if not given and (path := find_socket(state_dir)) is not None:
+        return f"{UNIX_SCHEME}{path}", None
+    return find_url(url, config, state_dir), find_token(token, state_dir)
 
 
 def find_token(explicit: str | None, state_dir: Path) -> str | None:
@@ -461,6 +508,7 @@ def _object(data: Any) -> dict[str, Any]:
 _BY_STATUS: dict[int, type[AprError]] = {
     400: InvalidInput,
     401: AuthFailed,
+    403: Forbidden,
     404: NotFound,
     409: IllegalTransition,
 }

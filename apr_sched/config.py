@@ -168,6 +168,15 @@ class HttpConfig(_StrictConfig):
     max_busy_per_client: int = Field(default=4, ge=1, le=10_000)
     """Requests from one address worked on at once; more wait their turn (long polls wait
     outside it), so one client cannot fill the daemon's memory or time."""
+    socket: bool = True
+    """Also serve the API on ``<state_dir>/apr_sched.sock``, where local users are known by
+    their uid and need no token."""
+    socket_mode: int | None = Field(default=None, ge=0, le=0o777)
+    """Who may connect to the socket, e.g. ``0o660`` with ``socket_group``. Default: only
+    the daemon's account and root (0o600), or everyone (0o666) with ``run_as_owner``: a job
+    another user submits runs as the daemon's account unless jobs run as their owners."""
+    socket_group: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    """The socket's group (with a ``socket_mode`` such as ``0o660``)."""
 
     def limits(self) -> HttpLimits:
         return HttpLimits(max_head_bytes=self.max_head_bytes,
@@ -218,6 +227,10 @@ class SchedulerConfig(_StrictConfig):
     min_free_disk_mb: float = Field(default=64.0, ge=0, le=1e9)
     """Below this much free space on the state dir's disk (logs and database), dispatch
     pauses and health says degraded; running jobs go on."""
+    run_as_owner: bool = False
+    """Run each job on local hosts as its owner's account (uid, gid and groups), not as the
+    daemon's: needs a daemon running as root, and refuses at submit a job whose owner has no
+    local account. SSH and prefix hosts run jobs as their login account either way."""
     http: HttpConfig = Field(default_factory=HttpConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     hosts: list[HostSpec] = Field(default_factory=list)
@@ -314,7 +327,7 @@ def dump_config_toml(config: SchedulerConfig) -> str:
     """The TOML text of ``config``; ``load_config`` of it gives back an equal config."""
     document: dict[str, Any] = {
         "scheduler": config.model_dump(exclude_none=True, exclude={"http", "hosts"}),
-        "http": config.http.model_dump(),
+        "http": config.http.model_dump(exclude_none=True),
     }
     if config.hosts:
         document["hosts"] = [_host_table(host) for host in config.hosts]

@@ -4,6 +4,7 @@
     ├── InvalidInput            bad field values; ``details`` lists each field and reason (400)
     ├── NotFound                unknown job, host or attempt (404)
     ├── AuthFailed              a missing or wrong bearer token (401)
+    ├── Forbidden               the caller may not do this: not the job's owner, not an admin (403)
     ├── IllegalTransition       an action that does not apply to the current state (409)
     ├── HostBusy                unregistering a host that still runs jobs (409)
     ├── StateDirLocked          another scheduler already owns the state dir
@@ -58,6 +59,14 @@ class AuthFailed(AprError):
 
     code = "unauthorized"
     http_status = 401
+
+
+class Forbidden(AprError):
+    """The caller is known but may not do this (another user's job, an admin-only action);
+    nothing was changed. ``details`` names the field or the job and its owner."""
+
+    code = "forbidden"
+    http_status = 403
 
 
 class IllegalTransition(AprError):

@@ -50,6 +50,7 @@ from apr_sched.executors.prefix import PrefixExecutor
 from apr_sched.executors.ssh import HostUnavailable, SshExecutor
 from apr_sched.executors.ssh_target import ssh_target
 from apr_sched.hosts import HostLiveness
+from apr_sched.identity import local_account
 from apr_sched.logs import attempt_files, read_lines_from, tail_with_offset
 from apr_sched.metrics import TimingSamples
 from apr_sched.models import (
@@ -135,6 +136,8 @@ class Scheduler:
         retention: when finished jobs and host events are purged (``RetentionConfig``;
             default 30 days, checked hourly and at start).
         lock_info: extra facts recorded in the state-dir lock (e.g. the HTTP URL).
+        run_as_owner: run each job on local hosts as its owner's account (the daemon must
+            be root); a job whose owner has no local account is refused at submit.
     """
 
     def __init__(
@@ -149,8 +152,14 @@ class Scheduler:
         retention: RetentionConfig | None = None,
         durability: str = "full",
         lock_info: Mapping[str, Any] | None = None,
+        run_as_owner: bool = False,
     ) -> None:
+        if run_as_owner and os.geteuid() != 0:
+            raise InvalidInput("run_as_owner needs the daemon to run as root: only root can "
+                               "start a job as another account",
+                               [{"field": "run_as_owner", "message": "needs root"}])
         self.state_dir = resolve_state_dir(state_dir)
+        self.run_as_owner = run_as_owner
         self.stop_grace_sec = stop_grace_sec
         self.heartbeat_timeout_sec = heartbeat_timeout_sec
         self.host_lost_after_sec = host_lost_after_sec
@@ -203,6 +212,7 @@ class Scheduler:
             "min_free_disk_mb": config.min_free_disk_mb,
             "retention": config.retention,
             "durability": config.durability,
+            "run_as_owner": config.run_as_owner,
         }
         options.update(overrides)
         return cls(**options)
@@ -352,7 +362,7 @@ class Scheduler:
             host_id = job.host_id or ""
             files = attempt_files(self.state_dir, job.job_id, job.attempt)
             run = self._runs.add(job.job_id, job.attempt, host_id, job.resource_request,
-                                 self._executors.get(host_id) or LocalExecutor(host_id))
+                                 self._executors.get(host_id) or self._local_executor(host_id))
             if host_id not in self._hosts:
                 self._runs.never_started(run)
                 self._finish(run, ExitStatus(None, lost=True, detail=(
@@ -420,6 +430,9 @@ class Scheduler:
             capacity.used_memory_gb = current.used_memory_gb
         self._pool.upsert(capacity)
 
+    def _local_executor(self, host_id: str) -> LocalExecutor:
+        return LocalExecutor(host_id, run_as_owner=self.run_as_owner)
+
     def _make_executor(self, host: HostSpec) -> Executor:
         target = ssh_target(host)
         if target is not None:
@@ -427,7 +440,7 @@ class Scheduler:
                                on_reachable=self._host_reachable, on_load=self._host_load)
         if host.executor_prefix:
             return PrefixExecutor(host.host_id, host.executor_prefix)
-        return LocalExecutor(host.host_id)
+        return self._local_executor(host.host_id)
 
     async def register_host(self, spec: HostSpec | Mapping[str, Any]) -> tuple[Host, bool]:
         """Add a host, or update an existing one's capacity, labels and prefix.
@@ -610,7 +623,9 @@ class Scheduler:
                      idempotency_key: IdempotencyKey | None = None) -> Job:
         """Queue one job; returns once it is committed to the store (with the reply of
         ``idempotency_key``, if given, in the same transaction)."""
-        (job,) = self._add_jobs([validated(JobSpec, spec)], idempotency_key)
+        valid = validated(JobSpec, spec)
+        self._check_owner_accounts([valid], batch=False)
+        (job,) = self._add_jobs([valid], idempotency_key)
         return job.model_copy()
 
     async def submit_batch(self, specs: Iterable[JobSpec | Mapping[str, Any]], *,
@@ -635,7 +650,22 @@ class Scheduler:
         if not valid:
             raise InvalidInput("batch rejected: it holds no jobs", [
                 {"field": "jobs", "message": "must hold at least one job"}])
+        self._check_owner_accounts(valid, batch=True)
         return [job.model_copy() for job in self._add_jobs(valid, idempotency_key)]
+
+    def _check_owner_accounts(self, specs: list[JobSpec], *, batch: bool) -> None:
+        """With ``run_as_owner`` a job runs as its owner: one with no local account is
+        refused now, not failed at dispatch."""
+        if not self.run_as_owner:
+            return
+        missing = {owner for owner in {spec.owner for spec in specs}
+                   if local_account(owner) is None}
+        details = [{"field": f"jobs[{index}].owner" if batch else "owner",
+                    "message": f"{spec.owner!r} has no local account, and jobs here run as "
+                               "their owner (run_as_owner)"}
+                   for index, spec in enumerate(specs) if spec.owner in missing]
+        if details:
+            raise InvalidInput(f"{details[0]['field']}: {details[0]['message']}", details)
 
     def _add_jobs(self, specs: list[JobSpec],
                   idempotency_key: IdempotencyKey | None = None) -> list[Job]:
@@ -752,6 +782,10 @@ class Scheduler:
         ended = attempt < job.attempt or not job.status.is_active
         lines, end = read_lines_from(files.log, offset, max_bytes, writer_done=ended)
         return LogTail(job_id=job_id, attempt=attempt, lines=lines, offset=end)
+
+    def owner_of(self, job_id: str) -> str:
+        """Who owns the job (NotFound if there is none): for the API's permission checks."""
+        return self._get_job(job_id).owner
 
     def _get_job(self, job_id: str) -> Job:
         """The job in memory if unfinished, else as stored (a finished job is not kept)."""
@@ -1058,11 +1092,11 @@ class Scheduler:
 
     def _launch(self, job: Job, host_id: str) -> None:
         run = self._runs.add(job.job_id, job.attempt, host_id, job.resource_request,
-                             self._executors.get(host_id) or LocalExecutor(host_id))
+                             self._executors.get(host_id) or self._local_executor(host_id))
         self._arm_timeout(job, run)
         self._runs.launch(run, Launch(
             job_id=job.job_id, attempt=run.attempt, host_id=host_id, command=job.command,
-            workdir=job.workdir, env=dict(job.env),
+            workdir=job.workdir, env=dict(job.env), owner=job.owner,
             files=attempt_files(self.state_dir, job.job_id, run.attempt)))
 
     def _started_run(self, run: Run) -> None:

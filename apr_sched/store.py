@@ -107,6 +107,12 @@ CREATE TABLE IF NOT EXISTS events (
     reason TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_job ON events (job_id, seq);
+CREATE TABLE IF NOT EXISTS tokens (
+    user TEXT PRIMARY KEY,
+    digest TEXT NOT NULL UNIQUE,
+    admin INTEGER NOT NULL,
+    created_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     caller TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -513,6 +519,34 @@ class Store:
             "SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
         )
         return [_event_from_row(r) for r in rows]
+
+
+    # tokens ------------------------------------------------------------------------------
+    def save_token(self, user: str, digest: str, admin: bool, created_at: str) -> bool:
+        """Store ``user``'s token digest, replacing the one they had; True if they had one."""
+        had = self.token_of(user) is not None
+        self._db.execute(
+            "INSERT INTO tokens VALUES (?, ?, ?, ?) ON CONFLICT(user) DO UPDATE SET "
+            "digest=excluded.digest, admin=excluded.admin, created_at=excluded.created_at",
+            (user, digest, int(admin), created_at))
+        return had
+
+    def token_of(self, user: str) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self._db.execute(
+            "SELECT * FROM tokens WHERE user=?", (user,)).fetchone()
+        return row
+
+    def token_by_digest(self, digest: str) -> sqlite3.Row | None:
+        """Read on every request, never cached, so a revoke takes effect at once."""
+        row: sqlite3.Row | None = self._db.execute(
+            "SELECT * FROM tokens WHERE digest=?", (digest,)).fetchone()
+        return row
+
+    def load_tokens(self) -> list[sqlite3.Row]:
+        return list(self._db.execute("SELECT user, admin, created_at FROM tokens ORDER BY user"))
+
+    def delete_token(self, user: str) -> bool:
+        return bool(self._db.execute("DELETE FROM tokens WHERE user=?", (user,)).rowcount)
 
 
 def _event_row(event: Event, times: dict[datetime, str]) -> tuple[Any, ...]:

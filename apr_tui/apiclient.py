@@ -4,6 +4,7 @@ Asyncio streams rather than ``apr_sched.client.SchedulerClient`` (blocking ``htt
 so a long-poll on the events endpoint is a cancellable coroutine on the UI's loop, not a
 thread that outlives the app. Keep-alive connections are pooled: the long-poll holds one
 while commands use another. Replies are framed by Content-Length, as the daemon sends them.
+A ``unix:/path`` url reaches the daemon over its Unix socket, where it knows us by our uid.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import json
 import ssl
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -24,6 +26,7 @@ from apr_sched.client import (
     parse_daemon_url,
 )
 from apr_sched.errors import AprError
+from apr_sched.unix_socket import reachable_path
 
 _STALE = (asyncio.IncompleteReadError, ConnectionResetError, BrokenPipeError)
 """What reusing a keep-alive connection the daemon closed while idle looks like."""
@@ -43,6 +46,7 @@ class ApiClient:
         self.url = normalize_url(url)
         target = parse_daemon_url(self.url)
         self._host, self._port, self._base = target.host, target.port, target.base
+        self._unix = target.scheme == "unix"
         self._ssl = ssl.create_default_context() if target.scheme == "https" else None
         self._host_header = target.netloc
         self.token = token
@@ -107,6 +111,9 @@ class ApiClient:
 
     async def _connect(self) -> _Connection:
         try:
+            if self._unix:
+                with reachable_path(Path(self._host)) as address:
+                    return await asyncio.open_unix_connection(address)
             return await asyncio.open_connection(self._host, self._port, ssl=self._ssl)
         except OSError as exc:
             raise self._unreachable(exc) from None

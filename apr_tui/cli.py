@@ -4,8 +4,10 @@
     apr-tui --http 5000              ... also serving /scheduler on 127.0.0.1:5000
     apr-tui --connect HOST:PORT      attach to a running daemon over HTTP
 
-When a daemon already holds the state dir, plain ``apr-tui`` says so and attaches to the URL
-that daemon recorded, instead of starting a second scheduler. Quitting the in-process TUI
+When a daemon already holds the state dir, plain ``apr-tui`` says so and attaches to it
+instead of starting a second scheduler: over its Unix socket (where it knows us by our uid;
+the way in for users other than the daemon's) unless ``--token`` is given, else at the URL
+it recorded. Quitting the in-process TUI
 with jobs unfinished and choosing Detach starts such a daemon (``apr_tui.handoff``), so
 scheduling goes on and the next ``apr-tui`` attaches to it.
 """
@@ -21,12 +23,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from apr_sched import __version__
-from apr_sched.client import find_token, normalize_url
+from apr_sched.client import find_daemon, find_token, normalize_url
 from apr_sched.config import SchedulerConfig, load_config, resolve_state_dir
 from apr_sched.errors import AprError, InvalidInput, StateDirLocked
 from apr_sched.http.service import HttpService
 from apr_sched.scheduler import Scheduler
 from apr_sched.statedir import read_owner
+from apr_sched.unix_socket import UNIX_SCHEME
 from apr_tui.backend import AttachedBackend, Backend, InProcessBackend
 from apr_tui.handoff import DaemonHandoff
 
@@ -79,7 +82,11 @@ async def open_backend(args: argparse.Namespace) -> tuple[Backend, str | None]:
     state_dir = resolve_state_dir(args.state_dir or config.state_dir)
     if args.connect:
         return await _attach(normalize_url(args.connect), args.token, state_dir), None
-    owner = read_owner(state_dir)
+    foreign = False
+    try:
+        owner = read_owner(state_dir)
+    except PermissionError:  # another user's state dir: only its daemon can be reached
+        owner, foreign = {}, True
     if owner is None:
         scheduler = Scheduler.from_config(config, state_dir=state_dir)
         http = None
@@ -96,6 +103,12 @@ async def open_backend(args: argparse.Namespace) -> tuple[Backend, str | None]:
             owner = read_owner(state_dir) or {}
     url = owner.get("url") if isinstance(owner.get("url"), str) else None
     who = f"pid {owner['pid']}" if "pid" in owner else "another scheduler"
+    if not args.token:
+        found, _ = find_daemon(None, None, config, state_dir)
+        url = found if found.startswith(UNIX_SCHEME) else url
+    if not url and foreign:
+        raise AprError(f"state dir {state_dir} belongs to another user and has no daemon "
+                       "socket to attach to (is its daemon running?)")
     if not url:
         raise AprError(f"state dir {state_dir} is in use by {who}, which serves no HTTP "
                        "endpoint to attach to")
@@ -104,7 +117,8 @@ async def open_backend(args: argparse.Namespace) -> tuple[Backend, str | None]:
 
 
 async def _attach(url: str, token: str | None, state_dir: Path) -> AttachedBackend:
-    backend = AttachedBackend(url, find_token(token, state_dir))
+    socket = url.startswith(UNIX_SCHEME)  # the daemon knows us by uid there: no token
+    backend = AttachedBackend(url, None if socket else find_token(token, state_dir))
     try:
         await backend.start()
     except BaseException:

@@ -155,12 +155,25 @@ async def test_plain_apr_tui_attaches_when_a_daemon_holds_the_state_dir(daemon: 
     args = build_parser().parse_args(["--state-dir", str(scheduler.state_dir)])
     backend, note = await open_backend(args)
     try:
+        # over the daemon's Unix socket, which knows us by uid: no token needed
         assert isinstance(backend, AttachedBackend)
-        assert backend.description == service.url
-        assert note is not None and "already owns" in note and service.url in note
+        assert backend.description == service.socket_url
+        assert note is not None and "already owns" in note and service.socket_url in note
         assert len((await backend.snapshot()).hosts) == 1
     finally:
         await backend.close()
+    with_token = build_parser().parse_args(["--state-dir", str(scheduler.state_dir),
+                                            "--token", service_token(scheduler)])
+    backend, note = await open_backend(with_token)
+    try:  # a token given: HTTP at the url the daemon recorded
+        assert isinstance(backend, AttachedBackend) and backend.description == service.url
+        assert len((await backend.snapshot()).hosts) == 1
+    finally:
+        await backend.close()
+
+
+def service_token(scheduler: Any) -> str:
+    return str(find_token(None, scheduler.state_dir))
 
 
 async def test_apr_tui_runs_in_process_and_serves_http(tmp_path: Path) -> None:

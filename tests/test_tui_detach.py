@@ -177,7 +177,8 @@ async def test_detach_hands_running_and_pending_jobs_to_a_background_daemon(
             # plain apr-tui now attaches to that daemon by itself; quitting it only detaches
             args = build_parser().parse_args(["--state-dir", str(state_dir)])
             again, note = await open_backend(args)
-            assert isinstance(again, AttachedBackend) and again.description == handover.url
+            assert isinstance(again, AttachedBackend)  # over its socket: it knows our uid
+            assert again.description == f"unix:{state_dir / 'apr_sched.sock'}"
             assert note is not None and f"pid {handover.pid}" in note
             again.long_poll_sec = 0.5
             async with open_tui(again) as (attached, _pilot, _seen):

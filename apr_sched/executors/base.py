@@ -24,6 +24,8 @@ class Launch:
     workdir: str | None
     env: dict[str, str]
     files: AttemptFiles
+    owner: str | None = None
+    """The job's owner: whom the attempt runs as where the executor runs jobs as owners."""
 
 
 @dataclass(slots=True)

@@ -3,6 +3,12 @@
 Exits are noticed through a pidfd registered with the event loop, so a job ending wakes the
 scheduler at once; the same works for wrappers started by an earlier scheduler process,
 which are not our children.
+
+A job's environment is built from a clean base, never the daemon's whole environment (which
+holds its own secrets, ``APR_SCHED_TOKEN`` among them): the names in ``BASE_ENV_NAMES``
+(and ``LC_*``) from the daemon's environment, then what the job asks for, then the
+``APR_*`` job variables. With ``run_as_owner`` (a root daemon) the wrapper is started as the
+job's owner, with the owner's groups, ``HOME``, ``USER``, ``LOGNAME`` and ``SHELL``.
 """
 
 from __future__ import annotations
@@ -13,11 +19,27 @@ import dataclasses
 import os
 import signal
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from apr_sched.executors.base import ExitStatus, Launch, RunHandle, StartFailed
 from apr_sched.executors.wrapper import WRAPPER_ARGV0, wrapper_argv
+from apr_sched.identity import LocalAccount, local_account
 from apr_sched.logs import AttemptFiles, read_rc
+
+BASE_ENV_NAMES = frozenset({"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE",
+                            "TZ", "TERM", "TMPDIR"})
+"""What a job takes from the daemon's environment (with every ``LC_*``): enough for shells
+and tools to find their way, nothing that could be a secret. A job that needs more (a
+license server, a module path) says so in its ``env``."""
+
+
+def base_environment(source: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The allow-listed part of ``source`` (the daemon's environment by default)."""
+    source = os.environ if source is None else source
+    return {name: value for name, value in source.items()
+            if name in BASE_ENV_NAMES or name.startswith("LC_")}
 
 
 def signal_name(signum: int) -> str:
@@ -61,8 +83,10 @@ def _mtime(path: Path) -> float | None:
 class LocalExecutor:
     """Runs attempts as local processes under the sh wrapper."""
 
-    def __init__(self, host_id: str) -> None:
+    def __init__(self, host_id: str, *, run_as_owner: bool = False) -> None:
         self.host_id = host_id
+        self.run_as_owner = run_as_owner
+        """Start each wrapper as the job's owner (the daemon must be root)."""
         self._children: dict[int, subprocess.Popen[bytes]] = {}
 
     def open(self) -> None:
@@ -71,25 +95,44 @@ class LocalExecutor:
     def control_refusal(self) -> str | None:
         return None
 
+    def account(self, launch: Launch) -> LocalAccount | None:
+        """The account the attempt runs as when that is not the daemon's own."""
+        if not self.run_as_owner or launch.owner is None:
+            return None
+        account = local_account(launch.owner)
+        if account is None:
+            raise StartFailed(f"owner {launch.owner!r} has no local account to run the job as")
+        return None if account.uid == os.geteuid() else account
+
     def command_line(self, launch: Launch) -> tuple[str, str | None]:
         """The command the wrapper evaluates and the directory it enters."""
-        return launch.command, launch.workdir or os.environ.get("HOME") or "/"
+        account = self.account(launch)
+        home = account.home if account is not None else os.environ.get("HOME")
+        return launch.command, launch.workdir or home or "/"
 
     def environment(self, launch: Launch) -> dict[str, str]:
-        """The scheduler's environment plus the job's (passed as the environment, never on
-        the command line, where every user could read it)."""
-        return {**os.environ, **launch.env, "APR_JOB_ID": launch.job_id,
+        """A clean base, the job's own variables, then the job's ``APR_*`` (passed as the
+        environment, never on the command line, where every user could read it)."""
+        env = base_environment()
+        account = self.account(launch)
+        if account is not None:
+            env.update(HOME=account.home, USER=account.name, LOGNAME=account.name,
+                       SHELL=account.shell)
+        return {**env, **launch.env, "APR_JOB_ID": launch.job_id,
                 "APR_ATTEMPT": str(launch.attempt), "APR_HOST": launch.host_id}
 
     async def start(self, launch: Launch) -> RunHandle:
         files = launch.files
         command, workdir = self.command_line(launch)
+        account = self.account(launch)
         try:
             files.dir.mkdir(parents=True, exist_ok=True)
             log_fd = os.open(files.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         except OSError as exc:
             raise StartFailed(f"cannot open log {files.log}: {exc.strerror}") from exc
         try:
+            if account is not None:
+                _hand_over(files, log_fd, account)
             proc = subprocess.Popen(
                 wrapper_argv(str(files.rc), workdir, command),
                 env=self.environment(launch),
@@ -99,6 +142,7 @@ class LocalExecutor:
                 cwd=files.dir,
                 start_new_session=True,
                 close_fds=True,
+                **_as_account(account),
             )
         except OSError as exc:
             raise StartFailed(f"cannot start job wrapper: {exc.strerror}") from exc
@@ -171,3 +215,30 @@ class LocalExecutor:
         for proc in self._children.values():
             proc.returncode = 0  # silence Popen's "still running" warning; the job lives on
         self._children.clear()
+
+
+def _as_account(account: LocalAccount | None) -> dict[str, Any]:
+    """``Popen`` options that start the wrapper as ``account`` (uid, gid and groups)."""
+    if account is None:
+        return {}
+    return {"user": account.uid, "group": account.gid, "extra_groups": list(account.groups)}
+
+
+def _hand_over(files: AttemptFiles, log_fd: int, account: LocalAccount) -> None:
+    """Let a wrapper running as ``account`` write its log and rc file, and nothing else.
+
+    Both files are made its own (0600) while their directories stay the daemon's and only
+    become searchable (0711, never listable or writable by others): the owner cannot put a
+    symlink where the daemon, as root, writes or reads.
+    """
+    os.fchown(log_fd, account.uid, account.gid)
+    os.fchmod(log_fd, 0o600)
+    rc_fd = os.open(files.rc, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchown(rc_fd, account.uid, account.gid)
+    finally:
+        os.close(rc_fd)
+    for directory in (files.dir, files.dir.parent, files.dir.parent.parent):
+        st = directory.stat()
+        if st.st_uid == os.geteuid() and st.st_mode & 0o011 != 0o011:
+            os.chmod(directory, (st.st_mode & 0o7777) | 0o011)

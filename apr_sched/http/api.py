@@ -8,6 +8,11 @@ Auth comes before routing: a request without a valid token learns nothing but 40
 its path, method or ids (only ``GET /scheduler/health`` is public). ``admit`` is that check;
 the server calls it on each request head before reading the body, and ``__call__`` calls it
 again so the handler is safe on its own.
+
+Every request but health is made by someone (``apr_sched.identity``): over the Unix socket
+the kernel says who, over TCP the bearer token does. The caller owns what it submits; only
+the owner or an admin may pause, resume, stop or rerun a job; other users see a job's
+environment values redacted; hosts and purge are for admins (403 ``forbidden`` otherwise).
 """
 
 from __future__ import annotations
@@ -27,13 +32,15 @@ from urllib.parse import unquote
 from pydantic import TypeAdapter
 
 from apr_sched import __version__
-from apr_sched.errors import AprError, AuthFailed, InvalidInput, NotFound
+from apr_sched.errors import AprError, AuthFailed, Forbidden, InvalidInput, NotFound
 from apr_sched.http.limits import ApiLimits, ClientTurns
 from apr_sched.http.openapi import MAX_INT64, build_openapi
 from apr_sched.http.server import Admission, Request, Response, error_response
+from apr_sched.identity import NO_AUTH, Identity, daemon_user, redacted_env, socket_identity
 from apr_sched.models import Event, Host, Job, JobStatus, is_valid_id
 from apr_sched.scheduler import Scheduler
 from apr_sched.store import IdempotencyKey
+from apr_sched.tokens import identify_token
 
 PREFIX = "/scheduler"
 MAX_WAIT_SEC = 60.0
@@ -99,7 +106,9 @@ def event_json(event: Event) -> dict[str, Any]:
 class SchedulerApi:
     """An h11 server handler serving the /scheduler contract for one Scheduler.
 
-    ``token=None`` turns auth off (the daemon only does that when asked explicitly).
+    ``token`` is the state dir's admin token; per-user tokens are looked up in the store.
+    ``token=None`` turns auth off for TCP (the daemon only does that when asked explicitly);
+    socket callers are still known by their uid.
     """
 
     def __init__(self, scheduler: Scheduler, *, token: str | None,
@@ -140,16 +149,15 @@ class SchedulerApi:
         self._closing.set()
 
     def admit(self, request: Request) -> Admission | Response:
-        """PUBLIC for the routes that need no token, AUTHENTICATED for a valid token (or
-        with auth off), else the 401 to send: before routing, so nothing else is learnt."""
+        """PUBLIC for the routes that need no token, AUTHENTICATED once the caller is known
+        (``request.identity``: a valid token, the socket's uid, or auth off), else the 401 to
+        send: before routing, so nothing else is learnt."""
         segments = _segments(request)
         if any(not route.auth and route.method == request.method
                and _match_parts(route.parts, segments) is not None for route in self.routes):
             return Admission.PUBLIC
-        if self._token is None:
-            return Admission.AUTHENTICATED
         try:
-            self._check_token(request)
+            request.identity = self.identify(request)
         except AuthFailed as exc:
             response = error_response(401, exc.code, exc.message, exc.details)
             response.headers.append(("WWW-Authenticate", 'Bearer realm="apr_sched"'))
@@ -173,11 +181,6 @@ class SchedulerApi:
         except AprError as exc:
             return error_response(exc.http_status, exc.code, exc.message, exc.details)
 
-    def _caller(self, request: Request) -> str:
-        """Who is asking, as far as the token tells: one shared token today, so everyone
-        holding it is one caller (per-user tokens will name the user here)."""
-        return "anonymous" if self._token is None else "token"
-
     # routing -----------------------------------------------------------------------------
     def _match(self, request: Request) -> tuple[Route, dict[str, str]]:
         segments = _segments(request)
@@ -198,15 +201,74 @@ class SchedulerApi:
         raise NotFound(f"no such endpoint: {request.method} {request.path}",
                        {"path": request.path})
 
-    def _check_token(self, request: Request) -> None:
+    # identity ----------------------------------------------------------------------------
+    def identify(self, request: Request) -> Identity:
+        """Who sent ``request``: the kernel's word over the Unix socket, else the bearer
+        token (nobody in particular with auth off); AuthFailed without a valid token."""
+        if request.peer is not None:
+            return socket_identity(request.peer)
+        if self._token is None:
+            return NO_AUTH
         header = request.header("authorization") or ""
         scheme, _, credentials = header.partition(" ")
+        credentials = credentials.strip()
         if scheme.lower() != "bearer" or not credentials:
             raise AuthFailed("missing bearer token: send 'Authorization: Bearer <token>' "
                                "(the token is in <state_dir>/token)")
-        assert self._token is not None
-        if not hmac.compare_digest(credentials.strip().encode(), self._token):
+        if hmac.compare_digest(credentials.encode("utf-8", "surrogateescape"), self._token):
+            return Identity(daemon_user(), admin=True, via="admin-token")
+        identity = identify_token(self.scheduler.store, credentials)
+        if identity is None:
             raise AuthFailed("wrong bearer token")
+        return identity
+
+    def _caller(self, request: Request) -> Identity:
+        return request.identity if request.identity is not None else self.identify(request)
+
+    def _require_admin(self, request: Request, action: str) -> None:
+        caller = self._caller(request)
+        if not caller.admin:
+            raise Forbidden(f"{caller.describe()} may not {action}: only an admin may",
+                            {"user": caller.user, "action": action})
+
+    def _require_owner(self, request: Request, job_id: str, action: str) -> None:
+        """Only the job's owner or an admin may act on it (404 first for an unknown job)."""
+        caller = self._caller(request)
+        if caller.admin:
+            return
+        owner = self.scheduler.owner_of(job_id)
+        if owner != caller.user:
+            raise Forbidden(
+                f"user {caller.user!r} may not {action} job {job_id}: it belongs to "
+                f"{owner!r}, and only its owner or an admin may",
+                {"job_id": job_id, "owner": owner, "user": caller.user, "action": action})
+
+    def _claim(self, request: Request, specs: list[Any], fields: list[str]) -> None:
+        """Make the caller the owner of each submitted spec that names none; a spec that
+        names someone else is refused unless the caller is an admin (403 naming the field).
+        With auth off (nobody known) the specs stay as they are."""
+        caller = self._caller(request)
+        if caller.via == "no-auth":
+            return
+        refused = []
+        for spec, field in zip(specs, fields, strict=True):
+            if not isinstance(spec, dict):
+                continue  # validation names it
+            if "owner" not in spec:
+                spec["owner"] = caller.user
+            elif spec["owner"] != caller.user and not caller.admin:
+                refused.append({"field": field, "message": f"only an admin may submit for "
+                                f"another user than {caller.user!r}"})
+        if refused:
+            raise Forbidden(f"{refused[0]['field']}: user {caller.user!r} may not submit jobs "
+                            f"for another owner; leave owner out (it is you) or ask an admin",
+                            refused)
+
+    def _visible(self, request: Request, job: Job) -> Job:
+        """``job`` as the caller may see it: another user's env values are redacted."""
+        if job.env and not self._caller(request).may_act_for(job.owner):
+            job.env = redacted_env(job.env)
+        return job
 
     # endpoints ---------------------------------------------------------------------------
     async def health(self, request: Request) -> Response:
@@ -227,6 +289,7 @@ class SchedulerApi:
         return Response(200, self._openapi)
 
     async def register_host(self, request: Request) -> Response:
+        self._require_admin(request, "register hosts")
         host, created = await self.scheduler.register_host(_json_object(request))
         return Response.json(201 if created else 200, host_json(host))
 
@@ -238,9 +301,11 @@ class SchedulerApi:
         return Response.json(200, host_json(await self.scheduler.get_host(host_id)))
 
     async def unregister_host(self, request: Request, host_id: str) -> Response:
+        self._require_admin(request, "unregister hosts")
         return Response.json(200, host_json(await self.scheduler.unregister_host(host_id)))
 
     async def heartbeat(self, request: Request, host_id: str) -> Response:
+        self._require_admin(request, "send host heartbeats")
         load = _json_object(request) if request.body.strip() else None
         host = await self.scheduler.heartbeat(host_id, load)
         return Response.json(200, {
@@ -252,7 +317,9 @@ class SchedulerApi:
         key = self._idempotency_key(request, "submit", _submit_reply)
         if key is not None and (replay := self._replay(key)) is not None:
             return replay
-        job = await self.scheduler.submit(_json_object(request), idempotency_key=key)
+        spec = _json_object(request)
+        self._claim(request, [spec], ["owner"])
+        job = await self.scheduler.submit(spec, idempotency_key=key)
         return Response(*_submit_reply([job]))
 
     async def submit_batch(self, request: Request) -> Response:
@@ -277,6 +344,7 @@ class SchedulerApi:
             raise BatchTooLarge(
                 f"batch of {len(body)} jobs is over the limit of {limit} jobs per batch; "
                 "split it", {"field": "jobs", "limit": limit, "count": len(body)})
+        self._claim(request, body, [f"jobs[{index}].owner" for index in range(len(body))])
         jobs = await self.scheduler.submit_batch(body, idempotency_key=key)
         return Response(*_batch_reply(jobs))
 
@@ -295,7 +363,7 @@ class SchedulerApi:
                                [{"field": "Idempotency-Key",
                                  "message": "1 to 255 visible ASCII characters"}])
         digest = hashlib.sha256(action.encode() + b"\n" + request.body).hexdigest()
-        return IdempotencyKey(self._caller(request), key, digest, reply)
+        return IdempotencyKey(self._caller(request).user, key, digest, reply)
 
     def _replay(self, key: IdempotencyKey) -> Response | None:
         """The first reply to this key, if there was one; refused for another request."""
@@ -341,13 +409,15 @@ class SchedulerApi:
         for start in range(0, len(page.jobs), LIST_DUMP_CHUNK):
             if start:
                 await asyncio.sleep(0)
-            chunk = page.jobs[start:start + LIST_DUMP_CHUNK]
+            chunk = [self._visible(request, job)
+                     for job in page.jobs[start:start + LIST_DUMP_CHUNK]]
             parts.append(_JOB_LIST.dump_json(chunk, exclude={"__all__": LIST_EXCLUDE})[1:-1])
         jobs = b"[" + b",".join(parts) + b"]"
         return Response(200, b'{"jobs":' + jobs + b',"total":%d}' % page.total)
 
     async def get_job(self, request: Request, job_id: str) -> Response:
-        return Response.json(200, job_json(await self.scheduler.get_job(job_id)))
+        job = await self.scheduler.get_job(job_id)
+        return Response.json(200, job_json(self._visible(request, job)))
 
     async def logs(self, request: Request, job_id: str) -> Response:
         q = request.query
@@ -372,18 +442,23 @@ class SchedulerApi:
         return Response.json(200, log.model_dump(mode="json"))
 
     async def pause(self, request: Request, job_id: str) -> Response:
+        self._require_owner(request, job_id, "pause")
         return Response.json(200, job_json(await self.scheduler.pause(job_id)))
 
     async def resume(self, request: Request, job_id: str) -> Response:
+        self._require_owner(request, job_id, "resume")
         return Response.json(200, job_json(await self.scheduler.resume(job_id)))
 
     async def stop(self, request: Request, job_id: str) -> Response:
+        self._require_owner(request, job_id, "stop")
         return Response.json(200, job_json(await self.scheduler.stop(job_id)))
 
     async def rerun(self, request: Request, job_id: str) -> Response:
+        self._require_owner(request, job_id, "rerun")
         return Response.json(200, job_json(await self.scheduler.rerun(job_id)))
 
     async def purge(self, request: Request) -> Response:
+        self._require_admin(request, "purge jobs")
         body = _json_object(request)
         unknown = sorted(set(body) - {"before"})
         if unknown or not isinstance(body.get("before"), str):
@@ -436,7 +511,10 @@ def _batch_reply(jobs: list[Job]) -> tuple[int, bytes]:
 
 # request parsing ---------------------------------------------------------------------------
 def _address(request: Request) -> str:
-    return request.client[0] if request.client else "(unknown)"
+    """Whose turn a request takes: its client's address, or over the socket its uid."""
+    if request.client:
+        return request.client[0]
+    return f"uid {request.peer.uid}" if request.peer is not None else "(unknown)"
 
 
 def _segments(request: Request) -> list[str]:

@@ -110,6 +110,7 @@ SERVER_ERRORS = {
 ROUTE_ERRORS = {
     400: "Invalid input: `details` names each field and why",
     401: "Missing or wrong bearer token (sent before any routing: nothing else is revealed)",
+    403: "Forbidden: not the job's owner, or not an admin (nothing changed)",
     404: "Unknown job, host or attempt",
     409: "Not allowed in the current state",
     413: "Batch over the job limit",
@@ -127,23 +128,24 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                                              "how a host that runs jobs is reached)",
                                   "body": _ref("HostSpec"),
                                   "replies": {201: _ref("Host"), 200: _ref("Host")},
-                                  "errors": [400, 409]},
+                                  "errors": [400, 403, 409]},
     ("GET", "/hosts"): {"summary": "All hosts with state and usage", "replies": {
         200: _object({"hosts": _array(_ref("Host")), "total": {"type": "integer"}})},
         "errors": []},
     ("GET", "/hosts/{host_id}"): {"summary": "One host", "replies": {200: _ref("Host")},
                                   "errors": [400, 404]},
     ("DELETE", "/hosts/{host_id}"): {"summary": "Remove a host (409 while it runs jobs)",
-                                     "replies": {200: _ref("Host")}, "errors": [400, 404, 409]},
+                                     "replies": {200: _ref("Host")},
+                                     "errors": [400, 403, 404, 409]},
     ("POST", "/hosts/{host_id}/heartbeat"): {
         "summary": "A host is alive, optionally with load figures",
         "body": _ref("HostLoad"), "body_required": False, "replies": {200: HEARTBEAT},
-        "errors": [400, 404]},
+        "errors": [400, 403, 404]},
     ("POST", "/jobs"): {"summary": "Submit one job", "body": _ref("JobSpec"),
-                        "replies": {201: _ref("Job")}, "errors": [400, 422],
+                        "replies": {201: _ref("Job")}, "errors": [400, 403, 422],
                         "headers": [IDEMPOTENCY_KEY]},
     ("POST", "/jobs/batch"): {"summary": "Submit many jobs, all or nothing",
-                              "replies": {201: BATCH_REPLY}, "errors": [400, 413, 422],
+                              "replies": {201: BATCH_REPLY}, "errors": [400, 403, 413, 422],
                               "headers": [IDEMPOTENCY_KEY]},
     ("GET", "/jobs"): {"summary": "Jobs in submit order, filtered and paged", "replies": {
         200: _object({"jobs": _array(_ref("Job")), "total": {"type": "integer"}})},
@@ -174,7 +176,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                    "before a time; unfinished jobs are never purged",
         "body": {**_object({"before": {"type": "string", "format": "date-time"}},
                            required=["before"]), "additionalProperties": False},
-        "replies": {200: _ref("PurgeReport")}, "errors": [400]},
+        "replies": {200: _ref("PurgeReport")}, "errors": [400, 403]},
     ("GET", "/metrics/summary"): {"summary": "Jobs, hosts, usage, wait and run times",
                                   "replies": {200: _ref("MetricsSummary")}, "errors": []},
     ("GET", "/events"): {"summary": "Events after a sequence number (long poll)", "replies": {
@@ -188,15 +190,19 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
 for _action in ("pause", "resume", "stop", "rerun"):
     OPERATIONS[("POST", f"/jobs/{{job_id}}/{_action}")] = {
         "summary": f"{_action.capitalize()} a job (409 when it does not apply)",
-        "replies": {200: _ref("Job")}, "errors": [400, 404, 409]}
+        "replies": {200: _ref("Job")}, "errors": [400, 403, 404, 409]}
 
 DESCRIPTION = """Job scheduler for APR runs: the /scheduler contract.
 
 Every route but `GET /scheduler/health` needs `Authorization: Bearer <token>` (the token is in
-`<state_dir>/token`), this document included: a client without the token learns only that the
-daemon is alive. Auth is checked before routing, so a request without a valid token gets 401
-whatever its path, method or ids, and its body is not read. (The document holds no secret,
-but it names this daemon's version and limits; whoever has the package can build it offline.)
+`<state_dir>/token`, or a user's own from `apr-sched token add`), this document included: a
+client without a token learns only that the daemon is alive. Over the Unix socket
+`<state_dir>/apr_sched.sock` the caller is known by uid and needs no token. The caller owns
+what it submits; only the owner or an admin may control a job (403 otherwise); other users see
+a job's env values as "***"; hosts and purge are for admins. Auth is checked before routing,
+so a request without a valid token gets 401 whatever its path, method or ids, and its body is
+not read. (The document holds no secret, but it names this daemon's version and limits;
+whoever has the package can build it offline.)
 
 Statuses the server itself answers on any route: 400 (malformed HTTP), 408 (head not complete
 within the header timeout, or request within the request timeout), 413 (body too large),

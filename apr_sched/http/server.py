@@ -39,6 +39,8 @@ from urllib.parse import parse_qs
 
 import h11
 
+from apr_sched.identity import Identity, PeerCredentials, peer_credentials
+
 log = logging.getLogger("apr_sched.http")
 
 READ_CHUNK = 64 * 1024
@@ -106,6 +108,10 @@ class Request:
     """Lower-cased names, values decoded as Latin-1; repeated fields joined with ", "."""
     body: bytes
     client: tuple[str, int] | None
+    peer: PeerCredentials | None = None
+    """Who connected, from the kernel, when the connection came over a Unix socket."""
+    identity: Identity | None = None
+    """Who is asking, once the handler's auth step has decided (the server sets nothing)."""
 
     def header(self, name: str, default: str | None = None) -> str | None:
         return self.headers.get(name.lower(), default)
@@ -309,7 +315,10 @@ class _Connection:
         self.accepted_at = asyncio.get_running_loop().time()
         peer = writer.get_extra_info("peername")
         self.client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
-        self.address = self.client[0] if self.client else "(unknown)"
+        self.peer = peer_credentials(writer.get_extra_info("socket"))
+        # a Unix socket has no address: its clients are told apart by uid
+        self.address = self.client[0] if self.client else (
+            f"uid {self.peer.uid}" if self.peer is not None else "(unknown)")
         # Pause on any unsent byte and resume only when all are gone, so ``drain()`` waits
         # until a reply is wholly handed to the kernel before the next request is read.
         writer.transport.set_write_buffer_limits(high=0, low=0)
@@ -468,7 +477,7 @@ class _Connection:
             raise _Reject(400, "bad_request", "request target is not valid UTF-8") from None
         request = Request(method=event.method.decode("ascii"), target=target,
                           path=target.partition("?")[0], query=query, headers=headers,
-                          body=b"", client=self.client)
+                          body=b"", client=self.client, peer=self.peer)
         self._admit(request)
         length = headers.get("content-length", "0").split(",")[0].strip()
         if length.isdigit() and int(length) > self.limits.max_body_bytes:
