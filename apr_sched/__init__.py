@@ -12,6 +12,7 @@ from apr_sched.config import SchedulerConfig, load_config, local_host_spec, reso
 from apr_sched.errors import (
     AprError,
     AuthFailed,
+    Forbidden,
     HostBusy,
     IllegalTransition,
     InvalidInput,
@@ -45,6 +46,7 @@ __all__ = [
     "AuthFailed",
     "BlockingScheduler",
     "Event",
+    "Forbidden",
     "Host",
     "HostBusy",
     "HostEvent",
