@@ -7,10 +7,11 @@ import os
 import socket
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from apr_sched import Scheduler
+from apr_sched import HostSpec, JobStatus, Scheduler
 from apr_sched.client import find_daemon
 from apr_sched.errors import InvalidInput, NotFound
 from apr_sched.executors.local import base_environment
@@ -24,6 +25,7 @@ from apr_sched.identity import (
 )
 from apr_sched.store import Store
 from apr_sched.tokens import add_token, identify_token, list_tokens, revoke_token, token_digest
+from tests.conftest import host
 from tests.identity_helpers import USER_A, as_user, local_user, open_dir
 
 
@@ -118,3 +120,31 @@ def test_run_as_owner_needs_a_root_daemon() -> None:
 
         refused = as_user(USER_A, try_it).refused("InvalidInput")
         assert refused.details == [{"field": "run_as_owner", "message": "needs root"}]
+
+
+async def test_no_job_sees_the_daemons_environment(make_scheduler: Any,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a local host and on a prefix host whose prefix runs here (``sh -c``) alike."""
+    monkeypatch.setenv("APR_SCHED_TOKEN", "daemon-secret")
+    monkeypatch.setenv("FOO", "bar-of-the-daemon")
+    monkeypatch.setenv("SSH_AUTH_SOCK", "/tmp/agent.sock")
+    scheduler = await make_scheduler([host("plain"), HostSpec(
+        host_id="prefixed", total_slots=1, total_cpu=1, total_memory_gb=1,
+        executor_prefix="sh -c", labels={"via": "prefix"})])
+    plain = await scheduler.submit({"command": "env", "env": {"MINE": "1"},
+                                    "resource_request": {"cpu": 0}})
+    prefixed = await scheduler.submit({"command": "env", "env": {"MINE": "2"},
+                                       "resource_request": {"cpu": 0,
+                                                            "host_labels": {"via": "prefix"}}})
+    for job, mine in ((plain, "MINE=1"), (prefixed, "MINE=2")):
+        done = await scheduler.wait(job.job_id, timeout=10)
+        assert done.status is JobStatus.SUCCEEDED
+        lines = (await scheduler.tail_log(job.job_id, 500)).lines
+        assert mine in lines and f"APR_JOB_ID={job.job_id}" in lines
+        assert any(line.startswith("PATH=") for line in lines)
+        text = "\n".join(lines)
+        assert "daemon-secret" not in text and "APR_SCHED_TOKEN" not in text
+        assert "bar-of-the-daemon" not in text
+    # the prefix command itself may authenticate (its ssh agent), the plain job may not
+    assert "SSH_AUTH_SOCK=/tmp/agent.sock" not in (await scheduler.tail_log(plain.job_id,
+                                                                           500)).lines

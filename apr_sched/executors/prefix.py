@@ -13,7 +13,11 @@ import os
 import shlex
 
 from apr_sched.executors.base import Launch
-from apr_sched.executors.local import LocalExecutor
+from apr_sched.executors.local import LocalExecutor, base_environment
+
+TRANSPORT_ENV_NAMES = frozenset({"SSH_AUTH_SOCK", "SSH_AGENT_PID", "KRB5CCNAME"})
+"""What the prefix command (an ssh client, usually) takes from the daemon's environment on
+top of the clean base, to authenticate; nothing else of the daemon's reaches it."""
 
 
 def remote_script(launch: Launch) -> str:
@@ -50,5 +54,8 @@ class PrefixExecutor(LocalExecutor):
         return prefixed_command(self.prefix, launch), str(launch.files.dir)
 
     def environment(self, launch: Launch) -> dict[str, str]:
-        """The job's environment travels inside the remote script, not to the local ssh."""
-        return dict(os.environ)
+        """The job's environment travels inside the remote script, not to the local ssh,
+        which gets the clean base and its authentication (a prefix may also run locally,
+        e.g. ``sh -c``: the daemon's secrets must not reach it either)."""
+        return {**base_environment(), **{name: value for name, value in os.environ.items()
+                                         if name in TRANSPORT_ENV_NAMES}}
