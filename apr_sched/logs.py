@@ -13,10 +13,15 @@ Every file created per job costs real time on a slow disk or NFS, so there are o
 
 Logs of APR runs reach gigabytes, so nothing here reads a whole file: ``tail_lines`` reads
 fixed-size blocks backwards from the end, ``read_from`` reads only what was appended.
+
+A job's output may hold secrets, so the ``logs`` tree is owner-only whatever the umask:
+``prepare_attempt`` makes (or tightens) ``logs`` and ``logs/<job_id>`` to 0700 and
+``open_log`` creates the log 0600.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from dataclasses import dataclass
@@ -29,6 +34,8 @@ __all__ = [
     "TAIL_MAX_BYTES",
     "AttemptFiles",
     "attempt_files",
+    "open_log",
+    "prepare_attempt",
     "read_from",
     "read_lines_from",
     "read_rc",
@@ -69,6 +76,44 @@ def attempt_files(state_dir: Path, job_id: str, attempt: int) -> AttemptFiles:
         log=job_dir / f"{attempt}.log",
         rc=job_dir / f"{attempt}.rc",
     )
+
+
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+
+
+def _private_dir(path: Path) -> None:
+    """``path`` exists as a directory only its owner can enter; an existing one of ours is
+    tightened (mkdir's mode is filtered by the umask, so it is set again explicitly)."""
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=PRIVATE_DIR_MODE)
+    st = path.stat()
+    if st.st_mode & 0o777 != PRIVATE_DIR_MODE and st.st_uid == os.geteuid():
+        os.chmod(path, PRIVATE_DIR_MODE)
+
+
+def prepare_attempt(files: AttemptFiles) -> None:
+    """Create the attempt's directory (and ``logs`` above it) owner-only, before anything
+    is written there."""
+    files.dir.parent.parent.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    _private_dir(files.dir.parent)
+    _private_dir(files.dir)
+
+
+def open_log(files: AttemptFiles) -> int:
+    """An append-only descriptor on the attempt's log, created 0600 whatever the umask
+    (an existing log of ours is tightened too). The caller closes it."""
+    prepare_attempt(files)
+    fd = os.open(files.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
+                 PRIVATE_FILE_MODE)
+    try:
+        st = os.fstat(fd)
+        if st.st_mode & 0o777 != PRIVATE_FILE_MODE and st.st_uid == os.geteuid():
+            os.fchmod(fd, PRIVATE_FILE_MODE)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
 
 
 def tail_lines(path: Path, n: int, *, max_bytes: int = TAIL_MAX_BYTES,

@@ -260,6 +260,8 @@ class Scheduler:
         self._closing = True  # no dispatch from here on
         if stop_jobs:
             for run in self._runs.all():
+                if not self._runs.is_current(run):  # ended while another was signalled
+                    continue
                 try:
                     await self._stop_running(self._jobs[run.job_id], run)
                 except AprError as exc:
@@ -426,7 +428,7 @@ class Scheduler:
             return SshExecutor(host.host_id, target, host.remote_spool,
                                on_reachable=self._host_reachable, on_load=self._host_load)
         if host.executor_prefix:
-            return PrefixExecutor(host.host_id, host.executor_prefix)
+            return PrefixExecutor(host.host_id, host.executor_prefix, host.remote_spool)
         return LocalExecutor(host.host_id)
 
     async def register_host(self, spec: HostSpec | Mapping[str, Any]) -> tuple[Host, bool]:
