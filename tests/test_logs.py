@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+import stat
 import subprocess
 import sys
 import time
@@ -15,6 +17,7 @@ from apr_sched.logs import (
     BLOCK_SIZE,
     AttemptFiles,
     attempt_files,
+    open_log,
     read_from,
     read_rc,
     tail_lines,
@@ -282,3 +285,34 @@ def test_read_rc_written_by_a_real_shell(tmp_path: Path) -> None:
     rc = tmp_path / "1.rc"
     subprocess.run(["sh", "-c", 'sh -c "exit 7"; echo $? > "$1"', "sh", str(rc)], check=True)
     assert read_rc(rc) == 7
+
+
+# --- private files -----------------------------------------------------------------------
+
+def test_open_log_is_owner_only_whatever_the_umask(tmp_path: Path) -> None:
+    files = attempt_files(tmp_path / "state", "j1", 1)
+    old = os.umask(0)
+    try:
+        fd = open_log(files)
+        os.close(fd)
+    finally:
+        os.umask(old)
+    modes = [stat.S_IMODE(p.stat().st_mode) for p in (files.dir.parent, files.dir, files.log)]
+    assert modes == [0o700, 0o700, 0o600]
+
+
+def test_open_log_tightens_what_an_older_version_left_open(tmp_path: Path) -> None:
+    files = attempt_files(tmp_path / "state", "j1", 1)
+    files.dir.mkdir(parents=True)
+    for path in (files.dir.parent, files.dir):
+        path.chmod(0o755)
+    files.log.write_bytes(b"old\n")
+    files.log.chmod(0o644)
+    fd = open_log(files)
+    try:
+        os.write(fd, b"new\n")
+    finally:
+        os.close(fd)
+    assert files.log.read_bytes() == b"old\nnew\n"  # appended, never truncated
+    modes = [stat.S_IMODE(p.stat().st_mode) for p in (files.dir.parent, files.dir, files.log)]
+    assert modes == [0o700, 0o700, 0o600]

@@ -19,12 +19,18 @@ import hashlib
 import os
 import re
 import select
+import subprocess
 import time
 from pathlib import Path
 
-__all__ = ["AttemptCgroup", "attempts_root", "cgroup2_mount", "cgroup_dir", "own_cgroup"]
+__all__ = [
+    "AttemptCgroup", "attempts_root", "cgroup2_mount", "cgroup_dir", "own_cgroup",
+    "remove_stale",
+]
 
 ROOT_NAME = "apr-sched"
+STALE_AFTER_SEC = 60.0
+"""An empty attempt cgroup older than this is a leftover (its wrapper enters it at once)."""
 
 _OCTAL = re.compile(r"\\([0-7]{3})")
 
@@ -61,7 +67,12 @@ def cgroup_dir(mount: Path, mount_root: str, path: str) -> Path | None:
 
 @functools.cache
 def attempts_root() -> Path | None:
-    """``<our cgroup>/apr-sched`` when attempts can get cgroups here, else None (cached)."""
+    """``<our cgroup>/apr-sched`` when attempts can get cgroups here, else None (cached).
+
+    Usable means: we can make a cgroup there and really move a process into it (being
+    allowed to write ``cgroup.procs`` is not enough: the move also needs write access
+    higher up), and it has ``cgroup.kill``.
+    """
     try:
         found = cgroup2_mount(Path("/proc/self/mountinfo").read_text())
         own = own_cgroup(Path("/proc/self/cgroup").read_text())
@@ -74,17 +85,46 @@ def attempts_root() -> Path | None:
         return None
     root = base / ROOT_NAME
     try:
-        root.mkdir(exist_ok=True)
-        probe = root / f"probe-{os.getpid()}"
-        probe.mkdir(exist_ok=True)
-        try:
-            usable = (probe / "cgroup.kill").exists() and os.access(probe / "cgroup.procs",
-                                                                    os.W_OK)
-        finally:
-            probe.rmdir()
+        root.mkdir(mode=0o700, exist_ok=True)
+        if root.stat().st_uid == os.geteuid():
+            os.chmod(root, 0o700)
+        return root if _can_move_into(root / f"probe-{os.getpid()}") else None
     except OSError:
         return None
-    return root if usable else None
+
+
+def _can_move_into(probe: Path) -> bool:
+    probe.mkdir(exist_ok=True)
+    try:
+        if not (probe / "cgroup.kill").exists():
+            return False
+        moved = subprocess.run(
+            ["/bin/sh", "-c", 'echo "$$" >"$0"', str(probe / "cgroup.procs")],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            check=False)
+        return moved.returncode == 0
+    finally:
+        probe.rmdir()
+
+
+def remove_stale(root: Path, older_than_sec: float = STALE_AFTER_SEC) -> int:
+    """Remove empty attempt cgroups made more than ``older_than_sec`` ago (ended attempts
+    whose leftovers died later); returns how many. A cgroup in use is never empty, and a
+    fresh one may be waiting for its wrapper, so both are left alone."""
+    removed = 0
+    cutoff = time.time() - older_than_sec
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return 0
+    for entry in entries:
+        try:
+            if entry.is_dir(follow_symlinks=False) and entry.stat().st_ctime < cutoff:
+                os.rmdir(entry.path)
+                removed += 1
+        except OSError:  # populated (EBUSY), or gone already
+            continue
+    return removed
 
 
 class AttemptCgroup:

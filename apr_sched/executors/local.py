@@ -17,16 +17,19 @@ import dataclasses
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 from apr_sched.executors.base import RUN_MARKER, ExitStatus, Launch, RunHandle, StartFailed
-from apr_sched.executors.cgroup import AttemptCgroup, attempts_root
+from apr_sched.executors.cgroup import AttemptCgroup, attempts_root, remove_stale
 from apr_sched.executors.contain import marker_entry, marker_value, signal_processes
 from apr_sched.executors.wrapper import WRAPPER_ARGV0, wrapper_argv
 from apr_sched.logs import AttemptFiles, open_log, read_rc
 
 CGROUP_EMPTY_TIMEOUT_SEC = 2.0
 """How long a SIGKILL sweep waits for the attempt's cgroup to empty before leaving it."""
+STALE_CGROUPS_EVERY_SEC = 600.0
+"""How often a start also removes empty cgroups of ended attempts (leftovers died later)."""
 
 
 def signal_name(signum: int) -> str:
@@ -75,9 +78,13 @@ class LocalExecutor:
         self.cgroups = cgroups
         """Give each attempt a cgroup when the host allows it (else the marker alone)."""
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._next_cleanup = 0.0
 
     def open(self) -> None:
-        """Nothing to connect to: jobs run here."""
+        """Nothing to connect to: jobs run here. (Finds out once whether attempts can get
+        cgroups here, which starts one short probe process.)"""
+        if self.cgroups:
+            attempts_root()
 
     def control_refusal(self) -> str | None:
         return None
@@ -99,6 +106,7 @@ class LocalExecutor:
         return None if root is None else AttemptCgroup(root, job_id, attempt, str(files.rc))
 
     async def start(self, launch: Launch) -> RunHandle:
+        await self._remove_stale_cgroups()
         files = launch.files
         command, workdir = self.command_line(launch)
         try:
@@ -130,6 +138,13 @@ class LocalExecutor:
             os.close(log_fd)
         self._children[proc.pid] = proc
         return RunHandle(launch.job_id, launch.attempt, proc.pid, files)
+
+    async def _remove_stale_cgroups(self) -> None:
+        root = attempts_root() if self.cgroups else None
+        if root is None or time.monotonic() < self._next_cleanup:
+            return
+        self._next_cleanup = time.monotonic() + STALE_CGROUPS_EVERY_SEC
+        await asyncio.to_thread(remove_stale, root)
 
     async def signal(self, handle: RunHandle, signum: int) -> None:
         """The wrapper's group at once, then the attempt's cgroup and marked processes

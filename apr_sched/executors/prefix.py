@@ -201,10 +201,12 @@ class PrefixExecutor(LocalExecutor):
         try:
             async with asyncio.timeout(CONTROL_TIMEOUT_SEC):
                 out, err = await proc.communicate()
-        except TimeoutError:
+        except (TimeoutError, asyncio.CancelledError) as exc:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            await proc.wait()
+            await asyncio.shield(proc.wait())
+            if isinstance(exc, asyncio.CancelledError):
+                raise
             raise HostUnavailable(
                 f"cannot send {what}: executor_prefix {self.prefix!r} did not answer within "
                 f"{CONTROL_TIMEOUT_SEC:g}s", {"host_id": self.host_id}) from None
@@ -251,6 +253,10 @@ class PrefixExecutor(LocalExecutor):
                     handle.job_id, handle.attempt, self.host_id, reason)
 
     async def close(self) -> None:
-        for task in list(self._sweeps):
+        """Sweeps still retrying are abandoned (the daemon is going away); the jobs
+        themselves are left alone, as on a local host."""
+        sweeps = list(self._sweeps)
+        for task in sweeps:
             task.cancel()
+        await asyncio.gather(*sweeps, return_exceptions=True)
         await super().close()
