@@ -876,8 +876,10 @@ class Scheduler:
             self._wake()
             return self._job_view(job)
         run = self._control_target("resume", job)
-        if not await self._runs.signal(run, signal.SIGCONT) or not self._is_live(run, job,
-                                                                                 "resume"):
+        signalled = await self._runs.signal(run, signal.SIGCONT)
+        if signalled and not self._runs.is_current(run):  # resumed, then it ended meanwhile
+            return self._job_view(job)
+        if not signalled or not self._is_live(run, job, "resume"):
             raise transitions.illegal("resume", job)
         now = utcnow()
         try:
