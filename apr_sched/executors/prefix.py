@@ -29,7 +29,7 @@ import shlex
 import signal
 
 from apr_sched.executors.base import RUN_MARKER, ExitStatus, Launch, RunHandle
-from apr_sched.executors.local import LocalExecutor
+from apr_sched.executors.local import LocalExecutor, is_our_wrapper
 from apr_sched.executors.ssh import HostUnavailable
 from apr_sched.executors.wrapper import WRAPPER_ARGV0, WRAPPER_SCRIPT
 
@@ -186,6 +186,10 @@ class PrefixExecutor(LocalExecutor):
             return
         try:
             await self.control(handle, signum)
+        except HostUnavailable:
+            if not is_our_wrapper(handle.pgid, handle.files):
+                self._sweep_soon(handle)  # the attempt has ended: retry in the background
+            raise
         finally:
             await self.signal_local(handle, signum)
 
