@@ -115,6 +115,22 @@ async def test_pause_and_resume_reach_every_remote_process(ssh_hosts, make_sched
     await nothing_left(host, job.job_id)
 
 
+async def test_a_paused_job_acts_on_the_stop_at_once(ssh_hosts, make_scheduler):
+    """SIGTERM goes out with a SIGCONT in the same invocation of the prefix, so a paused job
+    ends by the SIGTERM, long before the SIGKILL after the (long) grace."""
+    (host,) = ssh_hosts(1)
+    s = await make_scheduler(hosts=[prefix_spec(host)], stop_grace_sec=60)
+    job = await s.submit({"command": "sleep 300"})
+    entry = remote_entry(host, job.job_id)
+    await wait_until(lambda: marked(entry), timeout=10)
+    assert (await s.pause(job.job_id)).status is JobStatus.PAUSED
+    await wait_until(lambda: all(proc_state(p) == "T" for p in marked(entry)))
+    await s.stop(job.job_id)
+    done = await s.wait(job.job_id, 15)
+    assert done.status is JobStatus.STOPPED and done.signal == "SIGTERM"
+    await nothing_left(host, job.job_id)
+
+
 async def test_output_exit_code_env_and_workdir_cross_the_prefix(ssh_hosts, make_scheduler,
                                                                  tmp_path):
     (host,) = ssh_hosts(1)

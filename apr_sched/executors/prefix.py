@@ -42,6 +42,7 @@ SWEEP_TRIES = 10
 SWEEP_FIRST_RETRY_SEC = 1.0
 SWEEP_MAX_RETRY_SEC = 60.0
 """A sweep after a lost connection tries for about six minutes before giving up."""
+_CONT_SENT = "cont_sent_with_term"
 SSH_FAILURE = 255
 """ssh's own exit code: the connection failed or dropped, so the job may still run there."""
 
@@ -114,9 +115,9 @@ while [ "$apr_pass" -lt 8 ]; do
     if [ "$apr_group" -gt 1 ] && [ "$apr_group" != "$apr_own_group" ] && apr_marked "$apr_group"
     then
       apr_groups="$apr_groups$apr_group "
-      kill -s {signal} -- "-$apr_group" 2>/dev/null
+      kill -s {signal} -- "-$apr_group" 2>/dev/null{then_group}
     else
-      kill -s {signal} "$apr_pid" 2>/dev/null
+      kill -s {signal} "$apr_pid" 2>/dev/null{then_pid}
     fi
   done
   [ "$apr_new" = 1 ] && [ {repeat} = 1 ] || break
@@ -153,7 +154,12 @@ def control_script(spool: str, job_id: str, attempt: int, signum: int) -> str:
     """The shell text that signals every remote process of one attempt and says how many."""
     name = signal.Signals(signum).name.removeprefix("SIG")
     repeat = 1 if signum in (signal.SIGSTOP, signal.SIGKILL) else 0
-    return _spool_lines(spool, job_id, attempt) + _CONTROL.format(signal=name, repeat=repeat)
+    then_group = then_pid = ""
+    if signum == signal.SIGTERM:  # a paused job must be able to act on it
+        then_group = '; kill -s CONT -- "-$apr_group" 2>/dev/null'
+        then_pid = '; kill -s CONT "$apr_pid" 2>/dev/null'
+    return _spool_lines(spool, job_id, attempt) + _CONTROL.format(
+        signal=name, repeat=repeat, then_group=then_group, then_pid=then_pid)
 
 
 def prefixed_command(prefix: str, launch: Launch, spool: str = DEFAULT_SPOOL) -> str:
@@ -180,9 +186,15 @@ class PrefixExecutor(LocalExecutor):
 
     async def signal(self, handle: RunHandle, signum: int) -> None:
         """Signals go to the remote processes; SIGKILL also ends the local prefix process,
-        so an attempt ends even when its host cannot be reached."""
+        so an attempt ends even when its host cannot be reached. SIGTERM goes with a
+        SIGCONT, so the SIGCONT a stop sends right after it costs no second connection."""
+        cont_sent = handle.extra.pop(_CONT_SENT, None)
+        if signum == signal.SIGCONT and cont_sent:
+            return  # it went with the SIGTERM just before: no second connection
         if signum != signal.SIGKILL:
             await self.control(handle, signum)
+            if signum == signal.SIGTERM:
+                handle.extra[_CONT_SENT] = "1"
             return
         try:
             await self.control(handle, signum)
