@@ -13,22 +13,42 @@ Every file created per job costs real time on a slow disk or NFS, so there are o
 
 Logs of APR runs reach gigabytes, so nothing here reads a whole file: ``tail_lines`` reads
 fixed-size blocks backwards from the end, ``read_from`` reads only what was appended.
+
+A job's output may hold secrets, so the ``logs`` tree is owner-only whatever the umask:
+``prepare_attempt`` makes (or tightens) ``logs`` and ``logs/<job_id>`` to 0700 and
+``open_log`` creates the log 0600.
+
+A log may have a size limit (``limit_log``). The job keeps writing straight to its file (no
+daemon pipe: jobs outlive the daemon), and the limit is applied to the file in place: the
+head stays, a notice line follows it, the middle becomes a hole (``fallocate`` punch: its
+disk space is released, every byte offset stays valid, so followers and the SSH log resume
+are unaffected) and the tail stays. The readers here skip that hole.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import functools
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from apr_sched.models import is_valid_id
 
 __all__ = [
     "BLOCK_SIZE",
+    "LOG_LIMIT_NOTICE",
     "TAIL_MAX_BYTES",
     "AttemptFiles",
+    "LogTrim",
     "attempt_files",
+    "dropped_range",
+    "limit_log",
+    "open_log",
+    "prepare_attempt",
     "read_from",
     "read_lines_from",
     "read_rc",
@@ -71,6 +91,44 @@ def attempt_files(state_dir: Path, job_id: str, attempt: int) -> AttemptFiles:
     )
 
 
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+
+
+def _private_dir(path: Path) -> None:
+    """``path`` exists as a directory only its owner can enter; an existing one of ours is
+    tightened (mkdir's mode is filtered by the umask, so it is set again explicitly)."""
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=PRIVATE_DIR_MODE)
+    st = path.stat()
+    if st.st_mode & 0o777 != PRIVATE_DIR_MODE and st.st_uid == os.geteuid():
+        os.chmod(path, PRIVATE_DIR_MODE)
+
+
+def prepare_attempt(files: AttemptFiles) -> None:
+    """Create the attempt's directory (and ``logs`` above it) owner-only, before anything
+    is written there."""
+    files.dir.parent.parent.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    _private_dir(files.dir.parent)
+    _private_dir(files.dir)
+
+
+def open_log(files: AttemptFiles) -> int:
+    """An append-only descriptor on the attempt's log, created 0600 whatever the umask
+    (an existing log of ours is tightened too). The caller closes it."""
+    prepare_attempt(files)
+    fd = os.open(files.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
+                 PRIVATE_FILE_MODE)
+    try:
+        st = os.fstat(fd)
+        if st.st_mode & 0o777 != PRIVATE_FILE_MODE and st.st_uid == os.geteuid():
+            os.fchmod(fd, PRIVATE_FILE_MODE)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
 def tail_lines(path: Path, n: int, *, max_bytes: int = TAIL_MAX_BYTES,
                end: int | None = None) -> list[str]:
     """The last ``n`` lines of ``path``, read backwards in blocks: cheap on a 1 GB log.
@@ -103,17 +161,19 @@ def tail_lines(path: Path, n: int, *, max_bytes: int = TAIL_MAX_BYTES,
         # Separators needed before the oldest wanted line; the file's final newline
         # ends the last line and separates nothing.
         wanted = n + 1 if trailing_newline else n
-        floor = max(0, end - max_bytes)
+        budget = max_bytes
         blocks: list[bytes] = []
         found = 0
-        pos = end
-        while pos > floor and found < wanted:
-            start = max(floor, pos - BLOCK_SIZE)
-            f.seek(start)
-            block = f.read(pos - start)
-            blocks.append(block)
-            found += block.count(b"\n")
-            pos = start
+        for low, high in reversed(_kept_spans(f.fileno(), end)):
+            pos = high
+            while pos > low and found < wanted and budget > 0:
+                start = max(low, pos - BLOCK_SIZE, pos - budget)
+                f.seek(start)
+                block = f.read(pos - start)
+                blocks.append(block)
+                found += block.count(b"\n")
+                budget -= pos - start
+                pos = start
     data = b"".join(reversed(blocks))
     if trailing_newline:
         data = data[:-1]
@@ -138,17 +198,22 @@ def tail_with_offset(path: Path, n: int, *, complete_only: bool) -> tuple[list[s
 
 
 def _after_last_newline(path: Path, size: int, limit: int = 1 << 20) -> int:
-    """Offset just past the last newline before ``size`` (``size`` if none in ``limit``)."""
+    """Offset just past the last newline before ``size`` (``size`` if none in ``limit``;
+    the start of the kept tail if none in it)."""
     with open(path, "rb") as f:
+        low, fallback = max(0, size - limit), (0 if size <= limit else size)
+        dropped = dropped_range(f.fileno(), size)
+        if dropped is not None and dropped[1] > low:
+            low = fallback = dropped[1]
         pos = size
-        while pos > max(0, size - limit):
-            start = max(0, pos - BLOCK_SIZE)
+        while pos > low:
+            start = max(low, pos - BLOCK_SIZE)
             f.seek(start)
             index = f.read(pos - start).rfind(b"\n")
             if index >= 0:
                 return start + index + 1
             pos = start
-    return 0 if size <= limit else size
+    return fallback
 
 
 def read_from(path: Path, offset: int, max_bytes: int = 1 << 20) -> tuple[bytes, int]:
@@ -157,7 +222,8 @@ def read_from(path: Path, offset: int, max_bytes: int = 1 << 20) -> tuple[bytes,
     For following a growing log: call again with the returned offset. A missing file gives
     ``(b"", offset)``. If the file is now shorter than ``offset`` it was truncated or
     replaced, so reading starts again from 0, as ``tail -F`` does; a returned offset
-    smaller than the one passed tells the caller this happened.
+    smaller than the one passed tells the caller this happened. The dropped middle of a
+    limited log is skipped (the offset jumps over it).
     """
     if offset < 0:
         raise ValueError(f"offset must be >= 0, got {offset}")
@@ -171,8 +237,15 @@ def read_from(path: Path, offset: int, max_bytes: int = 1 << 20) -> tuple[bytes,
         size = f.seek(0, os.SEEK_END)
         if size < offset:
             offset = 0
+        stop = size
+        dropped = dropped_range(f.fileno(), size)
+        if dropped is not None:
+            if dropped[0] <= offset < dropped[1]:
+                offset = dropped[1]  # the dropped middle of a limited log: skip it
+            elif offset < dropped[0]:
+                stop = dropped[0]
         f.seek(offset)
-        data = f.read(max_bytes)
+        data = f.read(max(0, min(max_bytes, stop - offset)))
     return data, offset + len(data)
 
 
@@ -181,7 +254,8 @@ def read_lines_from(path: Path, offset: int, max_bytes: int = 1 << 20, *,
     """Complete lines appended after byte ``offset`` and the offset to continue from.
     While the writer runs, an unfinished last line is held back until it is complete."""
     data, end = read_from(path, offset, max_bytes)
-    partial = not data.endswith(b"\n") and len(data) == end - offset and len(data) < max_bytes
+    not_restarted = end - len(data) >= offset
+    partial = not data.endswith(b"\n") and not_restarted and len(data) < max_bytes
     if partial and not (writer_done and end >= _size(path)):
         cut = data.rfind(b"\n") + 1
         end -= len(data) - cut
@@ -190,6 +264,102 @@ def read_lines_from(path: Path, offset: int, max_bytes: int = 1 << 20, *,
     if lines and lines[-1] == "":
         lines.pop()
     return lines, end
+
+
+# --- size limit ----------------------------------------------------------------------------
+
+LOG_LIMIT_NOTICE = ("\n[apr_sched: this log reached its size limit of {limit} bytes: what "
+                    "followed is dropped, except the last {tail} bytes, below]")
+
+_FALLOC_FL_KEEP_SIZE = 0x01
+_FALLOC_FL_PUNCH_HOLE = 0x02
+
+
+@dataclass(frozen=True, slots=True)
+class LogTrim:
+    """What ``limit_log`` dropped: bytes ``dropped[0]`` to ``dropped[1]`` (a hole now).
+    ``first``: the limit was reached just now (the notice was written; tell the events)."""
+
+    dropped: tuple[int, int]
+    first: bool
+
+
+def dropped_range(fd: int, size: int) -> tuple[int, int] | None:
+    """The hole ``limit_log`` punched in a log (its first hole), or None. A log written by
+    appending has no other hole."""
+    try:
+        start = os.lseek(fd, 0, os.SEEK_HOLE)
+    except OSError:
+        return None
+    if start >= size:
+        return None
+    try:
+        end = os.lseek(fd, start, os.SEEK_DATA)
+    except OSError:  # ENXIO: a hole up to the end
+        end = size
+    return start, end
+
+
+def _kept_spans(fd: int, end: int) -> list[tuple[int, int]]:
+    """The byte ranges below ``end`` that hold output: all of it, or head and tail."""
+    dropped = dropped_range(fd, end)
+    if dropped is None:
+        return [(0, end)]
+    return [(0, dropped[0])] + ([(dropped[1], end)] if dropped[1] < end else [])
+
+
+def limit_log(path: Path, max_bytes: int, keep_tail: int | None = None) -> LogTrim | None:
+    """Keep a log that is still being appended to near ``max_bytes``: the first
+    ``max_bytes - keep_tail`` bytes stay, then a notice line, then a hole, then (at least)
+    the last ``keep_tail`` bytes (default half). Call it again as the log grows; it only
+    extends the hole. Returns None when there is nothing to drop yet. Raises OSError where
+    the filesystem cannot punch holes (``EOPNOTSUPP``: NFSv3, ...).
+
+    The hole is block-aligned, so no stray zero bytes appear; the bytes between the notice
+    and the hole are spaces. The writer is never disturbed: only bytes below the size seen
+    at the start are touched, and appends go past it.
+    """
+    keep_tail = max_bytes // 2 if keep_tail is None else keep_tail
+    if not 0 < keep_tail < max_bytes:
+        raise ValueError(f"need 0 < keep_tail < max_bytes, got {keep_tail} and {max_bytes}")
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        size, block = st.st_size, st.st_blksize or 4096
+        if size <= max_bytes:
+            return None
+        hole_end = (size - keep_tail) // block * block
+        dropped = dropped_range(fd, size)
+        if dropped is not None:
+            if hole_end <= dropped[1]:
+                return None
+            _punch_hole(fd, dropped[0], hole_end - dropped[0])
+            return LogTrim((dropped[0], hole_end), first=False)
+        head = max_bytes - keep_tail
+        notice = LOG_LIMIT_NOTICE.format(limit=max_bytes, tail=keep_tail).encode()
+        hole_start = -(-(head + len(notice) + 1) // block) * block
+        if hole_end <= hole_start:
+            return None  # not enough to drop a whole block yet
+        os.pwrite(fd, notice + b" " * (hole_start - head - len(notice) - 1) + b"\n", head)
+        _punch_hole(fd, hole_start, hole_end - hole_start)
+        return LogTrim((hole_start, hole_end), first=True)
+    finally:
+        os.close(fd)
+
+
+@functools.cache
+def _fallocate() -> Any:
+    libc = ctypes.CDLL(None, use_errno=True)
+    fallocate = libc.fallocate
+    fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    fallocate.restype = ctypes.c_int
+    return fallocate
+
+
+def _punch_hole(fd: int, offset: int, length: int) -> None:
+    if _fallocate()(fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, offset, length) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"cannot drop the middle of the log: {os.strerror(err)}")
 
 
 def _size(path: Path) -> int:

@@ -270,6 +270,8 @@ class Scheduler:
         self._closing = True  # no dispatch from here on
         if stop_jobs:
             for run in self._runs.all():
+                if not self._runs.is_current(run):  # ended while another was signalled
+                    continue
                 try:
                     await self._stop_running(self._jobs[run.job_id], run)
                 except AprError as exc:
@@ -439,7 +441,7 @@ class Scheduler:
             return SshExecutor(host.host_id, target, host.remote_spool,
                                on_reachable=self._host_reachable, on_load=self._host_load)
         if host.executor_prefix:
-            return PrefixExecutor(host.host_id, host.executor_prefix)
+            return PrefixExecutor(host.host_id, host.executor_prefix, host.remote_spool)
         return self._local_executor(host.host_id)
 
     async def register_host(self, spec: HostSpec | Mapping[str, Any]) -> tuple[Host, bool]:
@@ -908,8 +910,10 @@ class Scheduler:
             self._wake()
             return self._job_view(job)
         run = self._control_target("resume", job)
-        if not await self._runs.signal(run, signal.SIGCONT) or not self._is_live(run, job,
-                                                                                 "resume"):
+        signalled = await self._runs.signal(run, signal.SIGCONT)
+        if signalled and not self._runs.is_current(run):  # resumed, then it ended meanwhile
+            return self._job_view(job)
+        if not signalled or not self._is_live(run, job, "resume"):
             raise transitions.illegal("resume", job)
         now = utcnow()
         try:

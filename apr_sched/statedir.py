@@ -6,6 +6,10 @@ to clean up after a crash or ``kill -9``. ``<state_dir>/scheduler.json`` says wh
 (pid, host, start time, and later the HTTP url), for error messages and for clients that
 want to attach.
 
+The state dir holds job output and environments, so it is owner-only: created 0700, and an
+existing one of ours (say made by ``mkdir -p`` under umask 022) is tightened to 0700 when
+the lock is taken. One owned by someone else is left as it is, with a warning.
+
 The lock file is opened close-on-exec: jobs outlive the scheduler by design, and a job that
 inherited the descriptor would keep the lock after the scheduler died. The lock file itself
 is never deleted; removing it would let two schedulers lock two different inodes.
@@ -16,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import socket
 import time
@@ -27,6 +32,8 @@ from apr_sched.errors import StateDirLocked
 from apr_sched.models import utcnow
 
 __all__ = ["LOCK_FILE", "OWNER_FILE", "StateDirLock", "read_owner"]
+
+log = logging.getLogger("apr_sched.statedir")
 
 LOCK_FILE = "scheduler.lock"
 OWNER_FILE = "scheduler.json"
@@ -74,6 +81,7 @@ class StateDirLock:
         }
         json.dumps(record)  # refuse what cannot be recorded before taking anything
         self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _make_private(self.state_dir)
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             if not _try_lock(fd, fcntl.LOCK_EX, _CONTENTION_GRACE_SEC):
@@ -148,6 +156,18 @@ def read_owner(state_dir: Path) -> dict[str, Any] | None:
         return _read_owner_file(Path(state_dir) / OWNER_FILE) or {}
     finally:
         os.close(fd)
+
+
+def _make_private(state_dir: Path) -> None:
+    """Set our own state dir to 0700; warn about one we do not own (left as it is)."""
+    st = state_dir.stat()
+    if st.st_mode & 0o777 == 0o700:
+        return
+    if st.st_uid == os.geteuid():
+        os.chmod(state_dir, 0o700)
+    elif st.st_mode & 0o077:
+        log.warning("state dir %s (mode %o) belongs to uid %d, not to us: it stays open to "
+                    "others", state_dir, st.st_mode & 0o777, st.st_uid)
 
 
 def _try_lock(fd: int, mode: int, grace_sec: float) -> bool:

@@ -78,8 +78,9 @@ class CrashingScheduler:
 async def test_stop_under_way_is_carried_out_after_kill_9(make_scheduler, state_dir):
     child = CrashingScheduler(state_dir, f"""
         job = await s.submit({{"command": {IGNORES_TERM!r}}})
-        await until(lambda: s._jobs[job.job_id].pgid)
-        await s.stop(job.job_id)
+        log = s.state_dir / "logs" / job.job_id / "1.log"
+        await until(lambda: s._jobs[job.job_id].pgid and b"started" in log.read_bytes())
+        await s.stop(job.job_id)  # after its TERM trap is set: it must outlive SIGTERM
         say(job_id=job.job_id, pgid=s._jobs[job.job_id].pgid)
     """, grace=3.0)
     facts = child.read()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+import stat
 import subprocess
 import sys
 import time
@@ -13,11 +15,17 @@ import pytest
 
 from apr_sched.logs import (
     BLOCK_SIZE,
+    LOG_LIMIT_NOTICE,
     AttemptFiles,
+    LogTrim,
     attempt_files,
+    limit_log,
+    open_log,
     read_from,
+    read_lines_from,
     read_rc,
     tail_lines,
+    tail_with_offset,
 )
 from tests.conftest import wait_until_sync
 
@@ -282,3 +290,107 @@ def test_read_rc_written_by_a_real_shell(tmp_path: Path) -> None:
     rc = tmp_path / "1.rc"
     subprocess.run(["sh", "-c", 'sh -c "exit 7"; echo $? > "$1"', "sh", str(rc)], check=True)
     assert read_rc(rc) == 7
+
+
+# --- private files -----------------------------------------------------------------------
+
+def test_open_log_is_owner_only_whatever_the_umask(tmp_path: Path) -> None:
+    files = attempt_files(tmp_path / "state", "j1", 1)
+    old = os.umask(0)
+    try:
+        fd = open_log(files)
+        os.close(fd)
+    finally:
+        os.umask(old)
+    modes = [stat.S_IMODE(p.stat().st_mode) for p in (files.dir.parent, files.dir, files.log)]
+    assert modes == [0o700, 0o700, 0o600]
+
+
+def test_open_log_tightens_what_an_older_version_left_open(tmp_path: Path) -> None:
+    files = attempt_files(tmp_path / "state", "j1", 1)
+    files.dir.mkdir(parents=True)
+    for path in (files.dir.parent, files.dir):
+        path.chmod(0o755)
+    files.log.write_bytes(b"old\n")
+    files.log.chmod(0o644)
+    fd = open_log(files)
+    try:
+        os.write(fd, b"new\n")
+    finally:
+        os.close(fd)
+    assert files.log.read_bytes() == b"old\nnew\n"  # appended, never truncated
+    modes = [stat.S_IMODE(p.stat().st_mode) for p in (files.dir.parent, files.dir, files.log)]
+    assert modes == [0o700, 0o700, 0o600]
+
+
+# --- size limit -----------------------------------------------------------------------------
+
+def read_all(path: Path) -> bytes:
+    """The log as a follower sees it, from offset 0 to the end, 4 KiB at a time."""
+    out, offset = b"", 0
+    while True:
+        data, offset = read_from(path, offset, 4096)
+        if not data:
+            return out
+        out += data
+
+
+def test_limit_log_keeps_head_notice_and_tail_of_a_log_being_written(tmp_path: Path) -> None:
+    log = tmp_path / "1.log"
+    count = 40_000  # ~430 KB of numbered lines, appended by a real shell while we trim
+    writer = subprocess.Popen(
+        ["sh", "-c", f'i=0; while [ $i -lt {count} ]; do i=$((i+1)); echo "line $i"; done '
+                     f'>>"$0"', str(log)])
+    limit, tail = 64 * 1024, 16 * 1024
+    trims: list[LogTrim] = []
+
+    def trim_until_done() -> bool:
+        done = writer.poll() is not None  # read before trimming: the last call sees it all
+        if log.exists() and (trim := limit_log(log, limit, tail)) is not None:
+            trims.append(trim)
+        return done
+
+    wait_until_sync(trim_until_done, timeout=60)
+    assert [t.first for t in trims][:1] == [True] and not any(t.first for t in trims[1:])
+    assert log.stat().st_size > 400_000
+    assert log.stat().st_blocks * 512 <= limit + 3 * 4096  # the middle's space is released
+    text = read_all(log).decode()
+    head, notice, rest = text.partition(LOG_LIMIT_NOTICE.format(limit=limit, tail=tail))
+    assert notice, "the log says what happened"
+    head_lines = head.split("\n")[:-1]  # the last piece was cut by the notice
+    assert head_lines == [f"line {i}" for i in range(1, len(head_lines) + 1)]
+    assert len(head) >= limit - tail - 20
+    kept = rest.lstrip(" \n").split("\n")[1:-1]  # drop the tail's first, partial line
+    first = int(kept[0].split()[1])
+    assert kept == [f"line {i}" for i in range(first, count + 1)]
+    assert len(rest) >= tail
+    assert tail_lines(log, 3) == [f"line {i}" for i in range(count - 2, count + 1)]
+    assert "\0" not in text
+
+
+def test_a_follower_crosses_the_dropped_middle_without_repeats(tmp_path: Path) -> None:
+    log = tmp_path / "1.log"
+    log.write_bytes(b"".join(b"line %d\n" % i for i in range(1, 3001)))
+    lines, offset = read_lines_from(log, 0, 1000, writer_done=False)  # a follower, mid-way
+    trim = limit_log(log, 8192, 4096)
+    assert trim is not None and trim.first
+    while True:
+        more, offset = read_lines_from(log, offset, 1000, writer_done=True)
+        if not more:
+            break
+        lines += more
+    assert lines[-1] == "line 3000"
+    numbered = [int(w.split()[1]) for w in lines if w.startswith("line ") and w[5:].isdigit()]
+    assert numbered == sorted(set(numbered))  # nothing twice, order kept
+    assert any("size limit of 8192 bytes" in w for w in lines)
+    assert tail_with_offset(log, 2, complete_only=True) == (
+        ["line 2999", "line 3000"], log.stat().st_size)
+
+
+def test_limit_log_waits_for_something_worth_dropping(tmp_path: Path) -> None:
+    log = write(tmp_path / "1.log", b"x" * 5000)
+    assert limit_log(log, 8192) is None  # under the limit
+    assert limit_log(log, 4096, 2048) is None  # over it, but not by a whole block yet
+    assert log.read_bytes() == b"x" * 5000
+    with pytest.raises(ValueError, match="keep_tail"):
+        limit_log(log, 4096, 4096)

@@ -138,8 +138,12 @@ async def test_stop_kills_every_child_the_command_forked(make_scheduler):
 
 async def test_stop_escalates_to_sigkill_after_grace(make_scheduler):
     s = await make_scheduler(stop_grace_sec=0.3)
-    job = await s.submit({"command": "trap '' TERM; sleep 300"})
-    await wait_until(lambda: s._jobs[job.job_id].pgid)
+    job = await s.submit({"command": "trap '' TERM; echo armed; sleep 300"})
+
+    async def armed() -> bool:  # a stop before the trap is set would end the job at once
+        return (await s.tail_log(job.job_id)).lines == ["armed"]
+
+    await wait_until(armed)
     t0 = time.monotonic()
     await s.stop(job.job_id)
     done = await s.wait(job.job_id, 10)
@@ -450,9 +454,9 @@ async def test_killed_wrapper_fails_the_job_and_leaves_no_process(make_scheduler
     await wait_until(lambda: group_members(pgid) == [], timeout=5)
 
 
-async def test_prefix_host_quotes_survive_and_pause_is_refused(make_scheduler, tmp_path):
+async def test_prefix_host_quotes_survive_and_pause_works(make_scheduler, tmp_path):
     prefix_host = HostSpec(host_id="remote", total_slots=2, total_cpu=2, total_memory_gb=1,
-                           executor_prefix="sh -c")
+                           executor_prefix="sh -c", remote_spool=str(tmp_path / "spool"))
     s = await make_scheduler(hosts=[prefix_host])
     nasty = "printf '%s\\n' \"a 'b' \\\"c\\\" $HOME_X\" && echo \"$APR_JOB_ID\"\necho 'line2 $x'"
     job = await s.submit({"command": nasty, "workdir": str(tmp_path),
@@ -463,8 +467,8 @@ async def test_prefix_host_quotes_survive_and_pause_is_refused(make_scheduler, t
         "a 'b' \"c\" $not-expanded", job.job_id, "line2 $x"]
     sleeper = await s.submit({"command": "sleep 30"})
     await wait_until(lambda: s._jobs[sleeper.job_id].pgid)
-    with pytest.raises(IllegalTransition, match=r"executor_prefix.*ssh"):
-        await s.pause(sleeper.job_id)
+    assert (await s.pause(sleeper.job_id)).status is JobStatus.PAUSED
+    assert (await s.resume(sleeper.job_id)).status is JobStatus.RUNNING
     await s.stop(sleeper.job_id)
     assert (await s.wait(sleeper.job_id, 10)).status is JobStatus.STOPPED
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from textual.widgets import DataTable
 
-from apr_sched import HostSpec, JobStatus, Scheduler
+from apr_sched import JobStatus, Scheduler
 from apr_tui.app import make_app
 from apr_tui.backend import InProcessBackend
 from apr_tui.screens.batch import BatchScreen
@@ -143,21 +143,24 @@ async def test_space_marks_several_jobs_and_p_pauses_all_marked(make_scheduler: 
 
 async def test_refusals_become_notifications_not_crashes(make_scheduler: Any,
                                                          tmp_path: Path) -> None:
-    """Pausing a job on an executor_prefix host is refused by the scheduler (it cannot
-    signal the remote group); with another job marked, one succeeds and one is refused."""
-    prefixed = HostSpec(host_id="viaprefix", total_slots=2, total_cpu=2, total_memory_gb=1,
-                        executor_prefix="sh -c", labels={"via": "prefix"})
-    scheduler = await start_scheduler(make_scheduler, hosts=[host("h1"), prefixed])
-    remote = await scheduler.submit(sleep_job(tmp_path, "remote", resource_request={
-        "host_labels": {"via": "prefix"}}))
-    remote_id = remote.job_id
+    """Pausing a job that is being stopped is refused by the scheduler; with another job
+    marked, one succeeds and one is refused."""
+    scheduler = await start_scheduler(make_scheduler, hosts=[host("h1")], stop_grace_sec=60)
+    stopping = await scheduler.submit({"command": "trap '' TERM; echo armed; sleep 300"})
+    remote_id = stopping.job_id
+
+    async def armed() -> bool:
+        return (await scheduler.tail_log(remote_id)).lines == ["armed"]
+
+    await wait_until(armed, 10)
+    await scheduler.stop(remote_id)  # it ignores SIGTERM: RUNNING until the SIGKILL
     local_id, local_pgid = await running_job(scheduler, tmp_path, "local")
     async with open_tui(InProcessBackend(scheduler)) as (app, pilot, seen):
         await wait_shown(app, remote_id, "RUNNING")
         await select(app, pilot, remote_id)
         await pilot.press("p")
         await wait_until(lambda: seen.errors, 5, message="a refusal notification")
-        assert "pause refused" in seen.errors[0] and "viaprefix" in seen.errors[0]
+        assert "pause refused" in seen.errors[0] and "being stopped" in seen.errors[0]
         assert (await scheduler.get_job(remote_id)).status is JobStatus.RUNNING
         await pilot.press("space")
         await select(app, pilot, local_id)

@@ -12,6 +12,11 @@ from typing import Protocol
 
 from apr_sched.logs import AttemptFiles
 
+RUN_MARKER = "APR_SCHED_RUN"
+"""Every process of an attempt has ``APR_SCHED_RUN=<absolute path of the attempt's rc file on
+its host>`` in its environment, so ``Executor.signal`` finds the ones that left the process
+group (``setsid``) through /proc, on local and remote hosts alike."""
+
 
 @dataclass(frozen=True, slots=True)
 class Launch:
@@ -67,7 +72,10 @@ class Executor(Protocol):
 
     async def start(self, launch: Launch) -> RunHandle: ...
 
-    async def signal(self, handle: RunHandle, signum: int) -> None: ...
+    async def signal(self, handle: RunHandle, signum: int) -> None:
+        """Send ``signum`` to the attempt's process group and to every process marked with
+        its ``RUN_MARKER`` (or in its cgroup). Works when the group is already gone, so a
+        last SIGKILL after the attempt ended sweeps what escaped it."""
 
     async def wait(self, handle: RunHandle) -> ExitStatus:
         """Return once the attempt has ended (cancellable: cancelling stops only the wait)."""

@@ -9,6 +9,10 @@ holds its own secrets, ``APR_SCHED_TOKEN`` among them): the names in ``BASE_ENV_
 (and ``LC_*``) from the daemon's environment, then what the job asks for, then the
 ``APR_*`` job variables. With ``run_as_owner`` (a root daemon) the wrapper is started as the
 job's owner, with the owner's groups, ``HOME``, ``USER``, ``LOGNAME`` and ``SHELL``.
+
+Each attempt's processes are marked with ``APR_SCHED_RUN`` and, where the host allows it,
+placed in a cgroup of their own (see ``contain.py`` and ``cgroup.py``), so a signal reaches
+the children that left the wrapper's process group too.
 """
 
 from __future__ import annotations
@@ -19,14 +23,22 @@ import dataclasses
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from apr_sched.executors.base import ExitStatus, Launch, RunHandle, StartFailed
+from apr_sched.executors.base import RUN_MARKER, ExitStatus, Launch, RunHandle, StartFailed
+from apr_sched.executors.cgroup import AttemptCgroup, attempts_root, remove_stale
+from apr_sched.executors.contain import marker_entry, marker_value, signal_processes
 from apr_sched.executors.wrapper import WRAPPER_ARGV0, wrapper_argv
 from apr_sched.identity import LocalAccount, local_account
-from apr_sched.logs import AttemptFiles, read_rc
+from apr_sched.logs import AttemptFiles, open_log, read_rc
+
+CGROUP_EMPTY_TIMEOUT_SEC = 2.0
+"""How long a SIGKILL sweep waits for the attempt's cgroup to empty before leaving it."""
+STALE_CGROUPS_EVERY_SEC = 600.0
+"""How often a start also removes empty cgroups of ended attempts (leftovers died later)."""
 
 BASE_ENV_NAMES = frozenset({"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE",
                             "TZ", "TERM", "TMPDIR"})
@@ -83,14 +95,21 @@ def _mtime(path: Path) -> float | None:
 class LocalExecutor:
     """Runs attempts as local processes under the sh wrapper."""
 
-    def __init__(self, host_id: str, *, run_as_owner: bool = False) -> None:
+    def __init__(self, host_id: str, *, run_as_owner: bool = False,
+                 cgroups: bool = True) -> None:
         self.host_id = host_id
         self.run_as_owner = run_as_owner
         """Start each wrapper as the job's owner (the daemon must be root)."""
+        self.cgroups = cgroups
+        """Give each attempt a cgroup when the host allows it (else the marker alone)."""
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._next_cleanup = 0.0
 
     def open(self) -> None:
-        """Nothing to connect to: jobs run here."""
+        """Nothing to connect to: jobs run here. (Finds out once whether attempts can get
+        cgroups here, which starts one short probe process.)"""
+        if self.cgroups:
+            attempts_root()
 
     def control_refusal(self) -> str | None:
         return None
@@ -121,21 +140,35 @@ class LocalExecutor:
         return {**env, **launch.env, "APR_JOB_ID": launch.job_id,
                 "APR_ATTEMPT": str(launch.attempt), "APR_HOST": launch.host_id}
 
+    def attempt_cgroup(self, job_id: str, attempt: int, files: AttemptFiles,
+                       ) -> AttemptCgroup | None:
+        """Where the attempt's cgroup is (or would be), or None without cgroups here."""
+        root = attempts_root() if self.cgroups else None
+        return None if root is None else AttemptCgroup(root, job_id, attempt, str(files.rc))
+
     async def start(self, launch: Launch) -> RunHandle:
+        await self._remove_stale_cgroups()
         files = launch.files
         command, workdir = self.command_line(launch)
         account = self.account(launch)
         try:
-            files.dir.mkdir(parents=True, exist_ok=True)
-            log_fd = os.open(files.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            log_fd = open_log(files)
         except OSError as exc:
             raise StartFailed(f"cannot open log {files.log}: {exc.strerror}") from exc
+        # a wrapper started as the owner could not move itself into our cgroup: marker only
+        cgroup = None if account is not None else self.attempt_cgroup(
+            launch.job_id, launch.attempt, files)
+        if cgroup is not None and not cgroup.create():
+            cgroup = None
+        argv = wrapper_argv(str(files.rc), workdir, command,
+                            str(cgroup.procs_file) if cgroup is not None else None)
+        env = {**self.environment(launch), RUN_MARKER: marker_value(files.rc)}
         try:
             if account is not None:
                 _hand_over(files, log_fd, account)
             proc = subprocess.Popen(
-                wrapper_argv(str(files.rc), workdir, command),
-                env=self.environment(launch),
+                argv,
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log_fd,
                 stderr=subprocess.STDOUT,
@@ -145,15 +178,50 @@ class LocalExecutor:
                 **_as_account(account),
             )
         except OSError as exc:
+            if cgroup is not None:
+                cgroup.remove()
             raise StartFailed(f"cannot start job wrapper: {exc.strerror}") from exc
         finally:
             os.close(log_fd)
         self._children[proc.pid] = proc
         return RunHandle(launch.job_id, launch.attempt, proc.pid, files)
 
+    async def _remove_stale_cgroups(self) -> None:
+        root = attempts_root() if self.cgroups else None
+        if root is None or time.monotonic() < self._next_cleanup:
+            return
+        self._next_cleanup = time.monotonic() + STALE_CGROUPS_EVERY_SEC
+        await asyncio.to_thread(remove_stale, root)
+
     async def signal(self, handle: RunHandle, signum: int) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(handle.pgid, signum)
+        """The wrapper's group at once, then the attempt's cgroup and marked processes
+        (in a thread: the /proc scan must not hold the event loop)."""
+        await self.signal_local(handle, signum)
+
+    async def signal_local(self, handle: RunHandle, signum: int) -> int:
+        """Signal the attempt's processes on this machine; returns how many were reached."""
+        signalled = []
+        if is_our_wrapper(handle.pgid, handle.files):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(handle.pgid, signum)
+                signalled.append(handle.pgid)
+        cgroup = self.attempt_cgroup(handle.job_id, handle.attempt, handle.files)
+        if cgroup is not None and not cgroup.path.is_dir():
+            cgroup = None
+        if cgroup is not None and signum == signal.SIGKILL:
+            cgroup.kill()
+        reached = await asyncio.to_thread(signal_processes, signum,
+                                          marker_entry(handle.files.rc),
+                                          cgroup.pids if cgroup is not None else None,
+                                          signalled)
+        if cgroup is not None and signum == signal.SIGKILL:
+            await asyncio.to_thread(cgroup.wait_empty, CGROUP_EMPTY_TIMEOUT_SEC)
+            cgroup.remove()
+        return reached
+
+    async def kill_leftovers(self, handle: RunHandle) -> None:
+        """The wrapper died without an rc file: make sure nothing of the job survives it."""
+        await self.signal_local(handle, signal.SIGKILL)
 
     async def wait(self, handle: RunHandle) -> ExitStatus:
         await self._wait_pid(handle.pgid)
@@ -165,10 +233,12 @@ class LocalExecutor:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(handle.pgid, os.WNOHANG)
         rc = read_rc(handle.files.rc)
+        cgroup = self.attempt_cgroup(handle.job_id, handle.attempt, handle.files)
+        if cgroup is not None:
+            cgroup.remove()  # stays while leftovers run: a later SIGKILL sweep removes it
         if rc is not None:
             return exit_status_from_rc(rc)
-        # No rc file: the wrapper itself died. Make sure nothing of the job survives it.
-        await self.signal(handle, signal.SIGKILL)
+        await self.kill_leftovers(handle)
         if wrapper_status is not None and wrapper_status < 0:
             return ExitStatus(
                 exit_code=None,
