@@ -138,6 +138,8 @@ class Scheduler:
         lock_info: extra facts recorded in the state-dir lock (e.g. the HTTP URL).
         run_as_owner: run each job on local hosts as its owner's account (the daemon must
             be root); a job whose owner has no local account is refused at submit.
+        job_cgroups: a cgroup per local attempt where the host allows it (else the
+            APR_SCHED_RUN marker alone finds a job's processes).
     """
 
     def __init__(
@@ -153,6 +155,7 @@ class Scheduler:
         durability: str = "full",
         lock_info: Mapping[str, Any] | None = None,
         run_as_owner: bool = False,
+        job_cgroups: bool = True,
     ) -> None:
         if run_as_owner and os.geteuid() != 0:
             raise InvalidInput("run_as_owner needs the daemon to run as root: only root can "
@@ -160,6 +163,7 @@ class Scheduler:
                                [{"field": "run_as_owner", "message": "needs root"}])
         self.state_dir = resolve_state_dir(state_dir)
         self.run_as_owner = run_as_owner
+        self.job_cgroups = job_cgroups
         self.stop_grace_sec = stop_grace_sec
         self.heartbeat_timeout_sec = heartbeat_timeout_sec
         self.host_lost_after_sec = host_lost_after_sec
@@ -213,6 +217,7 @@ class Scheduler:
             "retention": config.retention,
             "durability": config.durability,
             "run_as_owner": config.run_as_owner,
+            "job_cgroups": config.job_cgroups,
         }
         options.update(overrides)
         return cls(**options)
@@ -433,7 +438,7 @@ class Scheduler:
         self._pool.upsert(capacity)
 
     def _local_executor(self, host_id: str) -> LocalExecutor:
-        return LocalExecutor(host_id, run_as_owner=self.run_as_owner)
+        return LocalExecutor(host_id, run_as_owner=self.run_as_owner, cgroups=self.job_cgroups)
 
     def _make_executor(self, host: HostSpec) -> Executor:
         target = ssh_target(host)
@@ -441,7 +446,8 @@ class Scheduler:
             return SshExecutor(host.host_id, target, host.remote_spool,
                                on_reachable=self._host_reachable, on_load=self._host_load)
         if host.executor_prefix:
-            return PrefixExecutor(host.host_id, host.executor_prefix, host.remote_spool)
+            return PrefixExecutor(host.host_id, host.executor_prefix, host.remote_spool,
+                                  cgroups=self.job_cgroups)
         return self._local_executor(host.host_id)
 
     async def register_host(self, spec: HostSpec | Mapping[str, Any]) -> tuple[Host, bool]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from apr_sched import JobStatus
+from apr_sched import JobStatus, Scheduler
 from apr_sched.executors.base import Launch, RunHandle
 from apr_sched.executors.cgroup import attempts_root, cgroup2_mount, cgroup_dir, own_cgroup
 from apr_sched.executors.local import LocalExecutor
@@ -264,3 +264,26 @@ def test_without_cgroups_an_unprivileged_daemon_falls_back_to_the_marker():
         for pid in marked(files):  # only what this test started, found by its marker
             os.kill(pid, signal.SIGKILL)
         shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+async def test_job_cgroups_can_be_turned_off_in_the_config(tmp_path, enabled):
+    """``job_cgroups = false``: local attempts get no cgroup (the marker alone finds them)."""
+    from apr_sched.config import SchedulerConfig
+
+    if enabled and attempts_root() is None:
+        pytest.skip("no writable cgroup v2 here")
+    config = SchedulerConfig.model_validate({"job_cgroups": enabled, "hosts": [
+        {"host_id": "h1", "total_slots": 1, "total_cpu": 1, "total_memory_gb": 1}]})
+    s = Scheduler.from_config(config, state_dir=tmp_path / "state")
+    await s.start()
+    try:
+        executor = s._executors["h1"]
+        assert isinstance(executor, LocalExecutor) and executor.cgroups is enabled
+        job = await s.submit({"command": "cat /proc/self/cgroup; echo $APR_SCHED_RUN"})
+        assert (await s.wait(job.job_id, 10)).status is JobStatus.SUCCEEDED
+        lines = (await s.tail_log(job.job_id)).lines
+        assert any("apr-sched" in line for line in lines[:-1]) is enabled, lines
+        assert lines[-1].endswith("/1.rc")
+    finally:
+        await s.close()
