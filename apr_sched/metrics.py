@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import deque
 
 
@@ -15,22 +14,17 @@ def percentile(sorted_values: list[float], fraction: float) -> float | None:
 
 
 class TimingSamples:
-    """The latest wait and run times, and when attempts finished (for 'last hour' counts)."""
+    """The latest wait and run times (the store counts finishes: no sample bounds that)."""
 
     def __init__(self, keep: int = 10_000) -> None:
         self.wait_sec: deque[float] = deque(maxlen=keep)
         self.run_sec: deque[float] = deque(maxlen=keep)
-        self.finished_at: deque[float] = deque(maxlen=keep)
 
     def started(self, wait_sec: float) -> None:
         self.wait_sec.append(max(0.0, wait_sec))
 
-    def finished(self, run_sec: float, at: float | None = None) -> None:
+    def finished(self, run_sec: float) -> None:
         self.run_sec.append(max(0.0, run_sec))
-        self.finished_at.append(time.time() if at is None else at)
-
-    def finished_since(self, since: float) -> int:
-        return sum(1 for t in self.finished_at if t >= since)
 
     def wait_stats(self) -> tuple[float | None, float | None]:
         values = sorted(self.wait_sec)

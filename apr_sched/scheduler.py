@@ -331,9 +331,8 @@ class Scheduler:
         for row in store.recent_attempt_times(self._samples.run_sec.maxlen or 10_000):
             queued, started = parse_time(row["queued_at"]), parse_time(row["started_at"])
             self._samples.started(_seconds_between(queued, started))
-            finished = parse_time(row["finished_at"])
-            if finished is not None:
-                self._samples.finished(row["run_sec"] or 0.0, finished.timestamp())
+            if row["finished_at"] is not None:
+                self._samples.finished(row["run_sec"] or 0.0)
 
     @staticmethod
     def _job_from_row(row: Any) -> Job:
