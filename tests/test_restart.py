@@ -126,7 +126,8 @@ async def test_paused_job_stays_paused_across_restart(make_scheduler, tmp_path):
 
     s2 = await make_scheduler()
     assert (await s2.get_job(job.job_id)).status is JobStatus.PAUSED
-    assert proc_state(pgid) == "T"
+    # a process caught in a short uninterruptible sleep (D) stops as it leaves it
+    await wait_until(lambda: proc_state(pgid) == "T", 5, message="the job is still stopped")
     (tmp_path / "gate").touch()
     await s2.resume(job.job_id)
     assert (await s2.wait(job.job_id, 10)).status is JobStatus.SUCCEEDED

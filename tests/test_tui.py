@@ -167,7 +167,7 @@ async def test_refusals_become_notifications_not_crashes(make_scheduler: Any,
         await pilot.press("space", "p")
         await wait_shown(app, local_id, "PAUSED")
         await wait_until(lambda: len(seen.errors) == 2, 5)
-        assert proc_state(local_pgid) == "T"
+        await wait_until(lambda: proc_state(local_pgid) == "T", 5)
         assert app.is_running
 
 
