@@ -94,6 +94,7 @@ SshAddress = Annotated[
 FilePath = Annotated[
     str, StringConstraints(min_length=1, max_length=4096), AfterValidator(_no_control_chars),
 ]
+Umask = Annotated[str, StringConstraints(pattern=r"^0?[0-7]{3}$")]
 Prefix = Annotated[
     str, StringConstraints(min_length=1, max_length=4096), AfterValidator(_no_control_chars),
     AfterValidator(_not_blank),
@@ -234,6 +235,14 @@ class JobSpec(_StrictInput):
     command: Command
     env: dict[EnvName, EnvValue] = Field(default_factory=dict, max_length=1024)
     resource_request: ResourceRequest = Field(default_factory=ResourceRequest)
+    output_path: FilePath | None = None
+    """Also write the job's stdout (and stderr, unless ``error_path``) to this file on the
+    executing host, like LSF ``-o`` / Slurm ``--output``: relative to the workdir, ``%J``
+    becomes the job id. The scheduler's own log keeps the combined output either way."""
+    error_path: FilePath | None = None
+    """Also write the job's stderr to this file (LSF ``-e``); needs ``output_path``."""
+    umask: Umask | None = None
+    """The job's file-creation mask, e.g. ``"022"`` (the CLI sends the submitter's)."""
 
 
 class Attempt(BaseModel):
