@@ -17,6 +17,7 @@ from apr_sched.cli_tokens import add_token_commands, run_token_command
 from apr_sched.config import SchedulerConfig, hosts_toml, load_config, resolve_state_dir
 from apr_sched.errors import AprError
 from apr_sched.http.service import OPEN_NETWORK_FLAG, HttpService, check_exposure
+from apr_sched.lsf.cli import add_lsf_commands, run_lsf_command
 from apr_sched.scheduler import DB_NAME, Scheduler
 from apr_sched.store import Store
 
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_client_commands(sub)
     add_token_commands(sub)
+    add_lsf_commands(sub)
 
     config = sub.add_parser("config", help="configuration helpers")
     config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
@@ -71,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv.insert(0, "serve")
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if getattr(args, "verbose", 0) else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
@@ -83,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_client_command(args)
         if args.command == "token":
             return run_token_command(args)
+        if args.command == "lsf-shims":
+            return run_lsf_command(args)
     except AprError as exc:
         print(f"apr-sched: {exc.message}", file=sys.stderr)
         return 2
