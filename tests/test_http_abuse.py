@@ -110,12 +110,16 @@ async def test_slowloris_from_one_address_does_not_refuse_others(tmp_path: Path)
                 return data.decode()[9:12] if data else "dropped"
 
             fates = await asyncio.gather(*(first_reply(r, 0.5) for r, _ in writers))
-            assert set(fates) <= {"503", "dropped", "waiting"}, set(fates)
+            # 408: served, and its header timeout already ran out (a slow, loaded machine
+            # takes seconds to open the 1,000 connections)
+            assert set(fates) <= {"503", "dropped", "waiting", "408"}, set(fates)
             waiting = [r for (r, _), fate in zip(writers, fates, strict=True)
                        if fate == "waiting"]
-            assert 0 < len(waiting) <= 64  # the per-client cap: the rest were refused
+            served = len(waiting) + fates.count("408")
+            assert 0 < served <= 64  # the per-client cap: the rest were refused
             assert fates.count("503") >= 64
-            assert await first_reply(waiting[0], 10) == "408"  # the header timeout
+            if waiting:
+                assert await first_reply(waiting[0], 10) == "408"  # the header timeout
         finally:
             for _, writer in writers:
                 writer.close()
