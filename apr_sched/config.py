@@ -7,6 +7,9 @@ key written above ``[scheduler]`` is reported instead of silently ignored::
     state_dir = "/var/lib/apr_sched"
     stop_grace_sec = 10.0
 
+    [scheduler.logs]
+    max_job_log_mb = 1024
+
     [http]
     host = "127.0.0.1"
     port = 5000
@@ -48,10 +51,12 @@ from pydantic_core import PydanticCustomError
 from apr_sched.errors import InvalidInput, field_errors
 from apr_sched.http.limits import ApiLimits
 from apr_sched.http.server import HttpLimits
+from apr_sched.loglimit import LogLimit
 from apr_sched.models import HostSpec
 
 __all__ = [
     "HttpConfig",
+    "LogsConfig",
     "SchedulerConfig",
     "dump_config_toml",
     "hosts_toml",
@@ -207,6 +212,43 @@ class RetentionConfig(_StrictConfig):
     """How often the daemon purges (also once at start)."""
 
 
+MIN_JOB_LOG_MB = 1 / 16
+"""The smallest log limit (64 KiB): below it the head, notice and tail would not fit."""
+
+
+class LogsConfig(_StrictConfig):
+    """Jobs' log files in the state dir (``[scheduler.logs]``). A job that prints without
+    end must not fill the state disk: past ``max_job_log_mb``, a log keeps its first and
+    last part and drops the middle, saying so in the log (a notice line after the head)
+    and once in the job's events. Followers, ``tail`` and offset reads keep working (every
+    byte offset stays valid: the middle becomes a hole whose disk space is released)."""
+
+    max_job_log_mb: float = Field(default=1024.0, ge=0, le=1 << 30)
+    """Largest an attempt's log may grow on disk, in MB of 2**20 bytes; ``0`` = no
+    limit. Checked every ``check_every_sec`` while the job runs and once when it ends, so
+    a log may briefly pass it by what the job writes in between (and by 1/64 of it)."""
+    tail_share: float = Field(default=0.5, gt=0, lt=1)
+    """The share of the limit kept from the end of the log (the rest is its head)."""
+    check_every_sec: float = Field(default=2.0, ge=0.01, le=3600)
+    """How often running jobs' log sizes are checked (one ``stat`` per running job)."""
+
+    @field_validator("max_job_log_mb")
+    @classmethod
+    def _zero_or_enough(cls, value: float) -> float:
+        if 0 < value < MIN_JOB_LOG_MB:
+            raise ValueError(f"must be 0 (no limit) or at least {MIN_JOB_LOG_MB:g} (64 KiB)")
+        return value
+
+    def limit(self) -> LogLimit | None:
+        """The limit the scheduler applies, or None without one."""
+        if not self.max_job_log_mb:
+            return None
+        max_bytes = int(self.max_job_log_mb * (1 << 20))
+        keep_tail = min(max_bytes - 1, max(1, int(max_bytes * self.tail_share)))
+        return LogLimit(max_bytes=max_bytes, keep_tail=keep_tail,
+                        check_every_sec=self.check_every_sec)
+
+
 class SchedulerConfig(_StrictConfig):
     """Everything a config file sets. Unknown fields are errors, values are not coerced."""
 
@@ -238,6 +280,7 @@ class SchedulerConfig(_StrictConfig):
     local account. SSH and prefix hosts run jobs as their login account either way."""
     http: HttpConfig = Field(default_factory=HttpConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    logs: LogsConfig = Field(default_factory=LogsConfig)
     hosts: list[HostSpec] = Field(default_factory=list)
     """Registered at startup; ``host_id`` must be unique."""
 

@@ -34,7 +34,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from apr_sched.models import is_valid_id
 
@@ -61,6 +61,10 @@ BLOCK_SIZE = 64 * 1024
 
 TAIL_MAX_BYTES = 64 * 1024 * 1024
 """How far back ``tail_lines`` reads at most; only a file of giant lines gets near it."""
+
+_HOLE_RETRIES = 4
+"""Reads done again when a trim (``limit_log``) dropped what they were reading: those
+bytes read back as zeros, so the read is repeated with the new hole skipped."""
 
 _RC_RE = re.compile(rb"(-?[0-9]{1,10})\n")
 
@@ -161,19 +165,11 @@ def tail_lines(path: Path, n: int, *, max_bytes: int = TAIL_MAX_BYTES,
         # Separators needed before the oldest wanted line; the file's final newline
         # ends the last line and separates nothing.
         wanted = n + 1 if trailing_newline else n
-        budget = max_bytes
-        blocks: list[bytes] = []
-        found = 0
-        for low, high in reversed(_kept_spans(f.fileno(), end)):
-            pos = high
-            while pos > low and found < wanted and budget > 0:
-                start = max(low, pos - BLOCK_SIZE, pos - budget)
-                f.seek(start)
-                block = f.read(pos - start)
-                blocks.append(block)
-                found += block.count(b"\n")
-                budget -= pos - start
-                pos = start
+        for _ in range(_HOLE_RETRIES):
+            spans = _kept_spans(f.fileno(), end)
+            blocks = _blocks_backwards(f, spans, wanted, max_bytes)
+            if _kept_spans(f.fileno(), end) == spans:
+                break  # no trim dropped part of what was read meanwhile
     data = b"".join(reversed(blocks))
     if trailing_newline:
         data = data[:-1]
@@ -181,6 +177,25 @@ def tail_lines(path: Path, n: int, *, max_bytes: int = TAIL_MAX_BYTES,
     # without (start of file or max_bytes reached) that piece is the oldest line returned.
     lines = data.split(b"\n")
     return [line.decode("utf-8", errors="replace") for line in lines[-n:]]
+
+
+def _blocks_backwards(f: BinaryIO, spans: list[tuple[int, int]], wanted: int,
+                      budget: int) -> list[bytes]:
+    """Blocks read from the end of ``spans`` backwards until ``wanted`` newlines (or
+    ``budget`` bytes) were seen; newest first."""
+    blocks: list[bytes] = []
+    found = 0
+    for low, high in reversed(spans):
+        pos = high
+        while pos > low and found < wanted and budget > 0:
+            start = max(low, pos - BLOCK_SIZE, pos - budget)
+            f.seek(start)
+            block = f.read(pos - start)
+            blocks.append(block)
+            found += block.count(b"\n")
+            budget -= pos - start
+            pos = start
+    return blocks
 
 
 def tail_with_offset(path: Path, n: int, *, complete_only: bool) -> tuple[list[str], int]:
@@ -237,29 +252,35 @@ def read_from(path: Path, offset: int, max_bytes: int = 1 << 20) -> tuple[bytes,
         size = f.seek(0, os.SEEK_END)
         if size < offset:
             offset = 0
-        stop = size
-        dropped = dropped_range(f.fileno(), size)
-        if dropped is not None:
-            if dropped[0] <= offset < dropped[1]:
-                offset = dropped[1]  # the dropped middle of a limited log: skip it
-            elif offset < dropped[0]:
-                stop = dropped[0]
-        f.seek(offset)
-        data = f.read(max(0, min(max_bytes, stop - offset)))
-    return data, offset + len(data)
+        for _ in range(_HOLE_RETRIES):
+            start, stop = offset, size
+            dropped = dropped_range(f.fileno(), size)
+            if dropped is not None:
+                if dropped[0] <= start < dropped[1]:
+                    start = dropped[1]  # the dropped middle of a limited log: skip it
+                elif start < dropped[0]:
+                    stop = dropped[0]
+            f.seek(start)
+            data = f.read(max(0, min(max_bytes, stop - start)))
+            if dropped_range(f.fileno(), size) == dropped:
+                break  # no trim dropped part of what was read meanwhile
+    return data, start + len(data)
 
 
 def read_lines_from(path: Path, offset: int, max_bytes: int = 1 << 20, *,
                     writer_done: bool) -> tuple[list[str], int]:
     """Complete lines appended after byte ``offset`` and the offset to continue from.
-    While the writer runs, an unfinished last line is held back until it is complete."""
+    While the writer runs, an unfinished last line is held back until it is complete; so
+    is the last line of a read that stopped at ``max_bytes`` (the rest of it comes with the
+    next read), unless it is the only one: a line longer than ``max_bytes`` comes in pieces."""
     data, end = read_from(path, offset, max_bytes)
     not_restarted = end - len(data) >= offset
-    partial = not data.endswith(b"\n") and not_restarted and len(data) < max_bytes
-    if partial and not (writer_done and end >= _size(path)):
+    if not data.endswith(b"\n") and not_restarted:
         cut = data.rfind(b"\n") + 1
-        end -= len(data) - cut
-        data = data[:cut]
+        full = len(data) >= max_bytes
+        if (cut if full else not (writer_done and end >= _size(path))):
+            end -= len(data) - cut
+            data = data[:cut]
     lines = data.decode("utf-8", errors="replace").split("\n")
     if lines and lines[-1] == "":
         lines.pop()
@@ -313,7 +334,8 @@ def limit_log(path: Path, max_bytes: int, keep_tail: int | None = None) -> LogTr
     ``max_bytes - keep_tail`` bytes stay, then a notice line, then a hole, then (at least)
     the last ``keep_tail`` bytes (default half). Call it again as the log grows; it only
     extends the hole. Returns None when there is nothing to drop yet. Raises OSError where
-    the filesystem cannot punch holes (``EOPNOTSUPP``: NFSv3, ...).
+    the filesystem cannot punch holes (``EOPNOTSUPP``: NFSv3, ramfs, ...); the log is then
+    left as it was.
 
     The hole is block-aligned, so no stray zero bytes appear; the bytes between the notice
     and the hole are spaces. The writer is never disturbed: only bytes below the size seen
@@ -340,8 +362,8 @@ def limit_log(path: Path, max_bytes: int, keep_tail: int | None = None) -> LogTr
         hole_start = -(-(head + len(notice) + 1) // block) * block
         if hole_end <= hole_start:
             return None  # not enough to drop a whole block yet
+        _punch_hole(fd, hole_start, hole_end - hole_start)  # first: a refusal changes nothing
         os.pwrite(fd, notice + b" " * (hole_start - head - len(notice) - 1) + b"\n", head)
-        _punch_hole(fd, hole_start, hole_end - hole_start)
         return LogTrim((hole_start, hole_end), first=True)
     finally:
         os.close(fd)
@@ -359,7 +381,7 @@ def _fallocate() -> Any:
 def _punch_hole(fd: int, offset: int, length: int) -> None:
     if _fallocate()(fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, offset, length) != 0:
         err = ctypes.get_errno()
-        raise OSError(err, f"cannot drop the middle of the log: {os.strerror(err)}")
+        raise OSError(err, os.strerror(err))
 
 
 def _size(path: Path) -> int:

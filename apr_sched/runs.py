@@ -3,8 +3,9 @@
 The Scheduler decides what a job's state is; this module keeps each live attempt's process
 handle and timers, sends signals, and reports back through narrow callbacks given when the
 Scheduler builds it: ``on_started(run)`` once the wrapper runs, ``on_end(run, status)`` once
-an attempt has ended, ``on_timeout(run)`` when an attempt's running time is up. It never
-touches job state or the store.
+an attempt has ended, ``on_timeout(run)`` when an attempt's running time is up, and
+``on_log_note(run, text)`` when the attempt's log reached its size limit (``loglimit``). It
+never touches job state or the store.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from apr_sched.errors import AprError
 from apr_sched.executors.base import Executor, ExitStatus, Launch, RunHandle, StartFailed
+from apr_sched.loglimit import LogLimit, LogLimiter
 from apr_sched.models import ResourceRequest
 
 log = logging.getLogger("apr_sched")
@@ -58,11 +61,15 @@ class RunSupervisor:
         on_started: Callable[[Run], None],
         on_end: Callable[[Run, ExitStatus], None],
         on_timeout: Callable[[Run], None],
+        log_limit: LogLimit | None = None,
+        on_log_note: Callable[[Run, str], None] = lambda run, text: None,
     ) -> None:
         self.stop_grace_sec = stop_grace_sec
         self._on_started = on_started
         self._on_end = on_end
         self._on_timeout = on_timeout
+        self._log_limiter = None if log_limit is None else LogLimiter(
+            log_limit, self._live_logs, on_log_note)
         self._runs: dict[str, Run] = {}
         self._closing = False
         self._background: set[asyncio.Task[None]] = set()
@@ -92,6 +99,10 @@ class RunSupervisor:
     def per_host(self) -> Counter[str]:
         return Counter(run.host_id for run in self._runs.values())
 
+    def _live_logs(self) -> list[tuple[Run, Path]]:
+        return [(run, run.handle.files.log) for run in self._runs.values()
+                if run.handle is not None]
+
     def add(self, job_id: str, attempt: int, host_id: str, request: ResourceRequest,
             executor: Executor) -> Run:
         run = Run(job_id, attempt, host_id, request, executor,
@@ -114,6 +125,8 @@ class RunSupervisor:
         run.handle = handle
         run.started.set_result(handle)
         run.task = asyncio.get_running_loop().create_task(self._watch(run))
+        if self._log_limiter is not None:
+            self._log_limiter.wake()
 
     def never_started(self, run: Run) -> None:
         if not run.started.done():
@@ -134,6 +147,8 @@ class RunSupervisor:
         run.handle = handle
         run.started.set_result(handle)
         self._on_started(run)
+        if self._log_limiter is not None:
+            self._log_limiter.wake()
         await self._watch(run)
 
     async def _watch(self, run: Run) -> None:
@@ -145,6 +160,8 @@ class RunSupervisor:
         except Exception as exc:
             log.exception("watching job %s failed", run.job_id)
             status = ExitStatus(None, lost=True, detail=f"watch failed: {exc!r}")
+        if self._log_limiter is not None and self.is_current(run):
+            await self._log_limiter.settle(run, run.handle.files.log)
         if self.is_current(run):
             self._on_end(run, status)
 
@@ -225,6 +242,8 @@ class RunSupervisor:
     async def close(self) -> None:
         """Stop supervising: running jobs keep running (found again next start)."""
         self._closing = True
+        if self._log_limiter is not None:
+            await self._log_limiter.close()
         for run in self._runs.values():
             self._cancel_timers(run)
             if run.task is not None:

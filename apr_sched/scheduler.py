@@ -29,6 +29,7 @@ from typing import Any
 
 from apr_sched import transitions
 from apr_sched.config import (
+    LogsConfig,
     RetentionConfig,
     SchedulerConfig,
     local_host_spec,
@@ -140,6 +141,8 @@ class Scheduler:
             be root); a job whose owner has no local account is refused at submit.
         job_cgroups: a cgroup per local attempt where the host allows it (else the
             APR_SCHED_RUN marker alone finds a job's processes).
+        logs: the per-attempt log size limit (``LogsConfig``; default 1024 MB, head and
+            tail kept).
     """
 
     def __init__(
@@ -156,6 +159,7 @@ class Scheduler:
         lock_info: Mapping[str, Any] | None = None,
         run_as_owner: bool = False,
         job_cgroups: bool = True,
+        logs: LogsConfig | None = None,
     ) -> None:
         if run_as_owner and os.geteuid() != 0:
             raise InvalidInput("run_as_owner needs the daemon to run as root: only root can "
@@ -179,8 +183,10 @@ class Scheduler:
         self._books: dict[str, _Book] = {}
         self._hosts: dict[str, Host] = {}
         self._executors: dict[str, Executor] = {}
+        self.logs = logs or LogsConfig()
         self._runs = RunSupervisor(stop_grace_sec=stop_grace_sec, on_started=self._started_run,
-                                   on_end=self._finish, on_timeout=self._timed_out)
+                                   on_end=self._finish, on_timeout=self._timed_out,
+                                   log_limit=self.logs.limit(), on_log_note=self._log_note)
         self._liveness = HostLiveness(
             heartbeat_timeout_sec=heartbeat_timeout_sec, host_lost_after_sec=host_lost_after_sec,
             on_silent=self._heartbeat_missed, on_lost=self._host_lost)
@@ -218,6 +224,7 @@ class Scheduler:
             "durability": config.durability,
             "run_as_owner": config.run_as_owner,
             "job_cgroups": config.job_cgroups,
+            "logs": config.logs,
         }
         options.update(overrides)
         return cls(**options)
@@ -1112,6 +1119,17 @@ class Scheduler:
         assert run.handle is not None
         self._jobs[run.job_id].pgid = run.handle.pgid
         self._save_pgid_soon(run.job_id)
+
+    def _log_note(self, run: Run, text: str) -> None:
+        """A note on the timeline about the attempt's log (it reached its size limit)."""
+        job = self._jobs.get(run.job_id)
+        if job is None or job.attempt != run.attempt:
+            return
+        log.info("job %s attempt %d: %s", run.job_id, run.attempt, text)
+        try:
+            self._record(job, job.status, text)
+        except StoreUnavailable as exc:
+            log.warning("job %s: note not recorded: %s", run.job_id, exc.message)
 
     def _arm_timeout(self, job: Job, run: Run) -> None:
         if job.timeout_sec is None:
