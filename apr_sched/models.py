@@ -22,6 +22,8 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -243,6 +245,16 @@ class JobSpec(_StrictInput):
     """Also write the job's stderr to this file (LSF ``-e``); needs ``output_path``."""
     umask: Umask | None = None
     """The job's file-creation mask, e.g. ``"022"`` (the CLI sends the submitter's)."""
+
+    @field_validator("error_path")
+    @classmethod
+    def _error_path_needs_output_path(cls, value: str | None, info: ValidationInfo,
+                                      ) -> str | None:
+        """A rule between two fields, checked on the later one so the error names it."""
+        if value is not None and info.data.get("output_path", "") is None:
+            raise ValueError("needs output_path: stderr goes to error_path, stdout to "
+                             "output_path (LSF -e needs -o)")
+        return value
 
 
 class Attempt(BaseModel):

@@ -1113,6 +1113,7 @@ class Scheduler:
         self._runs.launch(run, Launch(
             job_id=job.job_id, attempt=run.attempt, host_id=host_id, command=job.command,
             workdir=job.workdir, env=dict(job.env), owner=job.owner,
+            umask=job.umask, output_path=job.output_path, error_path=job.error_path,
             files=attempt_files(self.state_dir, job.job_id, run.attempt)))
 
     def _started_run(self, run: Run) -> None:

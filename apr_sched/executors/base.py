@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from apr_sched.executors.wrapper import JobOutput, job_output
 from apr_sched.logs import AttemptFiles
 
 RUN_MARKER = "APR_SCHED_RUN"
@@ -31,6 +32,14 @@ class Launch:
     files: AttemptFiles
     owner: str | None = None
     """The job's owner: whom the attempt runs as where the executor runs jobs as owners."""
+    umask: str | None = None
+    output_path: str | None = None
+    error_path: str | None = None
+    """The job's umask and the files its output is copied to (``JobSpec``'s, unexpanded)."""
+
+    def output(self) -> JobOutput:
+        """The wrapper's umask and output arguments, ``%J`` replaced by the job id."""
+        return job_output(self.job_id, self.umask, self.output_path, self.error_path)
 
 
 @dataclass(slots=True)

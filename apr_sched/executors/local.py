@@ -31,7 +31,7 @@ from typing import Any
 from apr_sched.executors.base import RUN_MARKER, ExitStatus, Launch, RunHandle, StartFailed
 from apr_sched.executors.cgroup import AttemptCgroup, attempts_root, remove_stale
 from apr_sched.executors.contain import marker_entry, marker_value, signal_processes
-from apr_sched.executors.wrapper import WRAPPER_ARGV0, wrapper_argv
+from apr_sched.executors.wrapper import WRAPPER_ARGV0, JobOutput, wrapper_argv
 from apr_sched.identity import LocalAccount, local_account
 from apr_sched.logs import AttemptFiles, open_log, read_rc
 
@@ -129,6 +129,10 @@ class LocalExecutor:
         home = account.home if account is not None else os.environ.get("HOME")
         return launch.command, launch.workdir or home or "/"
 
+    def job_output(self, launch: Launch) -> JobOutput | None:
+        """The job's umask and output files, applied by the wrapper started here."""
+        return launch.output()
+
     def environment(self, launch: Launch) -> dict[str, str]:
         """A clean base, the job's own variables, then the job's ``APR_*`` (passed as the
         environment, never on the command line, where every user could read it)."""
@@ -161,7 +165,8 @@ class LocalExecutor:
         if cgroup is not None and not cgroup.create():
             cgroup = None
         argv = wrapper_argv(str(files.rc), workdir, command,
-                            str(cgroup.procs_file) if cgroup is not None else None)
+                            str(cgroup.procs_file) if cgroup is not None else None,
+                            self.job_output(launch))
         env = {**self.environment(launch), RUN_MARKER: marker_value(files.rc)}
         try:
             if account is not None:

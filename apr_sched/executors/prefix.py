@@ -31,7 +31,7 @@ import signal
 from apr_sched.executors.base import RUN_MARKER, ExitStatus, Launch, RunHandle
 from apr_sched.executors.local import LocalExecutor, base_environment, is_our_wrapper
 from apr_sched.executors.ssh import HostUnavailable
-from apr_sched.executors.wrapper import WRAPPER_ARGV0, WRAPPER_SCRIPT
+from apr_sched.executors.wrapper import WRAPPER_ARGV0, WRAPPER_SCRIPT, JobOutput
 
 log = logging.getLogger("apr_sched.prefix")
 
@@ -70,7 +70,7 @@ rm -f -- "$apr_rc"
 if apr_setsid=$(command -v setsid); then set -- "$apr_setsid"; else set --; fi
 trap : HUP
 env {env} APR_SCHED_RUN="$apr_rc" "$@" /bin/sh -c {wrapper} {argv0} "$apr_rc" {workdir} \
-  {command} </dev/null &
+  {command}{output} </dev/null &
 apr_pid=$!
 while :; do
   {{ wait "$apr_pid"; }} 2>/dev/null
@@ -150,7 +150,14 @@ def remote_script(launch: Launch, spool: str = DEFAULT_SPOOL) -> str:
     return _spool_lines(spool, launch.job_id, launch.attempt) + _LAUNCH.format(
         env=" ".join(shlex.quote(f"{name}={value}") for name, value in sorted(env.items())),
         wrapper=shlex.quote(WRAPPER_SCRIPT), argv0=WRAPPER_ARGV0,
-        workdir=shlex.quote(launch.workdir or ""), command=shlex.quote(launch.command))
+        workdir=shlex.quote(launch.workdir or ""), command=shlex.quote(launch.command),
+        output="".join(f" {shlex.quote(arg)}" for arg in _output_args(launch)))
+
+
+def _output_args(launch: Launch) -> list[str]:
+    """The wrapper's ``$4 $5 $6 $7`` on the far side (no cgroup there), [] when unused."""
+    extra = launch.output().args()
+    return ["", *extra] if extra else []
 
 
 def control_script(spool: str, job_id: str, attempt: int, signum: int) -> str:
@@ -182,6 +189,10 @@ class PrefixExecutor(LocalExecutor):
 
     def command_line(self, launch: Launch) -> tuple[str, str | None]:
         return prefixed_command(self.prefix, launch, self.spool), str(launch.files.dir)
+
+    def job_output(self, launch: Launch) -> JobOutput | None:
+        """Applied by the wrapper on the far side (in the remote script), not here."""
+        return None
 
     def environment(self, launch: Launch) -> dict[str, str]:
         """The job's environment travels inside the remote script, not to the local ssh,

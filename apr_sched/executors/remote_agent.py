@@ -113,6 +113,8 @@ class Agent(object):
         os.fchmod(log_fd, 0o600)  # owner-only, even for a log left by an earlier run
         workdir = command.get("workdir") or os.path.expanduser("~")
         argv = ["/bin/sh", "-c", self.wrapper, ARGV0, watch.rc, workdir, command["command"]]
+        if command.get("output"):  # umask, output and error file: "$5 $6 $7" (no cgroup)
+            argv += [""] + [str(arg) for arg in command["output"]]
         env = dict(os.environ)  # the job's variables go in the environment, never in argv
         env.update(command.get("env", {}))
         env[RUN_MARKER] = watch.rc
@@ -245,9 +247,12 @@ class Agent(object):
                     raise
         if rc is None:
             return hit
-        for _ in range(KILL_PASSES if signum == signal.SIGKILL else 1):
+        group_hit = hit
+        for sweep in range(KILL_PASSES if signum == signal.SIGKILL else 1):
             marked = self.marked_pids(rc)
             for pid in marked:
+                if sweep == 0 and group_hit and self.process_group(pid) == pgid:
+                    continue  # had it through its group: a TERM trap must not run twice
                 try:
                     os.kill(pid, signum)
                     hit = True
@@ -256,6 +261,15 @@ class Agent(object):
             if not marked:
                 break
         return hit
+
+    @staticmethod
+    def process_group(pid):
+        """The process group of ``pid``, or None when it is gone."""
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                return int(f.read().rsplit(")", 1)[1].split()[2])
+        except (IOError, OSError, IndexError, ValueError):
+            return None
 
     @staticmethod
     def marked_pids(rc):

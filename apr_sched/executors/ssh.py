@@ -446,7 +446,7 @@ class SshExecutor:
             reply = await self._request({
                 "op": "start", "job_id": launch.job_id, "attempt": launch.attempt,
                 "command": launch.command, "workdir": launch.workdir, "env": env,
-                "token": token})
+                "token": token, "output": launch.output().args()})
         except AprError as exc:
             self._watches.pop(key, None)
             if isinstance(exc, ReplyLost):  # it may have started: it must not run unseen
