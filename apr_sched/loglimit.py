@@ -2,9 +2,9 @@
 
 A job writes its log directly (no daemon pipe: jobs outlive the daemon), so nothing tells
 the daemon when a log grows. Every ``check_every_sec`` while attempts run, one ``stat`` per
-live log says its size; only a log past the limit (and grown by ``slack`` since it was last
-trimmed) is trimmed, by ``logs.limit_log`` in a worker thread: the head stays, a notice
-follows it, the middle becomes a hole whose disk space is released, the tail stays. An
+live log (in a worker thread) says its size; only a log past the limit (and grown by
+``slack`` since it was last trimmed) is trimmed, by ``logs.limit_log``: the head stays, a
+notice follows it, the middle becomes a hole whose disk space is released, the tail stays. An
 attempt's end checks once more, so a job that wrote its flood between two checks is
 trimmed too. Nothing runs while no attempt does.
 
@@ -84,17 +84,20 @@ class _Seen:
 
 class LogLimiter(Generic[K]):
     """Trims the live logs ``live()`` lists (key, path) and reports through
-    ``on_note(key, text)`` the first trim of each and a trim that cannot be done.
+    ``on_note(key, text)`` the first trim of each and a trim that cannot be done, and
+    through ``on_trim(key, trim)`` every trim (what was dropped, for a remote copy).
 
     ``wake()`` when an attempt starts: the check timer runs only while ``live()`` lists
-    something. Cost per check: one ``stat`` per live log, on the loop.
+    something. Cost per check: one ``stat`` per live log, in a worker thread.
     """
 
     def __init__(self, limit: LogLimit, live: Callable[[], Iterable[tuple[K, Path]]],
-                 on_note: Callable[[K, str], None]) -> None:
+                 on_note: Callable[[K, str], None],
+                 on_trim: Callable[[K, LogTrim], None] = lambda key, trim: None) -> None:
         self.limit = limit
         self._live = live
         self._on_note = on_note
+        self._on_trim = on_trim
         self._seen: dict[K, _Seen] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._trimming: asyncio.Task[None] | None = None
@@ -107,55 +110,59 @@ class LogLimiter(Generic[K]):
                 self.limit.check_every_sec, self._check)
 
     def _check(self) -> None:
+        """One pass over the live logs: sizes and any trims in a worker thread, so a
+        check of thousands of running jobs never holds the loop."""
         self._timer = None
-        live = dict(self._live())
-        for key in self._seen.keys() - live.keys():
+        live = list(self._live())
+        keys = {key for key, _ in live}
+        for key in self._seen.keys() - keys:
             del self._seen[key]
         if not live:
             return  # nothing runs: asleep until wake()
-        due = [(key, path) for key, path in live.items() if self._due(key, path)]
-        if not due:
-            self.wake()
-            return
-        self._trimming = asyncio.get_running_loop().create_task(self._trim(due))
-        self._trimming.add_done_callback(self._trimmed)
+        entries = [(key, path, self._seen.setdefault(key, _Seen())) for key, path in live]
+        self._trimming = asyncio.get_running_loop().create_task(self._pass(entries))
+        self._trimming.add_done_callback(self._passed)
 
-    def _due(self, key: K, path: Path, slack: int | None = None) -> bool:
+    async def _pass(self, entries: list[tuple[K, Path, _Seen]]) -> None:
+        results = await asyncio.to_thread(self._trim_due, entries)
+        for key, outcome in results:
+            self._report(key, outcome)
+
+    def _passed(self, task: asyncio.Task[None]) -> None:
+        self._trimming = None
+        if not task.cancelled() and task.exception() is not None:
+            log.error("log size check failed", exc_info=task.exception())
+        self.wake()
+
+    def _trim_due(self, entries: list[tuple[K, Path, _Seen]],
+                  ) -> list[tuple[K, LogTrim | OSError | None]]:
+        """In a worker thread: trim the logs that are due."""
+        return [(key, self._trim_one(path)) for key, path, seen in entries
+                if self._due(path, seen, self.limit.slack)]
+
+    def _due(self, path: Path, seen: _Seen, slack: int) -> bool:
         """Past the limit and grown by ``slack`` since the last trim; the size is noted."""
-        seen = self._seen.setdefault(key, _Seen())
         if seen.refused:
             return False
         try:
             size = os.stat(path).st_size
         except OSError:
             return False
-        slack = self.limit.slack if slack is None else slack
         if size <= self.limit.max_bytes or size < seen.size + slack:
             return False
         seen.size = size
         return True
 
-    def _trimmed(self, task: asyncio.Task[None]) -> None:
-        self._trimming = None
-        if not task.cancelled() and task.exception() is not None:
-            log.error("log size check failed", exc_info=task.exception())
-        self.wake()
-
-    async def _trim(self, due: list[tuple[K, Path]]) -> None:
-        results = await asyncio.to_thread(self._trim_all, due)
-        for key, outcome in results:
-            self._report(key, outcome)
-
     async def settle(self, key: K, path: Path) -> None:
         """The attempt has ended: trim its log one last time if it needs it (the flood
         may have come after the last check)."""
-        if self._due(key, path, slack=1):
+        if self._trimming is not None:  # never two trims of one log at once
+            await asyncio.wait([self._trimming])
+        seen = self._seen.setdefault(key, _Seen())
+        if self._due(path, seen, slack=1):
             outcome = await asyncio.to_thread(self._trim_one, path)
             self._report(key, outcome)
         self._seen.pop(key, None)
-
-    def _trim_all(self, due: list[tuple[K, Path]]) -> list[tuple[K, LogTrim | OSError | None]]:
-        return [(key, self._trim_one(path)) for key, path in due]
 
     def _trim_one(self, path: Path) -> LogTrim | OSError | None:
         """In a worker thread: trim one log, or say why it cannot be."""
@@ -173,8 +180,11 @@ class LogLimiter(Generic[K]):
                 seen.refused = True
             self._on_note(key, self.limit.refused_note(outcome.strerror or str(outcome)))
             return
-        if outcome is not None and outcome.first:
+        if outcome is None:
+            return
+        if outcome.first:
             self._on_note(key, self.limit.trimmed_note())
+        self._on_trim(key, outcome)
 
     async def close(self) -> None:
         """Stop checking (the daemon is going away; the jobs and their logs stay)."""

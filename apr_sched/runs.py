@@ -23,6 +23,7 @@ from pathlib import Path
 from apr_sched.errors import AprError
 from apr_sched.executors.base import Executor, ExitStatus, Launch, RunHandle, StartFailed
 from apr_sched.loglimit import LogLimit, LogLimiter
+from apr_sched.logs import LogTrim
 from apr_sched.models import ResourceRequest
 
 log = logging.getLogger("apr_sched")
@@ -69,7 +70,7 @@ class RunSupervisor:
         self._on_end = on_end
         self._on_timeout = on_timeout
         self._log_limiter = None if log_limit is None else LogLimiter(
-            log_limit, self._live_logs, on_log_note)
+            log_limit, self._live_logs, on_log_note, self._log_trimmed)
         self._runs: dict[str, Run] = {}
         self._closing = False
         self._background: set[asyncio.Task[None]] = set()
@@ -102,6 +103,12 @@ class RunSupervisor:
     def _live_logs(self) -> list[tuple[Run, Path]]:
         return [(run, run.handle.files.log) for run in self._runs.values()
                 if run.handle is not None]
+
+    @staticmethod
+    def _log_trimmed(run: Run, trim: LogTrim) -> None:
+        """The local log dropped its middle: so may the executor's copy (an SSH spool)."""
+        if run.handle is not None:
+            run.executor.log_trimmed(run.handle, trim.dropped)
 
     def add(self, job_id: str, attempt: int, host_id: str, request: ResourceRequest,
             executor: Executor) -> Run:

@@ -1,7 +1,7 @@
 """A job's log stays under its size limit while the job writes it: the head and the tail are
 kept, the log and the job's events say so (once), disk space is released, and tail, offset
 reads and a follower keep working across the trim; locally and on a native SSH host (whose
-local copy is what is limited). Where the file system cannot drop the middle (ramfs), that
+local copy is limited, and the spool's copy on the host drops the same bytes). Where the file system cannot drop the middle (ramfs), that
 is said once and the log keeps growing. And the ``[scheduler.logs]`` config."""
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from apr_sched.errors import InvalidInput
 from apr_sched.logs import (
     LOG_LIMIT_NOTICE,
     attempt_files,
+    dropped_range,
     limit_log,
     read_from,
     read_lines_from,
@@ -171,6 +172,18 @@ async def test_a_native_ssh_job_has_its_local_copy_limited(ssh_hosts, make_sched
     assert len(await notes(s, job.job_id)) == 1
     remote = ssh_host.spool / job.job_id / "1.log"
     assert remote.stat().st_size == log.stat().st_size  # every byte arrived, offsets agree
+    # the spool's copy on the SSH host drops the same middle (told once the bytes arrived)
+    await wait_until(lambda: disk_bytes(remote) <= MB + 3 * 4096, timeout=10,
+                     message="remote copy trimmed")
+    assert hole(remote) == hole(log)
+
+
+def hole(path: Path) -> tuple[int, int] | None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return dropped_range(fd, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
 
 
 async def test_the_check_sleeps_while_nothing_runs(make_scheduler):

@@ -94,4 +94,8 @@ class Executor(Protocol):
     ) -> RunHandle | ExitStatus:
         """Find an attempt started by an earlier scheduler: still running, ended, or lost."""
 
+    def log_trimmed(self, handle: RunHandle, dropped: tuple[int, int]) -> None:
+        """The attempt's local log dropped bytes ``dropped`` (``logs.limit_log``): drop them
+        from any copy of it the executor keeps elsewhere (an SSH host's spool)."""
+
     async def close(self) -> None: ...

@@ -285,6 +285,9 @@ class LocalExecutor:
             return RunHandle(job_id, attempt, found, files)
         return ExitStatus(exit_code=None, lost=True, detail="no running wrapper and no rc file")
 
+    def log_trimmed(self, handle: RunHandle, dropped: tuple[int, int]) -> None:
+        """The job writes its log here directly: there is no other copy."""
+
     async def close(self) -> None:
         """Forget our children without touching them: detached jobs keep running."""
         for proc in self._children.values():

@@ -290,6 +290,21 @@ class Agent(object):
                 found.append(int(name))
         return found
 
+    def op_trim(self, command):
+        """Drop bytes ``start``..``end`` of an attempt's log (the scheduler's copy dropped
+        them: it has them all and never asks for them again). Where the file system
+        cannot punch holes the log is left whole."""
+        path = os.path.join(self.job_dir(command["job_id"]), "%d.log" % int(command["attempt"]))
+        start, end = int(command["start"]), int(command["end"])
+        if not 0 <= start < end:
+            raise ValueError("bad range %d..%d" % (start, end))
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            punched = punch_hole(fd, start, end - start)
+        finally:
+            os.close(fd)
+        return {"op": "ok", "punched": punched}
+
     def op_probe(self, command):
         reply = {"op": "probe"}  # type: dict[str, object]
         try:
@@ -419,6 +434,23 @@ class Agent(object):
             if wake_r in ready or time.monotonic() >= next_tick or stdin in ready:
                 self.tick()
                 next_tick = time.monotonic() + TICK_SEC
+
+
+FALLOC_FL_KEEP_SIZE = 0x01
+FALLOC_FL_PUNCH_HOLE = 0x02
+
+
+def punch_hole(fd, offset, length):
+    """Release ``length`` bytes at ``offset`` (they read back as zeros; the size stays).
+    False where that cannot be done (no ctypes, or a file system without holes)."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        fallocate = libc.fallocate
+        fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    except (ImportError, OSError, AttributeError):
+        return False
+    return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length) == 0
 
 
 def main():

@@ -481,6 +481,14 @@ class SshExecutor:
                 self._watches.pop(key, None)
                 self._tell({"op": "forget", "job_id": handle.job_id, "attempt": handle.attempt})
 
+    def log_trimmed(self, handle: RunHandle, dropped: tuple[int, int]) -> None:
+        """Drop the same bytes from the spool's copy of the log. They have all arrived here
+        (the local log is never longer than the remote one), and the stream resumes from
+        the local size, past them: the hole is never streamed. Not connected: the next
+        trim covers the range again (it always starts at the hole's start)."""
+        self._tell({"op": "trim", "job_id": handle.job_id, "attempt": handle.attempt,
+                    "start": dropped[0], "end": dropped[1]})
+
     def abandon(self, handle: RunHandle) -> None:
         """The scheduler declared this attempt lost: if it still runs when the host comes
         back, kill it, so a requeued job never runs twice."""
