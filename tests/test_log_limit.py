@@ -1,8 +1,9 @@
 """A job's log stays under its size limit while the job writes it: the head and the tail are
 kept, the log and the job's events say so (once), disk space is released, and tail, offset
 reads and a follower keep working across the trim; locally and on a native SSH host (whose
-local copy is limited, and the spool's copy on the host drops the same bytes). Where the file system cannot drop the middle (ramfs), that
-is said once and the log keeps growing. And the ``[scheduler.logs]`` config."""
+local copy is limited, and the spool's copy on the host drops the same bytes). Where the
+file system cannot drop the middle (ramfs), that is said once and the log keeps growing.
+And the ``[scheduler.logs]`` config."""
 
 from __future__ import annotations
 
@@ -79,7 +80,7 @@ async def follow_across_trims(s: Scheduler, job_id: str, gate: Path) -> list[str
         return bool(chunk.lines)
 
     await wait_until(lambda: notes(s, job_id), timeout=30, message="first trim noted")
-    while not (numbers(lines) and numbers(lines)[-1] == PHASE_LINES):
+    while numbers(lines[-1:]) != [PHASE_LINES]:
         if not await read_on():
             await wait_until(read_on, timeout=30, message="more of the first flood")
     gate.touch()
