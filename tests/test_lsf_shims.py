@@ -272,3 +272,12 @@ def test_interrupting_make_stops_the_jobs_it_waits_for(
         make.communicate(timeout=30)
         for job_id in ids:
             assert daemon.wait_status(job_id, JobStatus.STOPPED).status is JobStatus.STOPPED
+
+
+def test_bsub_o_and_e_write_files_in_the_working_directory(lsf: Shell, tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    done = lsf("bsub -K -cwd run -o out.%J -e err.%J 'echo to-out; echo to-err >&2'")
+    assert done.returncode == 0, done.stderr
+    job_id = submitted(done.stdout)
+    assert (tmp_path / "run" / f"out.{job_id}").read_text() == "to-out\n"
+    assert (tmp_path / "run" / f"err.{job_id}").read_text() == "to-err\n"
