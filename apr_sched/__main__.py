@@ -1,8 +1,9 @@
-"""``python -m apr_sched``: the headless daemon (see ``apr_sched.cli``)."""
+"""``python -m apr_sched``: the headless daemon when no command is given (``apr-sched``
+alone prints its help instead), else any ``apr-sched`` command (see ``apr_sched.cli``)."""
 
 import sys
 
 from apr_sched.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(default_command="serve"))

@@ -10,6 +10,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from apr_sched import __version__
 from apr_sched.cli_client import CLIENT_COMMANDS, add_client_commands, run_client_command
@@ -34,13 +35,24 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                         help="more logging (-vv for debug)")
 
 
+class Parser(argparse.ArgumentParser):
+    """Options are never taken by abbreviation (``--mem`` is not ``--memory-gb``); every
+    subcommand's parser is one of these too (``add_subparsers`` passes the class on)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="apr-sched", description="Job scheduler for APR (place-and-route) runs.")
+    parser: argparse.ArgumentParser = Parser(
+        prog="apr-sched", description="Job scheduler for APR (place-and-route) runs.",
+        epilog="`apr-sched serve` (or `python -m apr_sched`) runs the daemon; "
+               "`apr-sched COMMAND --help` tells more.")
     parser.add_argument("--version", action="version", version=f"apr_sched {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    serve = sub.add_parser("serve", help="run the scheduler daemon (the default command)")
+    serve = sub.add_parser("serve", help="run the scheduler daemon")
     _add_common(serve)
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1, or the "
                        "config's [http] host); 0.0.0.0 exposes the API to other machines")
@@ -67,11 +79,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
-        argv.insert(0, "serve")
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, *, default_command: str | None = None) -> int:
+    """``apr-sched``: with no command, print the help and exit 2. ``python -m apr_sched``
+    passes ``default_command="serve"``: there, no command (or options first) runs the
+    daemon, as it always has. Ctrl-C at any point ends it with 130 and no traceback."""
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv), default_command)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _main(argv: list[str], default_command: str | None) -> int:
+    starts_with_option = bool(argv) and argv[0].startswith("-") and argv[0] not in (
+        "-h", "--help", "--version")
+    if default_command and (not argv or starts_with_option):
+        argv.insert(0, default_command)
+        starts_with_option = False
+    parser = build_parser()
+    if not argv or starts_with_option:
+        parser.print_help(sys.stderr)
+        if argv:
+            print(f"\napr-sched: give a command before the options ({argv[0]})",
+                  file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if getattr(args, "verbose", 0) else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -90,9 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AprError as exc:
         print(f"apr-sched: {exc.message}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return 130
-    build_parser().print_help()
+    parser.print_help(sys.stderr)
     return 2
 
 

@@ -6,9 +6,11 @@ describes: its Unix socket in the state dir (no token: it knows us by our uid) u
 ``--url``/``--token`` (or the environment) say otherwise, then HTTP with a bearer token.
 
 Exit codes: 0 done; 1 the daemon refused an action (unknown id, illegal transition, not
-yours);
-2 unreachable daemon, refused token or invalid input; 130 interrupted. Expected errors are
-one line on stderr, never a traceback. ``--json`` prints the daemon's raw JSON reply.
+yours); 2 unreachable daemon, refused token or invalid input; 130 interrupted. ``wait`` and
+``submit --wait`` exit with the job's outcome instead (``waiting.EXIT_CODES``). Expected
+errors are one line on stderr, never a traceback. ``--json`` prints the daemon's raw JSON
+reply. When stdout is not a terminal, tables are plain columns, never wrapped or cut
+(``cli_format``).
 """
 
 from __future__ import annotations
@@ -18,20 +20,21 @@ import contextlib
 import json
 import os
 import shlex
-import signal
 import sys
-import threading
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
-
+from apr_sched import cli_format
+from apr_sched.cli_bulk import add_filter_options, filters_given, run_bulk
+from apr_sched.cli_env import (
+    current_umask,
+    current_workdir,
+    parse_env_mode,
+    submitter_env,
+)
 from apr_sched.client import (
     TOKEN_ENV,
     TOKEN_FILE,
@@ -40,6 +43,7 @@ from apr_sched.client import (
     find_daemon,
 )
 from apr_sched.config import load_config, resolve_state_dir
+from apr_sched.durations import duration_arg
 from apr_sched.errors import (
     AprError,
     Forbidden,
@@ -48,33 +52,28 @@ from apr_sched.errors import (
     InvalidInput,
     NotFound,
 )
-from apr_sched.models import Host, HostState, Job, JobStatus
+from apr_sched.models import Job, JobPage, JobStatus, is_valid_id
+from apr_sched.waiting import EXIT_CODES_HELP, exit_code_for, follow_log, wait_for_jobs
 
 __all__ = ["CLIENT_COMMANDS", "add_client_commands", "run_client_command"]
 
 ACTIONS = ("pause", "resume", "stop", "rerun")
+BULK_ACTIONS = ("pause", "resume", "stop")
 CLIENT_COMMANDS = frozenset({
-    "submit", "submit-batch", "jobs", "job", "logs", *ACTIONS, "hosts", "register", "metrics",
-    "purge",
+    "submit", "submit-batch", "jobs", "job", "status", "wait", "logs", *ACTIONS, "hosts",
+    "register", "metrics", "purge",
 })
-FOLLOW_INTERVAL_SEC = 0.5
 
-STATUS_STYLE = {
-    JobStatus.PENDING: "yellow",
-    JobStatus.HELD: "magenta",
-    JobStatus.RUNNING: "cyan",
-    JobStatus.PAUSED: "magenta",
-    JobStatus.SUCCEEDED: "green",
-    JobStatus.FAILED: "bold red",
-    JobStatus.TIMEOUT: "red",
-    JobStatus.STOPPED: "dim",
+STATUS_WORDS = {
+    JobStatus.PENDING: "running", JobStatus.HELD: "running", JobStatus.RUNNING: "running",
+    JobStatus.PAUSED: "running", JobStatus.SUCCEEDED: "success", JobStatus.FAILED: "failed",
+    JobStatus.TIMEOUT: "failed", JobStatus.STOPPED: "failed",
 }
-HOST_STYLE = {
-    HostState.ONLINE: "green",
-    HostState.OFFLINE: "bold red",
-    HostState.DRAINING: "yellow",
-    HostState.CLOSED: "dim",
-}
+"""``apr-sched status``: the one word generic cluster executors of workflow engines expect."""
+UNKNOWN_JOB_WORD = "failed"
+"""What ``status`` says of a job the daemon does not know (never was, or purged): a flow
+engine then treats it as ended badly instead of waiting forever."""
+STATUS_IDS_PER_REQUEST = 200
 
 
 # parser ----------------------------------------------------------------------------------
@@ -96,7 +95,8 @@ class _JsonOption(argparse.Action):
             namespace.json_file = values
 
 
-def _add_discovery(parser: argparse.ArgumentParser, *, json_input: bool = False) -> None:
+def _add_discovery(parser: argparse.ArgumentParser, *, json_input: bool = False,
+                   json_help: str = "print the daemon's raw JSON reply") -> None:
     group = parser.add_argument_group("daemon")
     group.add_argument("--url", metavar="URL",
                        help="the daemon (default: its Unix socket in the state dir, where it "
@@ -108,7 +108,8 @@ def _add_discovery(parser: argparse.ArgumentParser, *, json_input: bool = False)
     group.add_argument("--state-dir", metavar="DIR",
                        help="the daemon's state dir, to find its url and token")
     group.add_argument("--config", metavar="FILE", help="hosts.toml: state dir and [http]")
-    group.add_argument("-v", "--verbose", action="count", default=0, help=argparse.SUPPRESS)
+    group.add_argument("-v", "--verbose", action="count", default=0,
+                       help="more logging on stderr (-vv for debug)")
     if json_input:
         parser.add_argument("--json", nargs="?", action=_JsonOption, default=False,
                             metavar="FILE",
@@ -116,61 +117,51 @@ def _add_discovery(parser: argparse.ArgumentParser, *, json_input: bool = False)
                                  "alone: print the raw JSON reply (give both to do both)")
         parser.set_defaults(json_file=None)
     else:
-        parser.add_argument("--json", action="store_true",
-                            help="print the daemon's raw JSON reply")
+        parser.add_argument("--json", action="store_true", help=json_help)
+
+
+def _command(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str,
+             **options: Any) -> argparse.ArgumentParser:
+    """A subcommand that takes no abbreviated options: ``--mem`` is not ``--memory-gb``."""
+    return sub.add_parser(name, allow_abbrev=False, **options)
+
+
+def _add_wait_options(parser: argparse.ArgumentParser, *, in_submit: bool) -> None:
+    group = parser.add_argument_group("waiting")
+    if in_submit:
+        group.add_argument("--wait", action="store_true",
+                           help="block until the job has ended, printing its output as it "
+                                "runs (the id goes to stderr), and exit with its outcome "
+                                "(see `apr-sched wait --help`)")
+    group.add_argument("-q", "--quiet", action="store_true",
+                       help="do not print the job's output while waiting")
+    group.add_argument("--no-stop-on-interrupt", dest="stop_on_interrupt",
+                       action="store_false",
+                       help="on Ctrl-C, SIGTERM or SIGHUP leave the job running (default: "
+                            "stop it, wait for it to end, exit 128+signal)")
+    group.add_argument("--reconnect-timeout", type=duration_arg, default=600.0,
+                       metavar="DURATION",
+                       help="how long to keep trying when the daemon cannot be reached "
+                            "(a restart), e.g. 90s, 10m (default 10m)")
 
 
 def add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the client subcommands to ``apr-sched``'s subparsers."""
-    p = sub.add_parser(
-        "submit", help="submit one job to the running daemon",
-        description="Submit one job. The command follows the options; several words are "
-                    "quoted with shlex.join so they run as typed, one word is used as a shell "
-                    "command line: `apr-sched submit --cpu 4 -- innovus -init run.tcl`.")
-    _add_discovery(p, json_input=True)
-    p.add_argument("--name", help="a short name shown in lists")
-    p.add_argument("--project", help="default: 'default'")
-    p.add_argument("--design")
-    p.add_argument("--owner", help="default: you (only an admin may name someone else)")
-    p.add_argument("--priority", type=int, help="larger runs first (default 0)")
-    p.add_argument("--timeout-sec", type=float, metavar="SEC", help="limit on running time")
-    p.add_argument("--retry-limit", type=int, metavar="N",
-                   help="requeue a FAILED or TIMEOUT attempt up to N times")
-    p.add_argument("--workdir", metavar="DIR", help="run in DIR (default: the current directory)")
-    p.add_argument("--cpu", type=int)
-    p.add_argument("--memory-gb", type=float, metavar="GB")
-    p.add_argument("--slots", type=int)
-    p.add_argument("--label", action="append", type=_key_value, default=[], metavar="KEY=VAL",
-                   help="a label the host must have (repeatable)")
-    p.add_argument("--env", action="append", type=_key_value, default=[], metavar="KEY=VAL",
-                   help="an environment variable for the job (repeatable)")
-    p.add_argument("words", nargs=argparse.REMAINDER, metavar="COMMAND",
-                   help="the command to run (after --)")
+    _add_submit(sub)
 
-    p = sub.add_parser("submit-batch", help="submit a JSON file of jobs, all or nothing")
+    p = _command(sub, "submit-batch", help="submit a JSON file of jobs, all or nothing")
     _add_discovery(p)
     p.add_argument("file", metavar="FILE",
                    help='a JSON list of jobs or {"jobs": [...]}; - for stdin')
+    p.add_argument("--allow-pending", action="store_true",
+                   help="queue jobs no registered host could ever run (set allow_pending on "
+                        "each job that does not say otherwise)")
 
-    p = sub.add_parser("jobs", help="list jobs")
-    _add_discovery(p)
-    p.add_argument("--status", action="extend", nargs="+", metavar="STATUS",
-                   help="only these states: --status RUNNING PAUSED, repeated, or "
-                        "comma-separated")
-    p.add_argument("--project")
-    p.add_argument("--design")
-    p.add_argument("--owner")
-    p.add_argument("--host", metavar="HOST_ID")
-    p.add_argument("--limit", type=int, metavar="N")
-    p.add_argument("--offset", type=int, metavar="N")
+    _add_listing(sub)
 
-    p = sub.add_parser("job", help="one job: fields, attempts and event timeline")
+    p = _command(sub, "logs", help="print a job's output")
     _add_discovery(p)
-    p.add_argument("job_id", metavar="ID")
-
-    p = sub.add_parser("logs", help="print a job's output")
-    _add_discovery(p)
-    p.add_argument("job_id", metavar="ID")
+    p.add_argument("job_id", metavar="ID", help="the job")
     p.add_argument("-n", "--tail", type=int, default=200, metavar="N",
                    help="the last N lines (default 200)")
     p.add_argument("--attempt", type=int, metavar="N", help="default: the latest attempt")
@@ -178,31 +169,141 @@ def add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
                    help="keep printing new lines until the job has ended")
 
     for action in ACTIONS:
-        p = sub.add_parser(action, help=f"{action} jobs")
+        bulk = action in BULK_ACTIONS
+        p = _command(sub, action, help=f"{action} jobs" + (", by id or by filter" if bulk
+                                                            else ""),
+                     description=f"{action.capitalize()} the jobs named by id"
+                                 + (", or every job the filters match (printing how many)"
+                                    if bulk else "") + ".")
         _add_discovery(p)
-        p.add_argument("job_ids", nargs="+", metavar="ID")
+        p.add_argument("job_ids", nargs="*" if bulk else "+", metavar="ID",
+                       help="job ids" + (" (or filters below)" if bulk else ""))
+        if bulk:
+            add_filter_options(p, action)
 
-    p = sub.add_parser("hosts", help="list hosts")
+    p = _command(sub, "hosts", help="list hosts")
+    _add_discovery(p)
+    p.add_argument("--noheader", action="store_true", help="no header line")
+
+    _add_register(sub)
+
+    p = _command(sub, "metrics", help="summary numbers")
     _add_discovery(p)
 
-    p = sub.add_parser("register", help="register or update a host")
-    _add_discovery(p, json_input=True)
-    p.add_argument("--host-id", metavar="ID")
-    p.add_argument("--slots", type=int, metavar="N", help="jobs it may run at once")
-    p.add_argument("--cpu", type=int, metavar="N")
-    p.add_argument("--memory-gb", type=float, metavar="GB")
-    p.add_argument("--label", action="append", type=_key_value, default=[], metavar="KEY=VAL")
-    p.add_argument("--executor-prefix", metavar="PREFIX",
-                   help="run jobs as `<PREFIX> <quoted command>`, e.g. an ssh command")
-
-    p = sub.add_parser("metrics", help="summary numbers")
-    _add_discovery(p)
-
-    p = sub.add_parser("purge", help="forget finished jobs (and their logs) from before a date")
+    p = _command(sub, "purge", help="forget finished jobs (and their logs) from before a date")
     p.add_argument("--before", required=True, type=_before, metavar="DATE",
                    help="ISO date or time, e.g. 2026-11-01 or 2026-11-01T12:00 (UTC unless "
                         "it names a zone); jobs that have not finished are never purged")
     _add_discovery(p)
+
+
+def _add_submit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = _command(
+        sub, "submit", help="submit one job to the running daemon",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Submit one job. The command follows the options; several words are "
+                    "quoted with shlex.join\nso they run as typed, one word is used as a "
+                    "shell command line:\n  apr-sched submit --cpu 4 -- innovus -init run.tcl"
+                    "\n\nThe job runs with your environment (see --env-mode), in your "
+                    "current directory and\nwith your umask, as if started here.",
+        epilog="With --wait, the exit code is the job's outcome:\n" + EXIT_CODES_HELP)
+    _add_discovery(p, json_input=True)
+    p.add_argument("--name", help="a short name shown in lists")
+    p.add_argument("--project", help="project it belongs to (default: 'default')")
+    p.add_argument("--design", help="the design it works on (shown in lists)")
+    p.add_argument("--owner", help="default: you (only an admin may name someone else)")
+    p.add_argument("--priority", type=int, help="larger runs first (default 0)")
+    p.add_argument("--timeout", "--timeout-sec", dest="timeout_sec", type=duration_arg,
+                   metavar="DURATION",
+                   help="limit on running time, e.g. 90s, 4h, 1d, 1h30m or seconds; the job "
+                        "ends in TIMEOUT")
+    p.add_argument("--retry-limit", type=int, metavar="N",
+                   help="requeue a FAILED or TIMEOUT attempt up to N times")
+    p.add_argument("--workdir", metavar="DIR", help="run in DIR (default: the current directory)")
+    p.add_argument("--cpu", type=int, metavar="N", help="cpus it uses on its host (default 1)")
+    p.add_argument("--memory-gb", type=float, metavar="GB",
+                   help="memory it uses on its host (default 0)")
+    p.add_argument("--slots", type=int, metavar="N", help="host slots it takes (default 1)")
+    p.add_argument("--label", action="append", type=_key_value, default=[], metavar="KEY=VAL",
+                   help="a label the host must have (repeatable)")
+    p.add_argument("--env-mode", type=parse_env_mode, metavar="all|none|NAME,...",
+                   help="what the job takes from your environment: all of it (default; "
+                        "APR_*, _, SHLVL, PWD and OLDPWD stay), none (the host's clean base "
+                        "only), or only the NAMEs listed (default with --json FILE: none)")
+    p.add_argument("--env", action="append", type=_key_value, default=[], metavar="KEY=VAL",
+                   help="set a variable for the job (repeatable); everyone can read a "
+                        "command line, so put secrets in your environment instead")
+    p.add_argument("--allow-pending", action="store_true",
+                   help="queue it even if no registered host could ever run it (one may "
+                        "be registered later); else such a job is refused with the reason")
+    _add_wait_options(p, in_submit=True)
+    p.add_argument("words", nargs=argparse.REMAINDER, metavar="COMMAND",
+                   help="the command to run (after --)")
+
+
+def _add_listing(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = _command(sub, "jobs", help="list jobs",
+                 description="List jobs in submit order. Piped, the table is plain columns, "
+                             "one line per job, never wrapped or cut; the 'N of M shown' note "
+                             "then goes to stderr.")
+    _add_discovery(p)
+    p.add_argument("--status", action="extend", nargs="+", metavar="STATUS",
+                   help="only these states: --status RUNNING PAUSED, repeated, or "
+                        "comma-separated")
+    p.add_argument("--project", help="only this project's jobs")
+    p.add_argument("--design", help="only this design's jobs")
+    p.add_argument("--owner", help="only this user's jobs")
+    p.add_argument("--host", metavar="HOST_ID", help="only jobs on this host")
+    p.add_argument("--limit", type=int, metavar="N",
+                   help="at most N jobs (default 500, at most 5000)")
+    p.add_argument("--offset", type=int, metavar="N", help="skip the first N matching jobs")
+    p.add_argument("-o", "--output", type=cli_format.job_columns, metavar="COLUMNS",
+                   default=list(cli_format.DEFAULT_JOB_COLUMNS),
+                   help="columns to show, comma-separated, from: "
+                        f"{','.join(cli_format.JOB_COLUMNS)} (default: "
+                        f"{','.join(cli_format.DEFAULT_JOB_COLUMNS)})")
+    p.add_argument("--noheader", action="store_true", help="no header line")
+
+    p = _command(sub, "job", help="one job: fields, attempts and event timeline")
+    _add_discovery(p)
+    p.add_argument("job_id", metavar="ID", help="the job")
+
+    p = _command(sub, "status", help="one word per job: running, success or failed",
+                 description="Print one word per job, in the order given: running (any "
+                             "unfinished state: PENDING, HELD, RUNNING, PAUSED), success "
+                             "(SUCCEEDED) or failed (FAILED, TIMEOUT, STOPPED), as the "
+                             "cluster status commands of workflow engines expect. A job the "
+                             "daemon does not know (never was, or purged) is 'failed' "
+                             "(UNKNOWN with --detail), with a note on stderr. Exit 0 unless "
+                             "the daemon cannot be asked.")
+    _add_discovery(p, json_help="print {id: status word or null} as JSON")
+    p.add_argument("job_ids", nargs="+", metavar="ID", help="job ids")
+    p.add_argument("--detail", action="store_true",
+                   help="print the real status word (PENDING, RUNNING, SUCCEEDED, ...)")
+
+    p = _command(sub, "wait", help="block until jobs end; exit with their outcome",
+                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                 description="Wait for jobs to end, printing their output as they run (each "
+                             "line after\n'<id>: ' when there are several), and exit with "
+                             "the outcome. A daemon restart\nmeanwhile is ridden out: no line "
+                             "is lost or printed twice.",
+                 epilog=EXIT_CODES_HELP)
+    _add_discovery(p, json_help="at the end, print each job's status and outcome as JSON")
+    p.add_argument("job_ids", nargs="+", metavar="ID", help="job ids")
+    _add_wait_options(p, in_submit=False)
+
+
+def _add_register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = _command(sub, "register", help="register or update a host")
+    _add_discovery(p, json_input=True)
+    p.add_argument("--host-id", metavar="ID", help="the host's id (its name in lists)")
+    p.add_argument("--slots", type=int, metavar="N", help="jobs it may run at once")
+    p.add_argument("--cpu", type=int, metavar="N", help="cpus it has for jobs")
+    p.add_argument("--memory-gb", type=float, metavar="GB", help="memory it has for jobs")
+    p.add_argument("--label", action="append", type=_key_value, default=[], metavar="KEY=VAL",
+                   help="a label jobs can ask for (repeatable), e.g. tool=innovus")
+    p.add_argument("--executor-prefix", metavar="PREFIX",
+                   help="run jobs as `<PREFIX> <quoted command>`, e.g. an ssh command")
 
 
 # running ---------------------------------------------------------------------------------
@@ -210,7 +311,6 @@ def add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
 class _Context:
     client: SchedulerClient
     state_dir: Path
-    out: Console
 
 
 def run_client_command(args: argparse.Namespace) -> int:
@@ -225,7 +325,7 @@ def run_client_command(args: argparse.Namespace) -> int:
         state_dir = resolve_state_dir(args.state_dir or (config.state_dir if config else None))
         url, token = find_daemon(args.url, args.token, config, state_dir)
         with SchedulerClient(url, token) as client:
-            return handler(_Context(client, state_dir, Console(highlight=False)), args)
+            return handler(_Context(client, state_dir), args)
     except AuthFailed as exc:
         where = f", or check {state_dir / TOKEN_FILE}" if state_dir else ""
         _error(f"{url} refused the token ({exc.message}); pass --token, set ${TOKEN_ENV}"
@@ -276,9 +376,19 @@ def _json_object_file(name: str, what: str) -> dict[str, Any]:
     return data
 
 
+def _valid_ids(job_ids: Iterable[str]) -> list[str]:
+    ids = list(dict.fromkeys(job_ids))
+    bad = [job_id for job_id in ids if not is_valid_id(job_id)]
+    if bad:
+        raise InvalidInput(f"{bad[0]!r} is not a valid job id",
+                           [{"field": "job_id", "message": "not a valid id"} for _ in bad])
+    return ids
+
+
 # submit ----------------------------------------------------------------------------------
 def _job_spec(args: argparse.Namespace) -> dict[str, Any]:
-    """The JobSpec JSON: the --json FILE if given, with every flag given on top."""
+    """The JobSpec JSON: the --json FILE if given, with every flag given on top, and the
+    submitter's environment, directory and umask (``cli_env``)."""
     spec = _json_object_file(args.json_file, "a job spec") if args.json_file else {}
     words = list(args.words)
     if words and words[0] == "--":
@@ -295,9 +405,15 @@ def _job_spec(args: argparse.Namespace) -> dict[str, Any]:
         if (value := getattr(args, field)) is not None:
             spec[field] = value
     if not args.json_file:
-        spec.setdefault("workdir", os.getcwd())
-    if args.env:
-        spec["env"] = {**_dict_field(spec, "env"), **dict(args.env)}
+        spec.setdefault("workdir", current_workdir())
+    spec.setdefault("umask", current_umask())
+    mode = args.env_mode if args.env_mode is not None else (
+        "none" if args.json_file else "all")
+    env = submitter_env(mode, args.env)
+    for note in env.warnings():
+        _error(note)
+    if env.env:
+        spec["env"] = {**_dict_field(spec, "env"), **env.env}
     resources = _dict_field(spec, "resource_request")
     for field in ("cpu", "memory_gb", "slots"):
         if (value := getattr(args, field)) is not None:
@@ -306,6 +422,8 @@ def _job_spec(args: argparse.Namespace) -> dict[str, Any]:
         resources["host_labels"] = {**_dict_field(resources, "host_labels"), **dict(args.label)}
     if resources:
         spec["resource_request"] = resources
+    if args.allow_pending:
+        spec["allow_pending"] = True
     return spec
 
 
@@ -321,12 +439,43 @@ def _submit(ctx: _Context, args: argparse.Namespace) -> int:
     job = ctx.client.submit(_job_spec(args))
     if args.json:
         _print_json(ctx.client.last_json)
-        return 0
-    print(job.job_id, flush=True)
+    elif not args.wait:
+        print(job.job_id, flush=True)
     label = job.name or "/".join(part for part in (job.project, job.design) if part)
-    print(f"submitted job {job.job_id} ({label}, priority {job.priority}, {job.status}): "
-          f"{_short(job.command, 60)}", file=sys.stderr)
-    return 0
+    print(f"{'apr-sched: ' if args.wait else ''}submitted job {job.job_id} ({label}, "
+          f"priority {job.priority}, {job.status}): {_short(job.command, 60)}",
+          file=sys.stderr, flush=True)
+    if not args.wait:
+        return 0
+    return _wait_for(ctx, args, [job.job_id], first_attempt=1)
+
+
+def _wait(ctx: _Context, args: argparse.Namespace) -> int:
+    return _wait_for(ctx, args, _valid_ids(args.job_ids), first_attempt=None)
+
+
+def _wait_for(ctx: _Context, args: argparse.Namespace, job_ids: list[str], *,
+              first_attempt: int | None) -> int:
+    result = wait_for_jobs(ctx.client, job_ids, output=None if args.quiet else sys.stdout,
+                           stop_on_interrupt=args.stop_on_interrupt,
+                           reconnect_timeout=args.reconnect_timeout,
+                           first_attempt=first_attempt)
+    if args.json and args.command == "wait":
+        _print_json({"exit_code": result.code, "interrupted_by": result.interrupted,
+                     "jobs": {job_id: None if job is None else {
+                         "status": job.status.value, "exit_code": job.exit_code,
+                         "signal": job.signal, "outcome": exit_code_for(job)}
+                         for job_id, job in result.jobs.items()}})
+    for job_id, job in result.jobs.items():
+        if job is not None and job.status is not JobStatus.SUCCEEDED:
+            how = cli_format.reason(job) or job.status.value
+            _error(f"job {job_id} {job.status.value}"
+                   + (f" ({how})" if how != job.status.value else ""))
+    return result.code
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _submit_batch(ctx: _Context, args: argparse.Namespace) -> int:
@@ -335,6 +484,9 @@ def _submit_batch(ctx: _Context, args: argparse.Namespace) -> int:
     if not isinstance(specs, list):
         raise InvalidInput(f'{args.file}: expected a JSON list of jobs or {{"jobs": [...]}}',
                            [{"field": "jobs", "message": "must be a list"}])
+    if args.allow_pending:
+        specs = [{"allow_pending": True, **spec} if isinstance(spec, dict) else spec
+                 for spec in specs]
     job_ids = ctx.client.submit_batch(specs)
     if args.json:
         _print_json(ctx.client.last_json)
@@ -346,7 +498,7 @@ def _submit_batch(ctx: _Context, args: argparse.Namespace) -> int:
     return 0
 
 
-# jobs ------------------------------------------------------------------------------------
+# jobs, job, status -----------------------------------------------------------------------
 def _jobs(ctx: _Context, args: argparse.Namespace) -> int:
     statuses = [part.strip() for value in args.status or [] for part in value.split(",")
                 if part.strip()]
@@ -356,82 +508,15 @@ def _jobs(ctx: _Context, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(ctx.client.last_json)
         return 0
-    now = datetime.now(UTC)
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    # On a narrow terminal only NAME and REASON give way (rich narrows only the columns
-    # that may wrap); ids, numbers and states stay whole.
-    for name, justify in (("ID", "right"), ("NAME", "left"), ("PROJECT", "left"),
-                          ("OWNER", "left"), ("PRIO", "right"), ("STATUS", "left"),
-                          ("HOST", "left"), ("ATT", "right"), ("WAIT/RAN", "right"),
-                          ("REASON", "left")):
-        flexible = name in ("NAME", "REASON")
-        table.add_column(name, justify=justify, no_wrap=not flexible,  # type: ignore[arg-type]
-                         max_width=32 if name == "NAME" else None,
-                         overflow="fold" if name == "REASON" else "ellipsis")
-    for job in page.jobs:
-        table.add_row(
-            Text(job.job_id), Text(job.name or job.design or "-"), Text(job.project),
-            Text(job.owner), str(job.priority), _status(job.status), Text(job.host_id or "-"),
-            str(job.attempt), f"{_waited(job, now)}/{_ran(job, now)}", Text(_reason(job)),
-        )
-    ctx.out.print(table)
+    cli_format.print_jobs(page.jobs, args.output, header=not args.noheader)
     shown = len(page.jobs)
     if shown != page.total or not shown:
-        ctx.out.print(Text(f"{shown} of {page.total} matching jobs shown", style="dim"))
+        note = f"{shown} of {page.total} matching jobs shown"
+        if cli_format.is_terminal():
+            cli_format.print_table([cli_format.Column("")], [[(note, "dim")]], header=False)
+        else:
+            print(note, file=sys.stderr)
     return 0
-
-
-def _status(status: JobStatus) -> Text:
-    return Text(status.value, style=STATUS_STYLE.get(status, ""))
-
-
-def _reason(job: Job) -> str:
-    if job.pending_reason and job.status in (JobStatus.PENDING, JobStatus.HELD):
-        return job.pending_reason
-    if job.status in (JobStatus.FAILED, JobStatus.TIMEOUT, JobStatus.STOPPED):
-        if job.signal:
-            return f"signal {job.signal}"
-        if job.exit_code is not None:
-            return f"exit {job.exit_code}"
-    return ""
-
-
-def _waited(job: Job, now: datetime) -> str:
-    if job.started_at is not None:
-        return _duration((job.started_at - job.submitted_at).total_seconds())
-    if job.status.is_final:
-        return "-"
-    return _duration((now - job.submitted_at).total_seconds())
-
-
-def _ran(job: Job, now: datetime) -> str:
-    if job.started_at is None:
-        return "-"
-    return _duration(((job.finished_at or now) - job.started_at).total_seconds())
-
-
-def _duration(seconds: float) -> str:
-    """12s, 3m05s, 2h03m, 4d07h: short enough for a table cell."""
-    s = max(0, int(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
-
-
-def _time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
-    """Local time, as people read clocks; ``--json`` keeps the UTC ISO 8601 values."""
-    return "-" if value is None else value.astimezone().strftime(fmt)
-
-
-SHORT_TIME = "%m-%d %H:%M:%S"
-
-
-def _short(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _job(ctx: _Context, args: argparse.Namespace) -> int:
@@ -439,90 +524,45 @@ def _job(ctx: _Context, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(ctx.client.last_json)
         return 0
-    now = datetime.now(UTC)
-    fields = Table.grid(padding=(0, 2))
-    fields.add_column(style="bold")
-    fields.add_column()
-    status = _status(job.status)
-    if _reason(job):
-        status.append(f"  {_reason(job)}", style="dim")
-    rows: list[tuple[str, str | Text]] = [
-        ("job", job.job_id), ("name", job.name or "-"), ("status", status),
-        ("project", job.project), ("design", job.design or "-"), ("owner", job.owner),
-        ("priority", str(job.priority)), ("command", job.command),
-        ("workdir", job.workdir or "(the executing account's home)"),
-        ("resources", job.resource_request.describe()),
-        ("timeout", "-" if job.timeout_sec is None else _duration(job.timeout_sec)),
-        ("retry limit", str(job.retry_limit)),
-        ("env", " ".join(f"{k}={v}" for k, v in sorted(job.env.items())) or "-"),
-        ("host", job.host_id or "-"), ("attempt", str(job.attempt)),
-        ("submitted", _time(job.submitted_at)),
-        ("started", _time(job.started_at)), ("finished", _time(job.finished_at)),
-        ("waited/ran", f"{_waited(job, now)}/{_ran(job, now)}"),
-    ]
-    if job.exit_code is not None or job.signal:
-        rows.append(("exit", f"signal {job.signal}" if job.signal else str(job.exit_code)))
-    for key, value in rows:
-        fields.add_row(key, value if isinstance(value, Text) else Text(value))
-    ctx.out.print(fields)
-    if job.attempts:
-        attempts = Table(title="attempts", title_justify="left", box=None,
-                         header_style="bold", pad_edge=False)
-        for name in ("#", "HOST", "STATUS", "STARTED", "FINISHED", "EXIT", "REASON"):
-            attempts.add_column(name, no_wrap=name != "REASON", overflow="fold",
-                                min_width=10 if name == "REASON" else None)
-        for a in job.attempts:
-            exit_text = f"signal {a.signal}" if a.signal else (
-                "-" if a.exit_code is None else str(a.exit_code))
-            attempts.add_row(str(a.attempt), Text(a.host_id or "-"), _status(a.status),
-                             _time(a.started_at, SHORT_TIME), _time(a.finished_at, SHORT_TIME),
-                             exit_text,
-                             Text(a.reason or ""))
-        ctx.out.print()
-        ctx.out.print(attempts)
-    if job.events:
-        events = Table(title="events", title_justify="left", box=None, header_style="bold",
-                       pad_edge=False)
-        for name in ("TIME", "ATT", "CHANGE", "HOST", "REASON"):
-            events.add_column(name, no_wrap=name != "REASON", overflow="fold",
-                              min_width=10 if name == "REASON" else None)
-        for e in job.events:
-            change = Text(f"{e.from_status.value} -> " if e.from_status else "")
-            change.append_text(_status(e.to_status))
-            events.add_row(_time(e.time, SHORT_TIME), str(e.attempt), change,
-                           Text(e.host_id or "-"), Text(e.reason))
-        ctx.out.print()
-        ctx.out.print(events)
+    cli_format.print_job(job)
+    return 0
+
+
+def _status(ctx: _Context, args: argparse.Namespace) -> int:
+    ids = list(args.job_ids)
+    known: dict[str, Job] = {}
+    valid = [job_id for job_id in dict.fromkeys(ids) if is_valid_id(job_id)]
+    for start in range(0, len(valid), STATUS_IDS_PER_REQUEST):
+        chunk = valid[start:start + STATUS_IDS_PER_REQUEST]
+        reply = ctx.client.request("GET", "/jobs",
+                                   query={"id": ",".join(chunk), "limit": len(chunk)})[1]
+        known.update((job.job_id, job) for job in JobPage.model_validate(reply).jobs)
+    if args.json:
+        _print_json({job_id: (known[job_id].status.value if job_id in known else None)
+                     for job_id in ids})
+        return 0
+    words = []
+    for job_id in ids:
+        job = known.get(job_id)
+        if job is None:
+            _error(f"no job {job_id!r}")
+            words.append("UNKNOWN" if args.detail else UNKNOWN_JOB_WORD)
+        else:
+            words.append(job.status.value if args.detail else STATUS_WORDS[job.status])
+    sys.stdout.write("".join(f"{word}\n" for word in words))
+    sys.stdout.flush()
     return 0
 
 
 # logs ------------------------------------------------------------------------------------
 def _logs(ctx: _Context, args: argparse.Namespace) -> int:
-    with _interruptible() if args.follow else contextlib.nullcontext():
-        reply = ctx.client.logs(args.job_id, tail=args.tail, attempt=args.attempt)
-        _emit_log(reply, args.json)
-        if args.follow:
-            _follow(ctx.client, args.job_id, reply, pinned=args.attempt is not None,
-                    as_json=args.json)
-    return 0
-
-
-@contextlib.contextmanager
-def _interruptible() -> Iterator[None]:
-    """Let Ctrl-C end a follow even when we were started with SIGINT ignored.
-
-    A shell starts background commands (``cmd &``, nohup-style launchers, a test suite run
-    that way) with SIGINT ignored, and Python then installs no KeyboardInterrupt handler:
-    a follow could only be killed. The previous handler comes back afterwards.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    reply = ctx.client.logs(args.job_id, tail=args.tail, attempt=args.attempt)
+    _emit_log(reply, args.json)
+    if not args.follow:
+        return 0
+    return follow_log(ctx.client, args.job_id, int(reply["attempt"]), int(reply["offset"]),
+                      output=sys.stdout, pinned=args.attempt is not None,
+                      json_lines=args.json)
 
 
 def _emit_log(reply: dict[str, Any], as_json: bool) -> None:
@@ -534,35 +574,22 @@ def _emit_log(reply: dict[str, Any], as_json: bool) -> None:
         sys.stdout.flush()
 
 
-def _follow(client: SchedulerClient, job_id: str, reply: dict[str, Any], *, pinned: bool,
-            as_json: bool) -> None:
-    """Print lines as they are appended until the job is final and its log drained.
-
-    The job's state is read before the log, so a final state means everything it wrote is
-    already in the file: one more empty read then proves the log drained. Without
-    ``--attempt`` a retry or rerun moves the follow to the new attempt.
-    """
-    attempt, offset = int(reply["attempt"]), int(reply["offset"])
-    while True:
-        job = client.job(job_id)
-        ended = job.status.is_final or attempt < job.attempt
-        reply = client.logs(job_id, attempt=attempt, offset=offset)
-        offset = int(reply["offset"])
-        if reply.get("lines"):
-            _emit_log(reply, as_json)
-            continue
-        if not ended:
-            time.sleep(FOLLOW_INTERVAL_SEC)
-        elif attempt < job.attempt and not pinned:
-            attempt, offset = attempt + 1, 0
-            print(f"apr-sched: job {job_id} attempt {attempt}", file=sys.stderr, flush=True)
-        else:
-            return
-
-
 # control ---------------------------------------------------------------------------------
+_DONE = {"pause": "paused or held", "resume": "resumed", "stop": "stopped"}
+
+
 def _action(ctx: _Context, args: argparse.Namespace) -> int:
     act: Callable[[str], Job] = getattr(ctx.client, args.command)
+    if args.command in BULK_ACTIONS and (filters_given(args) or args.all):
+        if args.job_ids:
+            raise InvalidInput(f"{args.command}: give job ids or filters, not both",
+                               [{"field": "job_ids", "message": "ids and filters given"}])
+        return _bulk(ctx, args, act)
+    if not args.job_ids:
+        raise InvalidInput(
+            f"{args.command}: which jobs? give ids, filters (--owner, --status, --name, "
+            "--project, --design, --host), or --all",
+            [{"field": "job_ids", "message": "no ids and no filter"}])
     refused = False
     replies = []
     for job_id in args.job_ids:
@@ -581,13 +608,26 @@ def _action(ctx: _Context, args: argparse.Namespace) -> int:
         note = ""
         if args.command == "stop" and not job.status.is_final:
             note = " (stop requested: SIGTERM sent)"
-        line = Text(f"{job.job_id}: ")
-        line.append_text(_status(job.status))
-        line.append(note)
-        ctx.out.print(line)
+        print(f"{job.job_id}: {job.status.value}{note}", flush=True)
     if args.json:
         _print_json(replies[0] if len(args.job_ids) == 1 and replies else replies)
     return 1 if refused else 0
+
+
+def _bulk(ctx: _Context, args: argparse.Namespace, act: Callable[[str], Job]) -> int:
+    outcome = run_bulk(ctx.client, args, act)
+    for job_id, why in outcome.refused[:10]:
+        _error(f"cannot {args.command} job {job_id}: {why}")
+    if len(outcome.refused) > 10:
+        _error(f"and {len(outcome.refused) - 10} more refused")
+    if args.json:
+        _print_json({"action": args.command, "job_ids": outcome.touched,
+                     "refused": [job_id for job_id, _ in outcome.refused]})
+    else:
+        count = len(outcome.touched)
+        print(f"{_DONE[args.command]} {count} job{'s' if count != 1 else ''}"
+              + (f": {', '.join(outcome.touched)}" if 0 < count <= 20 else ""), flush=True)
+    return 1 if outcome.refused else 0
 
 
 # hosts -----------------------------------------------------------------------------------
@@ -596,32 +636,10 @@ def _hosts(ctx: _Context, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(ctx.client.last_json)
         return 0
-    now = datetime.now(UTC)
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for name, justify in (("ID", "left"), ("STATE", "left"), ("SLOTS", "right"),
-                          ("CPU", "right"), ("MEMORY GB", "right"), ("JOBS", "right"),
-                          ("LABELS", "left"), ("HEARTBEAT", "right")):
-        table.add_column(name, justify=justify,  # type: ignore[arg-type]
-                         no_wrap=name != "LABELS", overflow="fold",
-                         min_width=6 if name == "LABELS" else None)
-    for h in hosts:
-        table.add_row(
-            Text(h.host_id), Text(h.state.value, style=HOST_STYLE.get(h.state, "")),
-            f"{h.used_slots}/{h.total_slots}", f"{h.used_cpu}/{h.total_cpu}",
-            f"{h.used_memory_gb:g}/{h.total_memory_gb:g}", str(h.running_jobs),
-            Text(",".join(f"{k}={v}" for k, v in sorted(h.labels.items())) or "-"),
-            _heartbeat(h, now),
-        )
-    ctx.out.print(table)
+    cli_format.print_hosts(hosts, header=not args.noheader)
     if not hosts:
-        ctx.out.print(Text("no hosts registered", style="dim"))
+        print("no hosts registered", file=sys.stderr)
     return 0
-
-
-def _heartbeat(host: Host, now: datetime) -> str:
-    if host.last_heartbeat is None:
-        return "-"
-    return f"{_duration((now - host.last_heartbeat).total_seconds())} ago"
 
 
 def _register(ctx: _Context, args: argparse.Namespace) -> int:
@@ -643,9 +661,8 @@ def _register(ctx: _Context, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(ctx.client.last_json)
         return 0
-    ctx.out.print(Text(
-        f"{host.host_id}: {'registered' if created else 'updated'} ({host.state.value}, "
-        f"{host.total_slots} slots, {host.total_cpu} cpu, {host.total_memory_gb:g} GB)"))
+    print(f"{host.host_id}: {'registered' if created else 'updated'} ({host.state.value}, "
+          f"{host.total_slots} slots, {host.total_cpu} cpu, {host.total_memory_gb:g} GB)")
     return 0
 
 
@@ -654,32 +671,13 @@ def _join(items: Iterable[str]) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
-# metrics ---------------------------------------------------------------------------------
+# metrics, purge --------------------------------------------------------------------------
 def _metrics(ctx: _Context, args: argparse.Namespace) -> int:
     m = ctx.client.metrics()
     if args.json:
         _print_json(ctx.client.last_json)
         return 0
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold")
-    grid.add_column()
-    by_status = Text()
-    for status in JobStatus:
-        count = m.jobs_by_status.get(status, 0)
-        if count:
-            if by_status:
-                by_status.append("  ")
-            by_status.append(f"{status.value} {count}", style=STATUS_STYLE.get(status, ""))
-    grid.add_row("jobs", Text(f"{m.jobs_total}  ").append_text(by_status))
-    grid.add_row("hosts", f"{m.hosts_online} online, {m.hosts_offline} offline, "
-                          f"{m.hosts_total} total")
-    for name, usage in (("slots", m.slots), ("cpu", m.cpu), ("memory GB", m.memory_gb)):
-        pct = f" ({usage.used / usage.total:.0%})" if usage.total else ""
-        grid.add_row(name, f"{usage.used:g} / {usage.total:g} used{pct}")
-    grid.add_row("finished last hour", str(m.finished_last_hour))
-    grid.add_row("wait median / p95", f"{_maybe(m.wait_sec_median)} / {_maybe(m.wait_sec_p95)}")
-    grid.add_row("run median / p95", f"{_maybe(m.run_sec_median)} / {_maybe(m.run_sec_p95)}")
-    ctx.out.print(grid)
+    cli_format.print_fields(cli_format.describe_metrics(m))
     return 0
 
 
@@ -702,16 +700,14 @@ def _purge(ctx: _Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def _maybe(seconds: float | None) -> str:
-    return "-" if seconds is None else _duration(seconds)
-
-
 _Handler = Callable[[_Context, argparse.Namespace], int]
 _HANDLERS: dict[str, _Handler] = {
     "submit": _submit,
     "submit-batch": _submit_batch,
     "jobs": _jobs,
     "job": _job,
+    "status": _status,
+    "wait": _wait,
     "logs": _logs,
     **dict.fromkeys(ACTIONS, _action),
     "hosts": _hosts,

@@ -245,6 +245,9 @@ class JobSpec(_StrictInput):
     """Also write the job's stderr to this file (LSF ``-e``); needs ``output_path``."""
     umask: Umask | None = None
     """The job's file-creation mask, e.g. ``"022"`` (the CLI sends the submitter's)."""
+    allow_pending: bool = False
+    """Queue the job even when no registered host could ever run it (one may be registered
+    later). Without it, submit refuses such a job and names the reason."""
 
     @field_validator("error_path")
     @classmethod

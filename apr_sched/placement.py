@@ -24,6 +24,11 @@ Why decisions stay cheap
       built once, drops hosts as they fill, and carries the most room any of them had:
       a request above that fails without looking at a host.
 
+Refusing what could never run
+    ``check_runnable`` is what submit asks before it queues anything: a job that no
+    registered host (in any state) could run is refused, naming the field and the reason,
+    unless its spec says ``allow_pending``.
+
 Change hosts through the pool (``allocate``, ``release``, ``set_accepting``, ``upsert``).
 A ``HostCapacity`` edited in place must be upserted again right after, before any other
 pool call: until then the load order and the caches describe it as it was.
@@ -32,11 +37,11 @@ pool call: until then the load order and the caches describe it as it was.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from apr_sched.errors import NotFound
-from apr_sched.models import HostSpec, ResourceRequest
+from apr_sched.errors import InvalidInput, NotFound
+from apr_sched.models import HostSpec, JobSpec, ResourceRequest
 
 _EPS = 1e-9
 """Tolerance for memory sums: GB are floats, and 0.1 + 0.2 must still fit in 0.3."""
@@ -305,6 +310,10 @@ class HostPool:
             entry.no_room_since = self._epoch
         return best
 
+    def could_run_somewhere(self, req: ResourceRequest) -> bool:
+        """Some registered host (in any state) has the labels and totals ``req`` needs."""
+        return bool(self._entry(req).hosts)
+
     def unplaceable_reason(self, req: ResourceRequest) -> str | None:
         """None when some registered host could ever run ``req``; else why none can."""
         entry = self._entry(req)
@@ -488,8 +497,15 @@ class HostPool:
             entry.capacity_text = None
 
     def _explain_unplaceable(self, req: ResourceRequest) -> str:
+        return self.unrunnable(req)[1]
+
+    def unrunnable(self, req: ResourceRequest) -> tuple[str, str]:
+        """Which field of a job's spec no registered host satisfies, and why: e.g.
+        ``("resource_request.cpu", "needs 100 cpu; largest host has 8")``. Hosts count
+        whatever their state (an OFFLINE host may come back, a CLOSED one be opened)."""
+        field = "resource_request"
         if not self._hosts:
-            return "no hosts registered"
+            return field, "no hosts registered"
         labelled = [self._hosts[host_id] for host_id in self._labelled(req)]
         if not labelled:
             return self._explain_labels(req)
@@ -498,22 +514,58 @@ class HostPool:
             where += " with " + ", ".join(f"{k}={v}" for k, v in sorted(req.host_labels.items()))
         largest_memory = max(host.total_memory_gb for host in labelled)
         if req.memory_gb > largest_memory + _EPS:
-            return f"needs {req.memory_gb:g} GB memory; largest {where} has {largest_memory:g} GB"
+            return (f"{field}.memory_gb",
+                    f"needs {req.memory_gb:g} GB memory; largest {where} has {largest_memory:g} GB")
         largest_cpu = max(host.total_cpu for host in labelled)
         if req.cpu > largest_cpu:
-            return f"needs {req.cpu} cpu; largest {where} has {largest_cpu}"
+            return f"{field}.cpu", f"needs {req.cpu} cpu; largest {where} has {largest_cpu}"
         largest_slots = max(host.total_slots for host in labelled)
         if req.slots > largest_slots:
-            return f"needs {req.slots} slots; largest {where} has {largest_slots}"
+            return (f"{field}.slots",
+                    f"needs {req.slots} slots; largest {where} has {largest_slots}")
         plural = "s" if req.slots != 1 else ""
-        return (
+        return field, (
             f"needs {req.slots} slot{plural}, {req.cpu} cpu and {req.memory_gb:g} GB on one "
             f"host; no {where} has all of that"
         )
 
-    def _explain_labels(self, req: ResourceRequest) -> str:
+    def _explain_labels(self, req: ResourceRequest) -> tuple[str, str]:
         for key, value in sorted(req.host_labels.items()):
             if not any(host.labels.get(key) == value for host in self._hosts.values()):
-                return f"no host has label {key}={value}"
+                return f"resource_request.host_labels.{key}", f"no host has label {key}={value}"
         wanted = ", ".join(f"{k}={v}" for k, v in sorted(req.host_labels.items()))
-        return f"no host has all labels {wanted}"
+        return "resource_request.host_labels", f"no host has all labels {wanted}"
+
+
+def check_runnable(pool: HostPool, specs: Sequence[JobSpec], *, batch: bool) -> None:
+    """Refuse jobs no registered host could ever run, unless they say ``allow_pending``:
+    without it such a job would pend forever. InvalidInput names each one's field
+    (``jobs[3].resource_request.cpu`` in a batch) and reason; nothing is queued.
+
+    Costs one cached lookup per distinct request (``HostPool`` keeps the eligible hosts
+    of each autocluster), so a 10,000-job batch of a few kinds checks a few requests."""
+    details = []
+    explained: dict[Hashable, tuple[str, str]] = {}
+    for index, spec in enumerate(specs):
+        req = spec.resource_request
+        if spec.allow_pending or pool.could_run_somewhere(req):
+            continue
+        key = req.cluster_key()
+        if key not in explained:
+            explained[key] = pool.unrunnable(req)
+        field, reason = explained[key]
+        details.append({"field": f"jobs[{index}].{field}" if batch else field,
+                        "message": reason})
+    if not details:
+        return
+    summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
+    if len(details) > 5:
+        summary += f"; and {len(details) - 5} more"
+    if batch:
+        raise InvalidInput(
+            f"batch rejected, no job queued: no registered host could ever run "
+            f"{len(details)} of its jobs: {summary} (set allow_pending on a job to queue "
+            "it anyway)", details)
+    raise InvalidInput(
+        f"{summary} (no registered host could ever run this job: set allow_pending, "
+        "apr-sched submit --allow-pending, to queue it anyway)", details)

@@ -76,7 +76,7 @@ from apr_sched.models import (
     stored_job,
     utcnow,
 )
-from apr_sched.placement import HostCapacity, HostPool
+from apr_sched.placement import HostCapacity, HostPool, check_runnable
 from apr_sched.queue import PendingQueue
 from apr_sched.runs import Run, RunSupervisor
 from apr_sched.statedir import StateDirLock
@@ -639,6 +639,7 @@ class Scheduler:
         ``idempotency_key``, if given, in the same transaction)."""
         valid = validated(JobSpec, spec)
         self._check_owner_accounts([valid], batch=False)
+        check_runnable(self._pool, [valid], batch=False)
         (job,) = self._add_jobs([valid], idempotency_key)
         return job.model_copy()
 
@@ -665,6 +666,7 @@ class Scheduler:
             raise InvalidInput("batch rejected: it holds no jobs", [
                 {"field": "jobs", "message": "must hold at least one job"}])
         self._check_owner_accounts(valid, batch=True)
+        check_runnable(self._pool, valid, batch=True)
         return [job.model_copy() for job in self._add_jobs(valid, idempotency_key)]
 
     def _check_owner_accounts(self, specs: list[JobSpec], *, batch: bool) -> None:
