@@ -468,9 +468,9 @@ def _wait_for(ctx: _Context, args: argparse.Namespace, job_ids: list[str], *,
                          for job_id, job in result.jobs.items()}})
     for job_id, job in result.jobs.items():
         if job is not None and job.status is not JobStatus.SUCCEEDED:
-            how = cli_format.reason(job) or job.status.value
-            _error(f"job {job_id} {job.status.value}"
-                   + (f" ({how})" if how != job.status.value else ""))
+            how = cli_format.reason(job) or next(
+                (a.reason for a in reversed(job.attempts) if a.reason), "")
+            _error(f"job {job_id} {job.status.value}" + (f" ({how})" if how else ""))
     return result.code
 
 

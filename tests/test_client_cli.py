@@ -203,7 +203,7 @@ def test_submit_with_flags_runs_the_command_as_typed(daemon: Daemon) -> None:
     result = daemon.cli("submit", "--name", "quoted", "--project", "QT", "--design", "top",
                         "--priority", "3", "--timeout-sec", "60", "--retry-limit", "1",
                         "--memory-gb", "0.5", "--cpu", "2", "--slots", "1",
-                        "--env", "GREETING=hi there", "--", *words)
+                        "--env-mode", "none", "--env", "GREETING=hi there", "--", *words)
     job_id = submitted_id(result)
     job = daemon.wait_status(job_id, JobStatus.SUCCEEDED)
     assert job.command == shlex.join(words)
@@ -220,7 +220,7 @@ def test_submit_with_flags_runs_the_command_as_typed(daemon: Daemon) -> None:
 def test_submit_single_word_is_a_shell_line_and_labels_are_required(apr: Run,
                                                                      daemon: Daemon) -> None:
     job_id = submitted_id(apr("submit", "--project", "SW", "--label", "pool=nowhere",
-                              "--label", "tool=x", "echo one && echo two"))
+                              "--label", "tool=x", "--allow-pending", "echo one && echo two"))
     with daemon.client() as c:
         job = c.job(job_id)
     assert job.command == "echo one && echo two"
@@ -260,7 +260,7 @@ def test_submit_json_file_stdin_and_invalid_spec(apr: Run, daemon: Daemon,
 
 
 def test_submit_batch_of_the_examples_file(apr: Run) -> None:
-    result = apr("submit-batch", str(EXAMPLES / "batch_jobs.json"))
+    result = apr("submit-batch", "--allow-pending", str(EXAMPLES / "batch_jobs.json"))
     assert result.returncode == 0, result.stderr
     first, last = result.stdout.strip().removeprefix("submitted 100 jobs: ").split("..")
     assert int(last) - int(first) == 99
@@ -272,7 +272,8 @@ def test_submit_batch_of_the_examples_file(apr: Run) -> None:
     assert {j["name"] for j in page["jobs"]} == {j["name"] for j in p1}
     table = apr("jobs", "--project", "P2", "--limit", "3")
     assert "no host has" in table.stdout
-    assert table.stdout.splitlines()[-1].startswith("3 of ")
+    assert len(table.stdout.splitlines()) == 4  # piped: the header and 3 rows, the note
+    assert table.stderr.startswith("3 of ")  # on stderr
 
     bad = apr("submit-batch", "-", stdin=json.dumps([{"command": "true"}, {}]))
     assert bad.returncode == 2
@@ -283,7 +284,7 @@ def test_submit_batch_of_the_examples_file(apr: Run) -> None:
 def test_jobs_table_and_status_filter(apr: Run, daemon: Daemon) -> None:
     done = submitted_id(apr("submit", "--project", "JT", "--owner", "ann", "true"))
     waiting = submitted_id(apr("submit", "--project", "JT", "--priority", "4",
-                               "--label", "pool=nowhere", "--", "true"))
+                               "--label", "pool=nowhere", "--allow-pending", "--", "true"))
     daemon.wait_status(done, JobStatus.SUCCEEDED)
     only_done = json.loads(apr("jobs", "--project", "JT", "--status", "SUCCEEDED",
                                "--json").stdout)
@@ -422,7 +423,8 @@ def test_pause_resume_stop_rerun_and_refusals(apr: Run, daemon: Daemon) -> None:
     assert refused.returncode == 1 and refused.stdout == ""
     assert one_line(refused.stderr) == f"apr-sched: cannot pause job {job_id}: it is STOPPED"
 
-    other = submitted_id(apr("submit", "--label", "pool=nowhere", "--", "true"))
+    other = submitted_id(apr("submit", "--label", "pool=nowhere", "--allow-pending", "--",
+                             "true"))
     mixed = apr("pause", other, job_id, "999999")
     assert mixed.returncode == 1
     assert mixed.stdout.strip() == f"{other}: HELD"
@@ -524,7 +526,8 @@ def test_the_shell_sees_one_line_and_the_exit_code(daemon: Daemon, apr: Run,
         f"apr-sched: cannot reach apr_sched at http://127.0.0.1:{port}: connection refused")
     wrong = daemon.cli("metrics", "--token", "wrong")
     assert wrong.returncode == 2 and "refused the token" in one_line(wrong.stderr)
-    job_id = submitted_id(apr("submit", "--label", "pool=nowhere", "--", "true"))
+    job_id = submitted_id(apr("submit", "--label", "pool=nowhere", "--allow-pending", "--",
+                              "true"))
     assert apr("stop", job_id).returncode == 0
     refused = daemon.cli("pause", job_id)
     assert (refused.returncode, refused.stdout) == (1, "")

@@ -194,7 +194,7 @@ async def test_a_refused_submit_changes_nothing_and_the_next_one_works(served):
 
 async def test_a_refused_stop_leaves_the_job_queued_as_stored(served):
     s, http = served
-    job = await s.submit({"command": "true",
+    job = await s.submit({"command": "true", "allow_pending": True,
                           "resource_request": {"host_labels": {"pool": "later"}}})
     db = db_file(s)
     with failing_trigger(db, "BEFORE UPDATE OF status ON jobs WHEN NEW.status = 'STOPPED'",

@@ -26,7 +26,8 @@ total_slots = 2
 total_cpu = 2
 total_memory_gb = 4
 """
-UNPLACEABLE = {"command": "true", "resource_request": {"host_labels": {"tool": "none-has-it"}}}
+UNPLACEABLE = {"command": "true", "resource_request": {"host_labels": {"tool": "none-has-it"}},
+               "allow_pending": True}
 GOOD = "127.0.0.2"
 HEALTH = raw_request("GET", "/scheduler/health")
 

@@ -190,7 +190,7 @@ async def test_list_filters_and_paging(served):
     _scheduler, api = served
     await api.post("/scheduler/jobs/batch", [
         {"command": "sleep 30", "project": "P1" if i < 4 else "P2", "owner": f"u{i % 2}",
-         "resource_request": {"memory_gb": 1000}} for i in range(6)])
+         "resource_request": {"memory_gb": 1000}, "allow_pending": True} for i in range(6)])
     assert (await api.get("/scheduler/jobs?project=P1")).data["total"] == 4
     assert (await api.get("/scheduler/jobs?project=P1&owner=u0")).data["total"] == 2
     page = await api.get("/scheduler/jobs?limit=2&offset=1")
@@ -280,7 +280,7 @@ async def test_fifty_concurrent_clients_submit_five_thousand_jobs(make_scheduler
             async with KeepAliveClient(service.url, token) as conn:
                 for i in range(100):
                     reply = await conn.request("POST", "/scheduler/jobs", {
-                        "command": "true", "name": f"c{n}-{i}",
+                        "command": "true", "name": f"c{n}-{i}", "allow_pending": True,
                         "resource_request": {"memory_gb": 10_000}})
                     assert reply.status == 201
                     ids.append(reply.data["job_id"])

@@ -19,7 +19,8 @@ from apr_sched.http.service import HttpService
 from tests.conftest import host
 from tests.http_helpers import Reply, request
 
-UNPLACEABLE = {"command": "true", "resource_request": {"host_labels": {"tool": "none-has-it"}}}
+UNPLACEABLE = {"command": "true", "resource_request": {"host_labels": {"tool": "none-has-it"}},
+               "allow_pending": True}
 NEW_HOST = {"host_id": "newhost", "total_slots": 1, "total_cpu": 1, "total_memory_gb": 1}
 
 SERVER_LEVEL = {400, 408, 413, 431, 503}

@@ -37,7 +37,7 @@ async def test_event_sequence_past_64_bits_is_400(served) -> None:
 
 async def test_log_offset_past_64_bits_is_400(served) -> None:
     scheduler, api = served
-    job = await scheduler.submit({"command": "true",
+    job = await scheduler.submit({"command": "true", "allow_pending": True,
                                   "resource_request": {"host_labels": {"x": "none"}}})
     reply = await api.get(f"/scheduler/jobs/{job.job_id}/logs?offset=9223372036854775808")
     assert reply.status == 400 and reply.data["error"]["details"][0]["field"] == "offset"
@@ -77,7 +77,7 @@ async def test_register_with_an_impossible_ssh_port_creates_no_host(served,
 
 async def test_trailing_newline_id_is_refused_before_any_lookup(served) -> None:
     scheduler, api = served
-    job = await scheduler.submit({"command": "true",
+    job = await scheduler.submit({"command": "true", "allow_pending": True,
                                   "resource_request": {"host_labels": {"x": "none"}}})
     assert (await api.get(f"/scheduler/jobs/{job.job_id}")).status == 200
     for path in (f"/scheduler/jobs/{job.job_id}%0A", f"/scheduler/jobs/{job.job_id}%0A/logs",

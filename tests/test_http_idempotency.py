@@ -19,7 +19,8 @@ from apr_sched.models import Job
 from apr_sched.store import IDEMPOTENCY_TTL_SEC, IdempotencyKey, IdempotencyKeyTaken, Store
 from tests.http_helpers import Api
 
-SPEC = {"command": "true", "name": "place", "resource_request": {"host_labels": {"x": "none"}}}
+SPEC = {"command": "true", "name": "place", "resource_request": {"host_labels": {"x": "none"}},
+        "allow_pending": True}
 BATCH = {"jobs": [SPEC, {**SPEC, "name": "route"}]}
 
 

@@ -46,7 +46,7 @@ async def test_a_long_poll_does_not_hold_its_address_s_turn(make_scheduler) -> N
         for _ in range(3):  # same address, one turn: served while the poll waits
             assert (await asyncio.wait_for(api.get("/scheduler/jobs"), 5)).status == 200
         submitted = await api.post("/scheduler/jobs", {"command": "true", "resource_request": {
-            "host_labels": {"tool": "none-has-it"}}})
+            "host_labels": {"tool": "none-has-it"}}, "allow_pending": True})
         assert submitted.status == 201
         reply = await asyncio.wait_for(poll, 5)
         assert reply.status == 200 and reply.data["events"][0]["job_id"] == "1"

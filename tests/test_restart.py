@@ -23,9 +23,9 @@ async def test_everything_survives_a_restart(make_scheduler, tmp_path):
     s1 = await make_scheduler(hosts=[])
     done_order = tmp_path / "order"
     jobs = [await s1.submit({"command": f"echo {i} >> {done_order}", "priority": p,
-                             "project": "P1"})
+                             "project": "P1", "allow_pending": True})
             for i, p in enumerate([1, 3, 2])]
-    held = await s1.submit({"command": "true"})
+    held = await s1.submit({"command": "true", "allow_pending": True})
     await s1.pause(held.job_id)
     before = {j.job_id: (await s1.get_job(j.job_id)) for j in jobs}
     await s1.close()
@@ -155,7 +155,7 @@ async def test_ten_thousand_job_batch_is_one_fast_transaction(make_scheduler):
 
     s1 = await make_scheduler(hosts=[])
     t0 = time.perf_counter()
-    jobs = await s1.submit_batch([{"command": "true", "priority": i % 7}
+    jobs = await s1.submit_batch([{"command": "true", "priority": i % 7, "allow_pending": True}
                                   for i in range(10_000)])
     elapsed = time.perf_counter() - t0
     assert len(jobs) == 10_000 and elapsed < 10, f"{elapsed:.2f}s"

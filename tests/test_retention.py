@@ -121,7 +121,8 @@ async def test_purge_over_http_and_the_cli(make_scheduler):
 
 async def test_http_job_list_is_paged_by_default(make_scheduler):
     s = await make_scheduler(hosts=[host("small", cpu=2)])
-    await s.submit_batch([{"command": "true", "resource_request": {"cpu": 4}}] * 600)
+    await s.submit_batch([{"command": "true", "resource_request": {"cpu": 4},
+                           "allow_pending": True}] * 600)
     async with HttpService(s, "127.0.0.1", 0) as service:
         token = (s.state_dir / "token").read_text().strip()
         first = await asyncio.to_thread(request, service.url, "GET", "/scheduler/jobs",

@@ -39,7 +39,8 @@ async def test_priority_then_submit_order_on_one_slot(make_scheduler, tmp_path):
     s = await make_scheduler(hosts=[])
     order = tmp_path / "order.txt"
     priorities = [0, 5, 1, 5, 0, 9]
-    jobs = [await s.submit({"command": f'echo "$APR_JOB_ID" >> {order}', "priority": p})
+    jobs = [await s.submit({"command": f'echo "$APR_JOB_ID" >> {order}', "priority": p,
+                            "allow_pending": True})
             for p in priorities]
     page = await s.list_jobs(status="PENDING")
     assert page.total == len(priorities)
@@ -67,9 +68,10 @@ async def test_labels_and_resources_pick_the_host(make_scheduler):
 
 async def test_unplaceable_jobs_say_why(make_scheduler):
     s = await make_scheduler(hosts=[host("a", memory=128, tool="icc2")])
-    label = await s.submit({"command": "true", "resource_request": {
+    label = await s.submit({"command": "true", "allow_pending": True, "resource_request": {
         "host_labels": {"tool": "innovus"}}})
-    memory = await s.submit({"command": "true", "resource_request": {"memory_gb": 256}})
+    memory = await s.submit({"command": "true", "allow_pending": True,
+                             "resource_request": {"memory_gb": 256}})
     await wait_until(lambda: s._queue.reason(memory.job_id))
     label_reason = (await s.get_job(label.job_id)).pending_reason
     memory_reason = (await s.get_job(memory.job_id)).pending_reason
@@ -294,12 +296,12 @@ async def test_illegal_actions_are_refused_naming_the_state(make_scheduler):
 async def test_hold_and_release_keep_queue_place(make_scheduler, tmp_path):
     s = await make_scheduler(hosts=[])
     order = tmp_path / "order"
-    a = await s.submit({"command": f"echo a >> {order}"})
-    b = await s.submit({"command": f"echo b >> {order}"})
+    a = await s.submit({"command": f"echo a >> {order}", "allow_pending": True})
+    b = await s.submit({"command": f"echo b >> {order}", "allow_pending": True})
     held = await s.pause(a.job_id)
     assert held.status is JobStatus.HELD
     assert (await s.resume(a.job_id)).status is JobStatus.PENDING
-    stopped_pending = await s.submit({"command": "true"})
+    stopped_pending = await s.submit({"command": "true", "allow_pending": True})
     await s.stop(stopped_pending.job_id)
     assert (await s.get_job(stopped_pending.job_id)).status is JobStatus.STOPPED
     await s.register_host(host("solo", slots=1))
@@ -369,7 +371,7 @@ async def test_list_filters_and_paging(make_scheduler):
     s = await make_scheduler(hosts=[])
     for i in range(6):
         await s.submit({"command": "true", "project": f"P{i % 2}", "design": "top",
-                        "owner": "alice" if i < 3 else "bob"})
+                        "owner": "alice" if i < 3 else "bob", "allow_pending": True})
     assert (await s.list_jobs(project="P0")).total == 3
     assert (await s.list_jobs(owner="bob", project="P1")).total == 2
     page = await s.list_jobs(limit=2, offset=2)

@@ -48,7 +48,8 @@ async def test_main_screen_shows_summary_hosts_jobs_and_log(make_scheduler: Any,
     scheduler = await start_scheduler(make_scheduler)
     job_id, _ = await running_job(scheduler, tmp_path, "alpha")
     waiting = await scheduler.submit({"command": "true", "name": "needs-gpu",
-                                      "resource_request": {"host_labels": {"gpu": "a100"}}})
+                                      "resource_request": {"host_labels": {"gpu": "a100"}},
+                                      "allow_pending": True})
     async with open_tui(InProcessBackend(scheduler)) as (app, pilot, _):
         await wait_shown(app, job_id, "RUNNING")
         await wait_shown(app, waiting.job_id, "PENDING")
@@ -177,7 +178,8 @@ async def test_status_views_text_filter_and_sort(make_scheduler: Any, tmp_path: 
     ok = await scheduler.submit({"command": "true", "name": "beta-cts", "project": "P2"})
     bad = await scheduler.submit({"command": "exit 3", "name": "gamma-place", "project": "P2"})
     held = await scheduler.submit({"command": "true", "name": "delta", "project": "P1",
-                                   "resource_request": {"host_labels": {"no": "such"}}})
+                                   "resource_request": {"host_labels": {"no": "such"}},
+                                   "allow_pending": True})
     await scheduler.pause(held.job_id)
     async with open_tui(InProcessBackend(scheduler)) as (app, pilot, _):
         table = app.main.jobs

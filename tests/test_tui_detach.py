@@ -261,7 +261,7 @@ async def test_stop_all_stops_running_pending_and_held_jobs(
 async def test_quit_asks_when_jobs_are_only_pending(in_process: InProcessBackend,
                                                     tmp_path: Path, make_scheduler: Any) -> None:
     scheduler = in_process.scheduler
-    too_big = await scheduler.submit({**quick_job(tmp_path, "big"),
+    too_big = await scheduler.submit({**quick_job(tmp_path, "big"), "allow_pending": True,
                                       "resource_request": {"cpu": 64}})  # never fits
     async with open_tui(in_process) as (app, pilot, _seen):
         await wait_shown(app, too_big.job_id, "PENDING")

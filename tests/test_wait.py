@@ -1,0 +1,266 @@
+"""``apr-sched submit --wait`` and ``apr-sched wait``: real daemon, real CLI processes.
+
+The exit code is the job's outcome (``waiting.EXIT_CODES``); output is streamed while the
+job runs, each line once, across a daemon restart too; a signal to the waiting client
+stops the job.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from apr_sched.models import Attempt, Job, JobEvent, JobStatus, utcnow
+from apr_sched.waiting import (
+    EXIT_CANNOT_START,
+    EXIT_CODES_HELP,
+    EXIT_LOST,
+    EXIT_STOPPED,
+    EXIT_TIMEOUT,
+    EXIT_WAIT_FAILED,
+    exit_code_for,
+    worst_exit_code,
+)
+from tests.cli_daemon import CliDaemon, running_cli_daemon, submitted_id
+from tests.conftest import read_line, wait_until_sync
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliDaemon]:
+    with running_cli_daemon(tmp_path_factory.mktemp("wait")) as daemon:
+        yield daemon
+
+
+def gate(tmp_path: Path, name: str = "gate") -> tuple[Path, str]:
+    """A file the test creates, and the shell loop a job waits for it with."""
+    path = tmp_path / name
+    return path, f"while [ ! -e {shlex.quote(str(path))} ]; do sleep 0.02; done"
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 30) -> tuple[int, str, str]:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, out, err
+
+
+# outcomes ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(("script", "code", "output"), [
+    ("echo fine", 0, "fine\n"),
+    ("echo three; exit 3", 3, "three\n"),
+    # the job's own process dies by SIGKILL (not the wrapper): the shell's 128+9 (and the
+    # shell's own "Killed" note in the output)
+    ("echo doomed; sh -c 'kill -9 $$'", 128 + 9, "doomed\nKilled\n"),
+])
+def test_submit_wait_exits_with_the_jobs_exit_code(daemon: CliDaemon, script: str, code: int,
+                                                   output: str) -> None:
+    done = daemon.cli("submit", "--wait", "--", "sh", "-c", script)
+    assert (done.returncode, done.stdout) == (code, output), done.stderr
+    job = daemon.job(submitted_id(done.stderr))
+    assert job.status is (JobStatus.SUCCEEDED if code == 0 else JobStatus.FAILED)
+    assert "Traceback" not in done.stderr
+
+
+def test_timeout_and_quiet(daemon: CliDaemon) -> None:
+    done = daemon.cli("submit", "--wait", "--quiet", "--timeout", "1s", "--",
+                      "sh", "-c", "echo hidden; exec sleep 30")
+    assert (done.returncode, done.stdout) == (EXIT_TIMEOUT, "")
+    job_id = submitted_id(done.stderr)
+    assert daemon.job(job_id).status is JobStatus.TIMEOUT
+    assert f"job {job_id} TIMEOUT" in done.stderr
+    again = daemon.cli("wait", job_id)  # an ended job: its output and outcome at once
+    assert (again.returncode, again.stdout) == (EXIT_TIMEOUT, "hidden\nTerminated\n")
+
+
+def test_stopped_by_someone_else(daemon: CliDaemon, tmp_path: Path) -> None:
+    waiter = daemon.popen("submit", "--wait", "--", "sh", "-c", "echo up; exec sleep 30")
+    assert waiter.stdout is not None and waiter.stderr is not None
+    job_id = submitted_id(read_line(waiter.stderr))
+    assert read_line(waiter.stdout) == "up\n"
+    assert daemon.cli("stop", job_id).returncode == 0
+    code, out, err = finish(waiter)
+    assert (code, out) == (EXIT_STOPPED, "Terminated\n"), err  # the shell's note
+    assert daemon.job(job_id).status is JobStatus.STOPPED
+
+
+def test_cannot_start(daemon: CliDaemon) -> None:
+    """The job's log directory cannot be made (a dangling symlink stands in its place):
+    the attempt never starts, and the wait says so with its own code."""
+    probe = daemon.cli("submit", "--wait", "--quiet", "--", "true")
+    next_id = str(int(submitted_id(probe.stderr)) + 1)
+    (daemon.state_dir / "logs" / next_id).symlink_to(daemon.root / "nowhere")
+    done = daemon.cli("submit", "--wait", "--", "true")
+    assert submitted_id(done.stderr) == next_id
+    assert done.returncode == EXIT_CANNOT_START, done.stderr
+    assert "could not start" in done.stderr
+
+
+def test_wait_for_several_streams_each_line_once_and_gives_the_worst(
+        daemon: CliDaemon, tmp_path: Path) -> None:
+    opened, wait_gate = gate(tmp_path)
+    ok = daemon.cli("submit", "--", "sh", "-c", f"echo a1; {wait_gate}; echo a2")
+    bad = daemon.cli("submit", "--", "sh", "-c", f"echo b1; {wait_gate}; echo b2; exit 4")
+    ids = [ok.stdout.strip(), bad.stdout.strip()]
+    for job_id in ids:
+        daemon.wait_status(job_id, JobStatus.RUNNING)
+    waiter = daemon.popen("wait", *ids)
+    assert waiter.stdout is not None
+    first = {read_line(waiter.stdout), read_line(waiter.stdout)}
+    assert first == {f"{ids[0]}: a1\n", f"{ids[1]}: b1\n"}  # printed while they still run
+    opened.touch()
+    code, out, err = finish(waiter)
+    assert code == 4, err
+    assert sorted(out.splitlines()) == [f"{ids[0]}: a2", f"{ids[1]}: b2"]
+    unknown = daemon.cli("wait", ids[0], "999999")
+    assert unknown.returncode == EXIT_WAIT_FAILED
+    assert "no job '999999'" in unknown.stderr
+    bad_id = daemon.cli("wait", "../etc")
+    assert bad_id.returncode == 2 and "not a valid job id" in bad_id.stderr
+
+
+def test_output_streams_while_running_exactly_once(daemon: CliDaemon, tmp_path: Path) -> None:
+    opened, wait_gate = gate(tmp_path)
+    lines = [f"line {i} {'x' * (i * 37 % 300)}" for i in range(400)]
+    script = f"echo first; {wait_gate}; i=0; while [ $i -lt 400 ]; do " \
+             "printf 'line %d %s\\n' $i \"$(printf %*s $((i * 37 % 300)) '' | tr ' ' x)\"; " \
+             "i=$((i + 1)); done; printf 'no newline at the end'"
+    waiter = daemon.popen("submit", "--wait", "--", "sh", "-c", script)
+    assert waiter.stdout is not None
+    assert read_line(waiter.stdout) == "first\n"  # before the job has ended
+    opened.touch()
+    code, out, err = finish(waiter)
+    assert code == 0, err
+    assert out.splitlines() == [*lines, "no newline at the end"]  # after "first", read above
+
+
+# interrupts --------------------------------------------------------------------------------
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143),
+                                              (signal.SIGHUP, 129)])
+def test_a_signal_to_the_waiting_client_stops_the_job(daemon: CliDaemon, signum: int,
+                                                      code: int) -> None:
+    waiter = daemon.popen("submit", "--wait", "--", "sh", "-c",
+                          "trap 'echo got TERM; exit 9' TERM; echo started; "
+                          "while :; do sleep 0.05; done")
+    assert waiter.stdout is not None and waiter.stderr is not None
+    job_id = submitted_id(read_line(waiter.stderr))
+    assert read_line(waiter.stdout) == "started\n"
+    waiter.send_signal(signum)
+    returncode, out, err = finish(waiter)
+    assert returncode == code, err
+    assert "got TERM\n" in out  # the job's last words, printed before leaving
+    assert daemon.job(job_id).status is JobStatus.STOPPED  # ended before the client left
+    assert f"stopping job {job_id}" in err and "Traceback" not in err
+
+
+def test_no_stop_on_interrupt_leaves_the_job_running(daemon: CliDaemon) -> None:
+    waiter = daemon.popen("submit", "--wait", "--no-stop-on-interrupt", "--",
+                          "sh", "-c", "echo started; exec sleep 30")
+    assert waiter.stdout is not None and waiter.stderr is not None
+    job_id = submitted_id(read_line(waiter.stderr))
+    assert read_line(waiter.stdout) == "started\n"
+    waiter.send_signal(signal.SIGINT)
+    returncode, _, err = finish(waiter)
+    assert returncode == 130 and f"job {job_id} keeps running" in err
+    assert daemon.job(job_id).status is JobStatus.RUNNING
+    assert daemon.cli("stop", job_id).returncode == 0
+    daemon.wait_status(job_id, JobStatus.STOPPED)
+
+
+def test_a_second_signal_leaves_at_once(daemon: CliDaemon) -> None:
+    """The job ignores SIGTERM (its stop takes the 2 s grace): a second Ctrl-C does not wait."""
+    script = "trap '' TERM; echo started; while :; do sleep 0.05; done"
+    waiter = daemon.popen("submit", "--wait", f"exec sh -c {shlex.quote(script)}")
+    assert waiter.stdout is not None and waiter.stderr is not None
+    job_id = submitted_id(read_line(waiter.stderr))
+    assert read_line(waiter.stdout) == "started\n"
+    waiter.send_signal(signal.SIGINT)
+    assert "stopping job" in read_line(waiter.stderr)
+    waiter.send_signal(signal.SIGINT)
+    returncode, _, _ = finish(waiter, timeout=10)
+    assert returncode == 130
+    assert daemon.job(job_id).status is JobStatus.RUNNING  # still in its stop grace
+    daemon.wait_status(job_id, JobStatus.STOPPED)
+
+
+# daemon restarts -----------------------------------------------------------------------------
+def test_a_daemon_restart_is_ridden_out(tmp_path: Path) -> None:
+    """SIGTERM the daemon while a client waits (the job keeps running and writes while no
+    daemon is there), start it again on the same state dir: the client gets every line
+    exactly once and the job's exit code."""
+    first, wait_first = gate(tmp_path, "first")
+    second, wait_second = gate(tmp_path, "second")
+    script = (f"echo before; {wait_first}; i=0; while [ $i -lt 50 ]; do echo during $i; "
+              f"i=$((i + 1)); done; {wait_second}; echo after; exit 5")
+    with running_cli_daemon(tmp_path / "d") as daemon:
+        waiter = daemon.popen("submit", "--wait", "--", "sh", "-c", script)
+        assert waiter.stdout is not None and waiter.stderr is not None
+        job_id = submitted_id(read_line(waiter.stderr))
+        assert read_line(waiter.stdout) == "before\n"
+        daemon.stop(signal.SIGTERM)
+        first.touch()  # the job writes while no daemon runs
+        log = daemon.state_dir / "logs" / job_id / "1.log"
+        wait_until_sync(lambda: b"during 49" in log.read_bytes(), timeout=10)
+        assert "trying again" in read_line(waiter.stderr)
+        daemon.start()
+        second.touch()
+        code, out, err = finish(waiter)
+        assert code == 5, err
+        assert out.splitlines() == [*(f"during {i}" for i in range(50)), "after"]  # + before
+        assert "answers again" in err
+
+
+def test_a_job_lost_while_the_daemon_was_away(tmp_path: Path) -> None:
+    """The daemon is killed, and so is the job's wrapper (no rc file is left): the restarted
+    daemon finds the attempt lost, and the waiting client says so with its own code."""
+    with running_cli_daemon(tmp_path / "d") as daemon:
+        waiter = daemon.popen("submit", "--wait", "--", "sh", "-c", "echo up; exec sleep 30")
+        assert waiter.stdout is not None and waiter.stderr is not None
+        job_id = submitted_id(read_line(waiter.stderr))
+        assert read_line(waiter.stdout) == "up\n"
+        pgid = daemon.wait_status(job_id, JobStatus.RUNNING).pgid
+        assert pgid
+        daemon.stop(signal.SIGKILL)
+        os.killpg(pgid, signal.SIGKILL)
+        daemon.start()
+        code, out, err = finish(waiter)
+        assert (code, out) == (EXIT_LOST, ""), err
+        assert daemon.job(job_id).status is JobStatus.FAILED
+
+
+# the outcome table -------------------------------------------------------------------------
+def job(status: JobStatus, exit_code: int | None = None, signal_name: str | None = None,
+        reason: str = "") -> Job:
+    now = utcnow()
+    return Job(job_id="1", command="true", submitted_at=now, status=status,
+               exit_code=exit_code, signal=signal_name,
+               attempts=[Attempt(attempt=1, status=status, reason=reason)],
+               events=[JobEvent(seq=1, time=now, job_id="1", attempt=1, from_status=None,
+                                to_status=status, reason=reason)])
+
+
+def test_outcomes_map_to_distinct_codes() -> None:
+    assert exit_code_for(job(JobStatus.SUCCEEDED, 0)) == 0
+    assert exit_code_for(job(JobStatus.FAILED, 3)) == 3
+    assert exit_code_for(job(JobStatus.FAILED, 137, "SIGKILL")) == 137
+    assert exit_code_for(job(JobStatus.FAILED, None, "SIGSEGV")) == 128 + 11
+    assert exit_code_for(job(JobStatus.TIMEOUT, None, "SIGTERM")) == EXIT_TIMEOUT
+    assert exit_code_for(job(JobStatus.STOPPED, 143, "SIGTERM")) == EXIT_STOPPED
+    assert exit_code_for(job(JobStatus.FAILED, reason="lost: host h unreachable")) == EXIT_LOST
+    assert exit_code_for(job(JobStatus.FAILED, reason="could not start: no log")) == \
+        EXIT_CANNOT_START
+    assert exit_code_for(None) == EXIT_WAIT_FAILED
+    codes = {0, 137, EXIT_TIMEOUT, EXIT_STOPPED, EXIT_LOST, EXIT_CANNOT_START, EXIT_WAIT_FAILED}
+    assert len(codes) == 7 and all(str(c) in EXIT_CODES_HELP for c in codes - {0, 137})
+    assert worst_exit_code([0, 3, 1]) == 3  # the first of equals
+    assert worst_exit_code([3, 137, EXIT_TIMEOUT, 0]) == EXIT_TIMEOUT
+    assert worst_exit_code([EXIT_STOPPED, EXIT_LOST, EXIT_TIMEOUT]) == EXIT_LOST
+    assert worst_exit_code([0, 0]) == 0
