@@ -36,11 +36,12 @@ def add_token_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
                      help="the token may act on anyone's jobs, manage hosts and purge")
     listing = actions.add_parser("list", help="users with a token (tokens are not shown)")
     revoke = actions.add_parser("revoke", help="revoke USER's token now")
-    revoke.add_argument("user", metavar="USER")
+    revoke.add_argument("user", metavar="USER", help="the user whose token stops working")
     for parser in (add, listing, revoke):
         parser.add_argument("--state-dir", metavar="DIR", help="the daemon's state dir")
         parser.add_argument("--config", metavar="FILE", help="hosts.toml naming the state dir")
-        parser.add_argument("-v", "--verbose", action="count", default=0, help=argparse.SUPPRESS)
+        parser.add_argument("-v", "--verbose", action="count", default=0,
+                            help="more logging on stderr (-vv for debug)")
 
 
 def run_token_command(args: argparse.Namespace) -> int:

@@ -67,8 +67,8 @@ class CliDaemon:
                  str(self.root / "hosts.toml"), "--port", "0"],
                 stdout=log, stderr=subprocess.STDOUT, env=clean_env())
         proc = self.proc
-        wait_until_sync(lambda: (self.state_dir / "apr_sched.sock").exists()
-                        and (read_owner(self.state_dir) or {}).get("pid") == proc.pid
+        wait_until_sync(lambda: ((self.state_dir / "apr_sched.sock").exists()
+                        and (read_owner(self.state_dir) or {}).get("pid") == proc.pid)
                         or proc.poll() is not None, timeout=20, interval=0.02)
         assert proc.poll() is None, (self.root / "daemon.log").read_text()
         wait_until_sync(self._answers, timeout=20, interval=0.02)
