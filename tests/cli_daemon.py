@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,6 +22,8 @@ from apr_sched.statedir import read_owner
 from tests.conftest import wait_until_sync
 
 APR_SCHED = [sys.executable, "-m", "apr_sched"]
+
+_SERVED = re.compile(r" DEBUG apr_sched\.http: (GET|POST|DELETE) (\S+) \d{3} ")
 
 CONFIG = textwrap.dedent("""
     [scheduler]
@@ -64,7 +67,7 @@ class CliDaemon:
         with open(self.root / "daemon.log", "ab") as log:
             self.proc = subprocess.Popen(
                 [*APR_SCHED, "serve", "--state-dir", str(self.state_dir), "--config",
-                 str(self.root / "hosts.toml"), "--port", "0"],
+                 str(self.root / "hosts.toml"), "--port", "0", "-v"],
                 stdout=log, stderr=subprocess.STDOUT, env=clean_env())
         proc = self.proc
         wait_until_sync(lambda: ((self.state_dir / "apr_sched.sock").exists()
@@ -87,6 +90,11 @@ class CliDaemon:
         self.proc.send_signal(signum)
         self.proc.wait(timeout=20)
         self.proc = None
+
+    def requests_served(self) -> list[str]:
+        """``METHOD target`` of each request the daemon has answered (it runs with -v)."""
+        text = (self.root / "daemon.log").read_text(errors="replace")
+        return [f"{m[1]} {m[2]}" for m in _SERVED.finditer(text)]
 
     def client(self) -> SchedulerClient:
         url = (read_owner(self.state_dir) or {})["url"]

@@ -264,3 +264,31 @@ def test_outcomes_map_to_distinct_codes() -> None:
     assert worst_exit_code([3, 137, EXIT_TIMEOUT, 0]) == EXIT_TIMEOUT
     assert worst_exit_code([EXIT_STOPPED, EXIT_LOST, EXIT_TIMEOUT]) == EXIT_LOST
     assert worst_exit_code([0, 0]) == 0
+
+
+def test_waiting_costs_the_daemon_nothing_between_events(daemon: CliDaemon,
+                                                         tmp_path: Path) -> None:
+    """A quiet wait on a pending job sends one long poll and sits in it; only events wake
+    it (here those of another job), and it reads no log."""
+    opened, wait_gate = gate(tmp_path)
+    pending = daemon.cli("submit", "--label", "pool=none", "--allow-pending", "--", "true")
+    job_id = pending.stdout.strip()
+    served_before = len(daemon.requests_served())
+    waiter = daemon.popen("wait", "--quiet", job_id)
+    wait_until_sync(lambda: f"GET /scheduler/jobs?id={job_id}&limit=1"
+                    in daemon.requests_served()[served_before:], timeout=10)
+    other = daemon.cli("submit", "--", "sh", "-c", wait_gate).stdout.strip()
+    daemon.wait_status(other, JobStatus.RUNNING)
+    opened.touch()
+    daemon.wait_status(other, JobStatus.SUCCEEDED)
+    assert daemon.cli("stop", job_id).returncode == 0
+    code, _, err = finish(waiter)
+    assert code == EXIT_STOPPED, err
+    mine = [r for r in daemon.requests_served()[served_before:]
+            if not r.startswith("POST") and f"/jobs/{other}" not in r]
+    polls = [r for r in mine if r.startswith("GET /scheduler/events")]
+    assert not [r for r in mine if "/logs" in r]
+    # one poll, one more per event since (the other job: submitted, started, ended;
+    # this one: stopped), and the states read when an event named it
+    assert 1 <= len(polls) <= 5, mine
+    assert len(mine) <= len(polls) + 4, mine
