@@ -429,11 +429,14 @@ class _Waiter:
 
     # stopping ---------------------------------------------------------------------------
     def stop_unfinished(self) -> None:
+        """Ask the daemon to stop each unfinished job. A signal meanwhile waits until the
+        stops are sent (a second Ctrl-C must not leave a job unstopped); a daemon restart
+        is ridden out as anywhere else."""
         for tracked in self.tracked.values():
             if tracked.done or tracked.missing:
                 continue
             try:
-                self._retrying(lambda t=tracked: self._call(self.client.stop, t.job_id))
+                self._retrying(lambda t=tracked: self.client.stop(t.job_id))
             except (IllegalTransition, NotFound):
                 continue  # it ended (or went) meanwhile
             except Forbidden as exc:

@@ -56,6 +56,8 @@ class CliDaemon:
     root: Path
     state_dir: Path = field(init=False)
     proc: subprocess.Popen[bytes] | None = None
+    spawned: list[subprocess.Popen[str]] = field(default_factory=list)
+    """CLI processes started with ``popen``: ``reap`` kills those a failed test left."""
 
     def __post_init__(self) -> None:
         self.state_dir = self.root / "state"
@@ -126,9 +128,18 @@ class CliDaemon:
 
     def popen(self, command: str, *args: str, env: dict[str, str] | None = None,
               **options: Any) -> subprocess.Popen[str]:
-        return subprocess.Popen(self.argv(command, *args), stdout=subprocess.PIPE,
+        proc = subprocess.Popen(self.argv(command, *args), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, cwd=self.root,
                                 env=env or clean_env(), **options)
+        self.spawned.append(proc)
+        return proc
+
+    def reap(self) -> None:
+        for proc in self.spawned:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()
+        self.spawned.clear()
 
 
 @contextmanager
@@ -138,6 +149,7 @@ def running_cli_daemon(root: Path) -> Iterator[CliDaemon]:
     try:
         yield daemon
     finally:
+        daemon.reap()
         if daemon.proc is not None and daemon.proc.poll() is None:
             stop_everything(daemon)
             daemon.proc.send_signal(signal.SIGTERM)

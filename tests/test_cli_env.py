@@ -152,7 +152,8 @@ def test_secrets_stay_out_of_command_lines_and_other_users_listings(daemon: CliD
     listing = request(base, "GET", f"/scheduler/jobs?id={job_id}", token=token)
     assert listing.data["jobs"][0]["env"]["LICENSE_KEY"] == "***"
     assert daemon.job(job_id).env["LICENSE_KEY"] == "s3cr3t-value"  # the admin sees it
-    assert daemon.cli("stop", job_id).returncode == 0
+    with daemon.client() as c:
+        c.stop(job_id)
     waiter.communicate(timeout=20)
 
 

@@ -10,7 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,7 @@ from apr_sched.durations import parse_duration
 from apr_sched.errors import InvalidInput
 from apr_sched.models import JobSpec, JobStatus, ResourceRequest
 from apr_sched.placement import HostCapacity, HostPool, check_runnable
-from tests.cli_daemon import APR_SCHED, CliDaemon, clean_env, running_cli_daemon
+from tests.cli_daemon import APR_SCHED, CliDaemon, Done, clean_env, running_cli_daemon
 from tests.http_helpers import request
 
 PENDING = ["--label", "pool=nowhere", "--allow-pending"]
@@ -35,35 +35,55 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliDaemon]:
         yield daemon
 
 
-def submit(daemon: CliDaemon, *args: str) -> str:
-    done = daemon.cli("submit", *args)
+Run = Callable[..., Done]
+
+
+@pytest.fixture
+def apr(daemon: CliDaemon, capsys: pytest.CaptureFixture[str]) -> Run:
+    """``apr-sched COMMAND ...`` in-process (a CLI process costs a second of start-up here):
+    the same parser and handlers, stdout captured (not a terminal, as in a pipe)."""
+    def run(command: str, *args: str) -> Done:
+        capsys.readouterr()
+        try:
+            code = run_client_command(build_parser().parse_args(
+                [command, "--state-dir", str(daemon.state_dir), *args]))
+        except SystemExit as exc:  # argparse refusing the arguments
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return Done(code, out, err)
+
+    return run
+
+
+def submit(apr: Run, *args: str) -> str:
+    done = apr("submit", "--env-mode", "none", *args)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 
 
 # status ------------------------------------------------------------------------------------
-def test_status_prints_one_word_per_job(daemon: CliDaemon) -> None:
-    ok = submit(daemon, "--", "true")
-    bad = submit(daemon, "--", "sh", "-c", "exit 1")
-    waiting = submit(daemon, *PENDING, "--", "true")
+def test_status_prints_one_word_per_job(daemon: CliDaemon, apr: Run) -> None:
+    ok = submit(apr, "--", "true")
+    bad = submit(apr, "--", "sh", "-c", "exit 1")
+    waiting = submit(apr, *PENDING, "--", "true")
     daemon.wait_status(ok, JobStatus.SUCCEEDED)
     daemon.wait_status(bad, JobStatus.FAILED)
     words = daemon.cli("status", ok, bad, waiting, "424242", ok)
     assert (words.returncode, words.stdout) == (0, "success\nfailed\nrunning\nfailed\nsuccess\n")
     assert words.stderr == "apr-sched: no job '424242'\n"
-    detail = daemon.cli("status", "--detail", waiting, ok, "bad/id")
+    detail = apr("status", "--detail", waiting, ok, "bad/id")
     assert (detail.returncode, detail.stdout) == (0, "PENDING\nSUCCEEDED\nUNKNOWN\n")
-    as_json = json.loads(daemon.cli("status", "--json", ok, "424242").stdout)
+    as_json = json.loads(apr("status", "--json", ok, "424242").stdout)
     assert as_json == {ok: "SUCCEEDED", "424242": None}
 
 
 # tables for pipes --------------------------------------------------------------------------
-def test_a_piped_table_is_one_line_per_job_never_cut(daemon: CliDaemon) -> None:
+def test_a_piped_table_is_one_line_per_job_never_cut(daemon: CliDaemon, apr: Run) -> None:
     long_name = "a_place_and_route_run_with_a_rather_long_name_{i:03d}"
     jobs = [{"command": "true", "project": "PIPE", "name": long_name.format(i=i),
              "resource_request": {"host_labels": {"pool": "nowhere"}}} for i in range(300)]
-    done = daemon.cli("submit-batch", "--allow-pending", "-", input=json.dumps(jobs))
-    assert done.returncode == 0, done.stderr
+    with daemon.client() as c:
+        c.submit_batch([{**job, "allow_pending": True} for job in jobs])
     table = daemon.cli("jobs", "--project", "PIPE", env=clean_env(COLUMNS="80"))
     lines = table.stdout.splitlines()
     assert len(lines) == 301 and table.stderr == ""
@@ -72,58 +92,55 @@ def test_a_piped_table_is_one_line_per_job_never_cut(daemon: CliDaemon) -> None:
     assert long_name.format(i=299) in lines[-1]
     assert lines[-1].endswith("no host has label pool=nowhere")
     assert all(line == line.rstrip() for line in lines)
-    picked = daemon.cli("jobs", "--project", "PIPE", "-o", "id,status,name", "--noheader",
-                        "--limit", "2")
+    picked = apr("jobs", "--project", "PIPE", "-o", "id,status,name", "--noheader",
+                 "--limit", "2")
     rows = [line.split() for line in picked.stdout.splitlines()]
     assert [row[1:] for row in rows] == [["PENDING", long_name.format(i=i)] for i in (0, 1)]
     assert picked.stderr.startswith("2 of 300 matching jobs shown")  # not in the rows
-    unknown = daemon.cli("jobs", "-o", "id,colour")
+    unknown = apr("jobs", "-o", "id,colour")
     assert unknown.returncode == 2 and "unknown column 'colour'" in unknown.stderr
     assert "id,name,project,design" in unknown.stderr  # the choices are named
-    stopped = daemon.cli("stop", "--project", "PIPE")
+    stopped = apr("stop", "--project", "PIPE")
     assert stopped.stdout == "stopped 300 jobs\n", stopped.stderr
 
 
 # bulk actions ------------------------------------------------------------------------------
-def test_bulk_stop_by_name_touches_only_the_matching_jobs(daemon: CliDaemon) -> None:
-    wanted = [submit(daemon, "--name", f"bulk-a-{i}", *PENDING, "--", "true") for i in range(3)]
-    other = submit(daemon, "--name", "bulk-b", *PENDING, "--", "true")
-    held = daemon.cli("pause", "--name", "bulk-a-*")
+def test_bulk_stop_by_name_touches_only_the_matching_jobs(daemon: CliDaemon, apr: Run) -> None:
+    wanted = [submit(apr, "--name", f"bulk-a-{i}", *PENDING, "--", "true") for i in range(3)]
+    other = submit(apr, "--name", "bulk-b", *PENDING, "--", "true")
+    held = apr("pause", "--name", "bulk-a-*")
     assert held.stdout == f"paused or held 3 jobs: {', '.join(wanted)}\n", held.stderr
-    resumed = daemon.cli("resume", "--name", "bulk-?-*", "--status", "HELD")
+    resumed = apr("resume", "--name", "bulk-?-*", "--status", "HELD")
     assert resumed.stdout == f"resumed 3 jobs: {', '.join(wanted)}\n"
-    stopped = daemon.cli("stop", "--name", "bulk-a-*")
+    stopped = apr("stop", "--name", "bulk-a-*")
     assert (stopped.returncode, stopped.stdout) == (0, f"stopped 3 jobs: {', '.join(wanted)}\n")
     assert all(daemon.job(job_id).status is JobStatus.STOPPED for job_id in wanted)
     assert daemon.job(other).status is JobStatus.PENDING
-    again = daemon.cli("stop", "--name", "bulk-a-*")
+    again = apr("stop", "--name", "bulk-a-*")
     assert again.stdout == "stopped 0 jobs\n"
 
-    nothing = daemon.cli("stop")
+    nothing = apr("stop")
     assert nothing.returncode == 2 and "which jobs?" in nothing.stderr and "--all" in nothing.stderr
-    both = daemon.cli("stop", other, "--name", "x")
+    both = apr("stop", other, "--name", "x")
     assert both.returncode == 2 and "not both" in both.stderr
-    wrong = daemon.cli("pause", "--status", "SUCCEEDED", "--name", "x")
+    wrong = apr("pause", "--status", "SUCCEEDED", "--name", "x")
     assert wrong.returncode == 2 and "pause applies to jobs that are" in wrong.stderr
     assert daemon.job(other).status is JobStatus.PENDING  # refusals changed nothing
-    assert daemon.cli("stop", other).returncode == 0
+    assert apr("stop", other).returncode == 0
 
 
-def test_bulk_pages_through_the_listing(daemon: CliDaemon, monkeypatch: pytest.MonkeyPatch,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_bulk_pages_through_the_listing(daemon: CliDaemon, apr: Run,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """Pages of 2 jobs (the daemon's are 5,000): every match is acted on once."""
-    ids = [submit(daemon, "--name", "paged", "--project", "PAGED", *PENDING, "--", "true")
-           for _ in range(5)]
+    with daemon.client() as c:
+        ids = c.submit_batch([{"command": "true", "name": "paged", "project": "PAGED",
+                               "allow_pending": True,
+                               "resource_request": {"host_labels": {"pool": "nowhere"}}}] * 5)
     monkeypatch.setattr(apr_sched.cli_bulk, "PAGE", 2)
-    args = build_parser().parse_args(["pause", "--state-dir", str(daemon.state_dir),
-                                      "--project", "PAGED"])
-    capsys.readouterr()
-    assert run_client_command(args) == 0
-    assert capsys.readouterr().out == f"paused or held 5 jobs: {', '.join(ids)}\n"
-    args = build_parser().parse_args(["stop", "--state-dir", str(daemon.state_dir), "--all",
-                                      "--project", "PAGED"])
-    assert run_client_command(args) == 0
-    assert capsys.readouterr().out.startswith("stopped 5 jobs")
+    held = apr("pause", "--project", "PAGED")
+    assert (held.returncode, held.stdout) == (0, f"paused or held 5 jobs: {', '.join(ids)}\n")
+    stopped = apr("stop", "--all", "--project", "PAGED")
+    assert stopped.stdout.startswith("stopped 5 jobs")
 
 
 # parsing -----------------------------------------------------------------------------------
@@ -147,7 +164,8 @@ def test_every_option_has_help_and_none_is_abbreviated() -> None:
             assert action.help and action.help != argparse.SUPPRESS, (parser.prog, action.dest)
 
 
-def test_no_arguments_prints_help_and_abbreviations_are_refused(daemon: CliDaemon) -> None:
+def test_no_arguments_prints_help_and_abbreviations_are_refused(daemon: CliDaemon,
+                                                               apr: Run) -> None:
     script = Path(sys.executable).parent / "apr-sched"
     bare = subprocess.run([str(script)], capture_output=True, text=True, timeout=30,
                           env=clean_env())
@@ -156,7 +174,7 @@ def test_no_arguments_prints_help_and_abbreviations_are_refused(daemon: CliDaemo
     options_first = subprocess.run([str(script), "--state-dir", "/nonexistent"],
                                    capture_output=True, text=True, timeout=30, env=clean_env())
     assert options_first.returncode == 2 and "give a command" in options_first.stderr
-    abbreviated = daemon.cli("submit", "--mem", "4", "--", "true")
+    abbreviated = apr("submit", "--mem", "4", "--", "true")
     assert abbreviated.returncode == 2 and "--mem" in abbreviated.stderr
 
 
@@ -187,26 +205,27 @@ def test_durations() -> None:
             parse_duration(bad)
 
 
-def test_timeout_takes_a_duration(daemon: CliDaemon) -> None:
-    job_id = submit(daemon, "--timeout", "1h30m", *PENDING, "--", "true")
+def test_timeout_takes_a_duration(daemon: CliDaemon, apr: Run) -> None:
+    job_id = submit(apr, "--timeout", "1h30m", *PENDING, "--", "true")
     assert daemon.job(job_id).timeout_sec == 5400
-    assert daemon.cli("stop", job_id).returncode == 0
-    bad = daemon.cli("submit", "--timeout", "5x", "--", "true")
+    assert apr("stop", job_id).returncode == 0
+    bad = apr("submit", "--timeout", "5x", "--", "true")
     assert bad.returncode == 2 and "'5x' is not a duration" in bad.stderr
 
 
 # what no host could ever run ---------------------------------------------------------------
-def test_a_job_no_host_could_run_is_refused_unless_allowed(daemon: CliDaemon) -> None:
+def test_a_job_no_host_could_run_is_refused_unless_allowed(daemon: CliDaemon,
+                                                          apr: Run) -> None:
     with daemon.client() as c:
         before = c.jobs(limit=0).total
     refused = daemon.cli("submit", "--cpu", "100", "--", "true")
     assert refused.returncode == 2
     assert "resource_request.cpu: needs 100 cpu; largest host has 8" in refused.stderr
     assert "--allow-pending" in refused.stderr
-    allowed = submit(daemon, "--cpu", "100", "--allow-pending", "--", "true")
+    allowed = submit(apr, "--cpu", "100", "--allow-pending", "--", "true")
     job = daemon.job(allowed)
     assert job.status is JobStatus.PENDING and job.allow_pending
-    assert daemon.cli("stop", allowed).returncode == 0
+    assert apr("stop", allowed).returncode == 0
 
     with daemon.client() as c:
         url, token = c.url, c.token

@@ -37,6 +37,13 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliDaemon]:
         yield daemon
 
 
+@pytest.fixture(autouse=True)
+def no_waiter_left_behind(daemon: CliDaemon) -> Iterator[None]:
+    """A failed test must not leave its waiting client to act in the next one."""
+    yield
+    daemon.reap()
+
+
 def gate(tmp_path: Path, name: str = "gate") -> tuple[Path, str]:
     """A file the test creates, and the shell loop a job waits for it with."""
     path = tmp_path / name
@@ -86,7 +93,8 @@ def test_stopped_by_someone_else(daemon: CliDaemon, tmp_path: Path) -> None:
     assert waiter.stdout is not None and waiter.stderr is not None
     job_id = submitted_id(read_line(waiter.stderr))
     assert read_line(waiter.stdout) == "up\n"
-    assert daemon.cli("stop", job_id).returncode == 0
+    with daemon.client() as c:
+        c.stop(job_id)
     code, out, err = finish(waiter)
     assert (code, out) == (EXIT_STOPPED, "Terminated\n"), err  # the shell's note
     assert daemon.job(job_id).status is JobStatus.STOPPED
@@ -95,8 +103,8 @@ def test_stopped_by_someone_else(daemon: CliDaemon, tmp_path: Path) -> None:
 def test_cannot_start(daemon: CliDaemon) -> None:
     """The job's log directory cannot be made (a dangling symlink stands in its place):
     the attempt never starts, and the wait says so with its own code."""
-    probe = daemon.cli("submit", "--wait", "--quiet", "--", "true")
-    next_id = str(int(submitted_id(probe.stderr)) + 1)
+    with daemon.client() as c:
+        next_id = str(int(c.submit({"command": "true"}).job_id) + 1)
     (daemon.state_dir / "logs" / next_id).symlink_to(daemon.root / "nowhere")
     done = daemon.cli("submit", "--wait", "--", "true")
     assert submitted_id(done.stderr) == next_id
@@ -107,9 +115,9 @@ def test_cannot_start(daemon: CliDaemon) -> None:
 def test_wait_for_several_streams_each_line_once_and_gives_the_worst(
         daemon: CliDaemon, tmp_path: Path) -> None:
     opened, wait_gate = gate(tmp_path)
-    ok = daemon.cli("submit", "--", "sh", "-c", f"echo a1; {wait_gate}; echo a2")
-    bad = daemon.cli("submit", "--", "sh", "-c", f"echo b1; {wait_gate}; echo b2; exit 4")
-    ids = [ok.stdout.strip(), bad.stdout.strip()]
+    with daemon.client() as c:
+        ids = [c.submit({"command": f"echo a1; {wait_gate}; echo a2"}).job_id,
+               c.submit({"command": f"echo b1; {wait_gate}; echo b2; exit 4"}).job_id]
     for job_id in ids:
         daemon.wait_status(job_id, JobStatus.RUNNING)
     waiter = daemon.popen("wait", *ids)
@@ -171,7 +179,8 @@ def test_no_stop_on_interrupt_leaves_the_job_running(daemon: CliDaemon) -> None:
     returncode, _, err = finish(waiter)
     assert returncode == 130 and f"job {job_id} keeps running" in err
     assert daemon.job(job_id).status is JobStatus.RUNNING
-    assert daemon.cli("stop", job_id).returncode == 0
+    with daemon.client() as c:
+        c.stop(job_id)
     daemon.wait_status(job_id, JobStatus.STOPPED)
 
 
@@ -183,7 +192,8 @@ def test_a_second_signal_leaves_at_once(daemon: CliDaemon) -> None:
     job_id = submitted_id(read_line(waiter.stderr))
     assert read_line(waiter.stdout) == "started\n"
     waiter.send_signal(signal.SIGINT)
-    assert "stopping job" in read_line(waiter.stderr)
+    notice = read_line(waiter.stderr, timeout=20)
+    assert "stopping job" in notice, notice
     waiter.send_signal(signal.SIGINT)
     returncode, _, _ = finish(waiter, timeout=10)
     assert returncode == 130
@@ -271,23 +281,26 @@ def test_waiting_costs_the_daemon_nothing_between_events(daemon: CliDaemon,
     """A quiet wait on a pending job sends one long poll and sits in it; only events wake
     it (here those of another job), and it reads no log."""
     opened, wait_gate = gate(tmp_path)
-    pending = daemon.cli("submit", "--label", "pool=none", "--allow-pending", "--", "true")
-    job_id = pending.stdout.strip()
+    with daemon.client() as c:
+        job_id = c.submit({"command": "true", "allow_pending": True,
+                           "resource_request": {"host_labels": {"pool": "none"}}}).job_id
     served_before = len(daemon.requests_served())
     waiter = daemon.popen("wait", "--quiet", job_id)
     wait_until_sync(lambda: f"GET /scheduler/jobs?id={job_id}&limit=1"
                     in daemon.requests_served()[served_before:], timeout=10)
-    other = daemon.cli("submit", "--", "sh", "-c", wait_gate).stdout.strip()
+    with daemon.client() as c:
+        other = c.submit({"command": wait_gate}).job_id
     daemon.wait_status(other, JobStatus.RUNNING)
     opened.touch()
     daemon.wait_status(other, JobStatus.SUCCEEDED)
-    assert daemon.cli("stop", job_id).returncode == 0
+    with daemon.client() as c:
+        c.stop(job_id)
     code, _, err = finish(waiter)
     assert code == EXIT_STOPPED, err
     mine = [r for r in daemon.requests_served()[served_before:]
             if not r.startswith("POST") and f"/jobs/{other}" not in r]
     polls = [r for r in mine if r.startswith("GET /scheduler/events")]
-    assert not [r for r in mine if "/logs" in r]
+    assert not [r for r in mine if f"/jobs/{job_id}/logs" in r]
     # one poll, one more per event since (the other job: submitted, started, ended;
     # this one: stopped), and the states read when an event named it
     assert 1 <= len(polls) <= 5, mine
