@@ -134,7 +134,8 @@ def _add_wait_options(parser: argparse.ArgumentParser, *, in_submit: bool) -> No
                                 "runs (the id goes to stderr), and exit with its outcome "
                                 "(see `apr-sched wait --help`)")
     group.add_argument("-q", "--quiet", action="store_true",
-                       help="do not print the job's output while waiting")
+                       help="do not print the job's output while waiting"
+                            + (" (nor the 'submitted job' note)" if in_submit else ""))
     group.add_argument("--no-stop-on-interrupt", dest="stop_on_interrupt",
                        action="store_false",
                        help="on Ctrl-C, SIGTERM or SIGHUP leave the job running (default: "
@@ -442,9 +443,10 @@ def _submit(ctx: _Context, args: argparse.Namespace) -> int:
     elif not args.wait:
         print(job.job_id, flush=True)
     label = job.name or "/".join(part for part in (job.project, job.design) if part)
-    print(f"{'apr-sched: ' if args.wait else ''}submitted job {job.job_id} ({label}, "
-          f"priority {job.priority}, {job.status}): {_short(job.command, 60)}",
-          file=sys.stderr, flush=True)
+    if not (args.wait and args.quiet):
+        print(f"{'apr-sched: ' if args.wait else ''}submitted job {job.job_id} ({label}, "
+              f"priority {job.priority}, {job.status}): {_short(job.command, 60)}",
+              file=sys.stderr, flush=True)
     if not args.wait:
         return 0
     return _wait_for(ctx, args, [job.job_id], first_attempt=1)

@@ -61,6 +61,8 @@ class Column:
     max_width: int | None = None
     """On a terminal, cut with an ellipsis beyond this."""
     min_width: int | None = None
+    overflow: Literal["fold", "ellipsis"] = "fold"
+    """How a flexible cell gives way on a terminal: wrap it, or cut it with an ellipsis."""
 
 
 def is_terminal(stream: TextIO | None = None) -> bool:
@@ -112,7 +114,7 @@ def _print_rich(columns: Sequence[Column], rows: Sequence[Sequence[Cell]], *, he
     for column in columns:
         table.add_column(column.header, justify=column.justify, no_wrap=not column.flexible,
                          max_width=column.max_width, min_width=column.min_width,
-                         overflow="fold" if column.flexible else "ellipsis")
+                         overflow=column.overflow if column.flexible else "ellipsis")
     for row in rows:
         table.add_row(*(Text(cell) if isinstance(cell, str) else Text(cell[0], style=cell[1])
                         for cell in row))
@@ -173,7 +175,7 @@ _JobCell = Callable[[Job, datetime], Cell]
 
 JOB_COLUMNS: dict[str, tuple[Column, _JobCell]] = {
     "id": (Column("ID", "right"), lambda j, now: j.job_id),
-    "name": (Column("NAME", flexible=True, max_width=32),
+    "name": (Column("NAME", flexible=True, max_width=32, overflow="ellipsis"),
              lambda j, now: j.name or j.design or "-"),
     "project": (Column("PROJECT"), lambda j, now: j.project),
     "design": (Column("DESIGN"), lambda j, now: j.design or "-"),

@@ -81,9 +81,10 @@ def test_timeout_and_quiet(daemon: CliDaemon) -> None:
     done = daemon.cli("submit", "--wait", "--quiet", "--timeout", "1s", "--",
                       "sh", "-c", "echo hidden; exec sleep 30")
     assert (done.returncode, done.stdout) == (EXIT_TIMEOUT, "")
-    job_id = submitted_id(done.stderr)
+    assert done.stderr.startswith("apr-sched: job ") and "submitted" not in done.stderr
+    job_id = done.stderr.split()[2]
     assert daemon.job(job_id).status is JobStatus.TIMEOUT
-    assert f"job {job_id} TIMEOUT" in done.stderr
+    assert done.stderr == f"apr-sched: job {job_id} TIMEOUT (signal SIGTERM)\n"
     again = daemon.cli("wait", job_id)  # an ended job: its output and outcome at once
     assert (again.returncode, again.stdout) == (EXIT_TIMEOUT, "hidden\nTerminated\n")
 
