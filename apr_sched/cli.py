@@ -12,15 +12,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from apr_sched import __version__
-from apr_sched.cli_client import CLIENT_COMMANDS, add_client_commands, run_client_command
-from apr_sched.cli_tokens import add_token_commands, run_token_command
-from apr_sched.config import SchedulerConfig, hosts_toml, load_config, resolve_state_dir
-from apr_sched.errors import AprError
-from apr_sched.http.service import OPEN_NETWORK_FLAG, HttpService, check_exposure
-from apr_sched.lsf.cli import add_lsf_commands, run_lsf_command
-from apr_sched.scheduler import DB_NAME, Scheduler
-from apr_sched.store import Store
+try:  # Ctrl-C while the CLI is still loading: leave as main() would, with 130, no traceback
+    from apr_sched import __version__
+    from apr_sched.cli_client import CLIENT_COMMANDS, add_client_commands, run_client_command
+    from apr_sched.cli_tokens import add_token_commands, run_token_command
+    from apr_sched.config import SchedulerConfig, hosts_toml, load_config, resolve_state_dir
+    from apr_sched.errors import AprError
+    from apr_sched.http.service import OPEN_NETWORK_FLAG, HttpService, check_exposure
+    from apr_sched.lsf.cli import add_lsf_commands, run_lsf_command
+    from apr_sched.scheduler import DB_NAME, Scheduler
+    from apr_sched.store import Store
+except KeyboardInterrupt:
+    raise SystemExit(130) from None
 
 log = logging.getLogger("apr_sched")
 

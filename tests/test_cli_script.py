@@ -196,6 +196,34 @@ def test_ctrl_c_while_starting_prints_no_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in err
 
 
+INTERRUPT_WHILE_LOADING = """
+import sys
+import apr_sched
+
+
+class CtrlC:
+    \"\"\"Ctrl-C, exactly while the CLI loads its client commands.\"\"\"
+
+    def find_spec(self, name, path, target=None):
+        if name == "apr_sched.cli_client":
+            raise KeyboardInterrupt
+
+
+sys.meta_path.insert(0, CtrlC())
+from apr_sched.cli import main
+
+sys.exit(main(["jobs"]))
+"""
+
+
+def test_ctrl_c_while_loading_prints_no_traceback() -> None:
+    """The part of start-up that is the CLI's own: the package itself (apr_sched/__init__)
+    loads before any CLI code runs."""
+    done = subprocess.run([sys.executable, "-c", INTERRUPT_WHILE_LOADING],
+                          capture_output=True, text=True, timeout=30, env=clean_env())
+    assert (done.returncode, done.stdout, done.stderr) == (130, "", "")
+
+
 def test_durations() -> None:
     assert [parse_duration(text) for text in ("90s", "4h", "1d", "1h30m", "2.5", "1.5h",
                                               "1w2d", "45m")] == \
