@@ -229,8 +229,9 @@ def _add_submit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
                    help="a label the host must have (repeatable)")
     p.add_argument("--env-mode", type=parse_env_mode, metavar="all|none|NAME,...",
                    help="what the job takes from your environment: all of it (default; "
-                        "APR_*, _, SHLVL, PWD and OLDPWD stay), none (the host's clean base "
-                        "only), or only the NAMEs listed (default with --json FILE: none)")
+                        "APR_*, _, SHLVL, PWD, OLDPWD, HOME, USER, LOGNAME, XDG_RUNTIME_DIR "
+                        "and the ssh agent stay), none (the host's clean base only), or only "
+                        "the NAMEs listed (default with --json FILE: none)")
     p.add_argument("--env", action="append", type=_key_value, default=[], metavar="KEY=VAL",
                    help="set a variable for the job (repeatable); everyone can read a "
                         "command line, so put secrets in your environment instead")

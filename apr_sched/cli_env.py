@@ -8,7 +8,7 @@ exactly what the request says, and the executor puts it on top of a clean base
 
 ``--env-mode``
     ``all`` (default for a command given on the command line): every variable of the
-    submitter's environment except those that must not travel (``NEVER_SENT``).
+    submitter's environment except those that must not travel (``NEVER_SENT``, ``APR_*``).
     ``none`` (default with ``--json FILE``: the file says what the job needs): nothing;
     the job gets the clean base. ``NAME,NAME...``: only those (one not set here is named
     in a warning).
@@ -52,11 +52,16 @@ MAX_ENV_VALUE = 32768
 """As JobSpec.env allows (tests/test_cli_env.py checks they agree)."""
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
-NEVER_SENT = frozenset({"_", "SHLVL", "PWD", "OLDPWD"})
-"""The submitting shell's own bookkeeping: the job's shell keeps its own, and it starts in
-``--workdir``. Every ``APR_*`` variable stays too: the daemon sets the job's own
-(``APR_JOB_ID``, ``APR_ATTEMPT``, ``APR_HOST``, ``APR_SCHED_RUN``), and
-``APR_SCHED_TOKEN``/``URL``/``HOME`` configure this client (the token is a secret)."""
+NEVER_SENT = frozenset({"_", "SHLVL", "PWD", "OLDPWD", "HOME", "USER", "LOGNAME",
+                        "XDG_RUNTIME_DIR", "SSH_AUTH_SOCK", "SSH_AGENT_PID"})
+"""What ``all`` leaves out. The submitting shell's own bookkeeping (``_``, ``SHLVL``; the
+job starts in ``--workdir`` and its shell sets ``PWD``); who the job runs as (``HOME``,
+``USER``, ``LOGNAME``: the executor sets them for the account that runs it); what belongs
+to the login session, which may end long before the job (``XDG_RUNTIME_DIR``, the ssh
+agent's socket: a credential). Every ``APR_*`` variable stays too: the daemon sets the
+job's own (``APR_JOB_ID``, ``APR_ATTEMPT``, ``APR_HOST``, ``APR_SCHED_RUN``), and
+``APR_SCHED_TOKEN``/``URL``/``HOME`` configure this client (the token is a secret). Any of
+them can still be passed on purpose, by name (``--env-mode NAME,...``) or ``--env``."""
 NEVER_SENT_PREFIX = "APR_"
 
 

@@ -70,12 +70,14 @@ def test_what_must_not_travel_stays_and_the_umask_and_workdir_go(daemon: CliDaem
                                                                  tmp_path: Path) -> None:
     token = (daemon.state_dir / "token").read_text().strip()  # the client's own secret
     env = shell_env(APR_SCHED_TOKEN=token, APR_JOB_ID="77", SHLVL="3", _="/bin/x",
-                    OLDPWD="/old", PWD=str(tmp_path))
+                    OLDPWD="/old", PWD=str(tmp_path), HOME="/home/someone", USER="someone",
+                    SSH_AUTH_SOCK="/tmp/agent.sock")
     done = daemon.cli("submit", "--", "true", env=env, cwd=tmp_path, umask=0o027)
     assert done.returncode == 0, done.stderr
     job = daemon.job(done.stdout.strip())
     assert job.env["MYVAR"] == "x"
-    assert not {"APR_SCHED_TOKEN", "APR_JOB_ID", "SHLVL", "_", "OLDPWD", "PWD"} & set(job.env)
+    assert not {"APR_SCHED_TOKEN", "APR_JOB_ID", "SHLVL", "_", "OLDPWD", "PWD", "HOME", "USER",
+                "SSH_AUTH_SOCK"} & set(job.env)
     assert job.umask == "027"  # sent; the executors apply it
     assert job.workdir == str(tmp_path)
     other = tmp_path / "elsewhere"
