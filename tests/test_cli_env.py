@@ -78,7 +78,9 @@ def test_what_must_not_travel_stays_and_the_umask_and_workdir_go(daemon: CliDaem
     assert job.env["MYVAR"] == "x"
     assert not {"APR_SCHED_TOKEN", "APR_JOB_ID", "SHLVL", "_", "OLDPWD", "PWD", "HOME", "USER",
                 "SSH_AUTH_SOCK"} & set(job.env)
-    assert job.umask == "027"  # sent; the executors apply it
+    assert job.umask == "027"  # sent, and the executor applies it:
+    masked = daemon.cli("submit", "--wait", "--", "sh", "-c", "umask", env=env, umask=0o027)
+    assert (masked.returncode, masked.stdout) == (0, "0027\n"), masked.stderr
     assert job.workdir == str(tmp_path)
     other = tmp_path / "elsewhere"
     other.mkdir()
