@@ -204,19 +204,27 @@ def test_a_second_signal_leaves_at_once(daemon: CliDaemon) -> None:
 
 # daemon restarts -----------------------------------------------------------------------------
 def test_a_daemon_restart_is_ridden_out(tmp_path: Path) -> None:
-    """SIGTERM the daemon while a client waits (the job keeps running and writes while no
-    daemon is there), start it again on the same state dir: the client gets every line
-    exactly once and the job's exit code."""
+    """SIGTERM the daemon while two clients wait, start it again on the same state dir.
+    One job keeps running and writes while no daemon is there: its client gets every line
+    exactly once and the job's exit code. The other job's wrapper is killed meanwhile (no
+    rc file is left): the restarted daemon finds it lost, and its client says so."""
     first, wait_first = gate(tmp_path, "first")
     second, wait_second = gate(tmp_path, "second")
     script = (f"echo before; {wait_first}; i=0; while [ $i -lt 50 ]; do echo during $i; "
               f"i=$((i + 1)); done; {wait_second}; echo after; exit 5")
     with running_cli_daemon(tmp_path / "d") as daemon:
         waiter = daemon.popen("submit", "--wait", "--", "sh", "-c", script)
+        doomed = daemon.popen("submit", "--wait", "--", "sh", "-c", "echo up; exec sleep 30")
         assert waiter.stdout is not None and waiter.stderr is not None
+        assert doomed.stdout is not None and doomed.stderr is not None
         job_id = submitted_id(read_line(waiter.stderr))
+        lost_id = submitted_id(read_line(doomed.stderr))
         assert read_line(waiter.stdout) == "before\n"
+        assert read_line(doomed.stdout) == "up\n"
+        pgid = daemon.wait_status(lost_id, JobStatus.RUNNING).pgid
+        assert pgid
         daemon.stop(signal.SIGTERM)
+        os.killpg(pgid, signal.SIGKILL)
         first.touch()  # the job writes while no daemon runs
         log = daemon.state_dir / "logs" / job_id / "1.log"
         wait_until_sync(lambda: b"during 49" in log.read_bytes(), timeout=10)
@@ -227,24 +235,9 @@ def test_a_daemon_restart_is_ridden_out(tmp_path: Path) -> None:
         assert code == 5, err
         assert out.splitlines() == [*(f"during {i}" for i in range(50)), "after"]  # + before
         assert "answers again" in err
-
-
-def test_a_job_lost_while_the_daemon_was_away(tmp_path: Path) -> None:
-    """The daemon is killed, and so is the job's wrapper (no rc file is left): the restarted
-    daemon finds the attempt lost, and the waiting client says so with its own code."""
-    with running_cli_daemon(tmp_path / "d") as daemon:
-        waiter = daemon.popen("submit", "--wait", "--", "sh", "-c", "echo up; exec sleep 30")
-        assert waiter.stdout is not None and waiter.stderr is not None
-        job_id = submitted_id(read_line(waiter.stderr))
-        assert read_line(waiter.stdout) == "up\n"
-        pgid = daemon.wait_status(job_id, JobStatus.RUNNING).pgid
-        assert pgid
-        daemon.stop(signal.SIGKILL)
-        os.killpg(pgid, signal.SIGKILL)
-        daemon.start()
-        code, out, err = finish(waiter)
+        code, out, err = finish(doomed)
         assert (code, out) == (EXIT_LOST, ""), err
-        assert daemon.job(job_id).status is JobStatus.FAILED
+        assert daemon.job(lost_id).status is JobStatus.FAILED
 
 
 # the outcome table -------------------------------------------------------------------------
