@@ -26,11 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from apr_sched.client import (
     TOKEN_ENV,
@@ -39,7 +35,6 @@ from apr_sched.client import (
     SchedulerClient,
     find_daemon,
 )
-from apr_sched.config import load_config, resolve_state_dir
 from apr_sched.errors import (
     AprError,
     Forbidden,
@@ -48,7 +43,14 @@ from apr_sched.errors import (
     InvalidInput,
     NotFound,
 )
-from apr_sched.models import Host, HostState, Job, JobStatus
+from apr_sched.statedir import resolve_state_dir
+from apr_sched.states import HostState, JobStatus
+
+if TYPE_CHECKING:  # rich loads to print a table, the models with the first reply they parse
+    from rich.console import Console
+    from rich.text import Text
+
+    from apr_sched.models import Host, Job
 
 __all__ = ["CLIENT_COMMANDS", "add_client_commands", "run_client_command"]
 
@@ -210,7 +212,16 @@ def add_client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
 class _Context:
     client: SchedulerClient
     state_dir: Path
-    out: Console
+    _out: Console | None = None
+
+    @property
+    def out(self) -> Console:
+        """rich's console, made on first use: a command that prints no table never loads it."""
+        if self._out is None:
+            from rich.console import Console
+
+            self._out = Console(highlight=False)
+        return self._out
 
 
 def run_client_command(args: argparse.Namespace) -> int:
@@ -221,11 +232,15 @@ def run_client_command(args: argparse.Namespace) -> int:
     state_dir: Path | None = None
     url = "?"
     try:
-        config = load_config(args.config) if args.config else None
+        config = None
+        if args.config:
+            from apr_sched.config import load_config
+
+            config = load_config(args.config)
         state_dir = resolve_state_dir(args.state_dir or (config.state_dir if config else None))
         url, token = find_daemon(args.url, args.token, config, state_dir)
         with SchedulerClient(url, token) as client:
-            return handler(_Context(client, state_dir, Console(highlight=False)), args)
+            return handler(_Context(client, state_dir), args)
     except AuthFailed as exc:
         where = f", or check {state_dir / TOKEN_FILE}" if state_dir else ""
         _error(f"{url} refused the token ({exc.message}); pass --token, set ${TOKEN_ENV}"
@@ -335,7 +350,7 @@ def _submit_batch(ctx: _Context, args: argparse.Namespace) -> int:
     if not isinstance(specs, list):
         raise InvalidInput(f'{args.file}: expected a JSON list of jobs or {{"jobs": [...]}}',
                            [{"field": "jobs", "message": "must be a list"}])
-    job_ids = ctx.client.submit_batch(specs)
+    job_ids = ctx.client.submit_batch_ids(specs)
     if args.json:
         _print_json(ctx.client.last_json)
     elif not job_ids:
@@ -348,6 +363,9 @@ def _submit_batch(ctx: _Context, args: argparse.Namespace) -> int:
 
 # jobs ------------------------------------------------------------------------------------
 def _jobs(ctx: _Context, args: argparse.Namespace) -> int:
+    from rich.table import Table
+    from rich.text import Text
+
     statuses = [part.strip() for value in args.status or [] for part in value.split(",")
                 if part.strip()]
     page = ctx.client.jobs(status=statuses or None, project=args.project, design=args.design,
@@ -382,6 +400,8 @@ def _jobs(ctx: _Context, args: argparse.Namespace) -> int:
 
 
 def _status(status: JobStatus) -> Text:
+    from rich.text import Text
+
     return Text(status.value, style=STATUS_STYLE.get(status, ""))
 
 
@@ -435,6 +455,9 @@ def _short(text: str, width: int) -> str:
 
 
 def _job(ctx: _Context, args: argparse.Namespace) -> int:
+    from rich.table import Table
+    from rich.text import Text
+
     job = ctx.client.job(args.job_id)
     if args.json:
         _print_json(ctx.client.last_json)
@@ -562,6 +585,8 @@ def _follow(client: SchedulerClient, job_id: str, reply: dict[str, Any], *, pinn
 
 # control ---------------------------------------------------------------------------------
 def _action(ctx: _Context, args: argparse.Namespace) -> int:
+    from rich.text import Text
+
     act: Callable[[str], Job] = getattr(ctx.client, args.command)
     refused = False
     replies = []
@@ -592,6 +617,9 @@ def _action(ctx: _Context, args: argparse.Namespace) -> int:
 
 # hosts -----------------------------------------------------------------------------------
 def _hosts(ctx: _Context, args: argparse.Namespace) -> int:
+    from rich.table import Table
+    from rich.text import Text
+
     hosts = ctx.client.hosts()
     if args.json:
         _print_json(ctx.client.last_json)
@@ -625,6 +653,8 @@ def _heartbeat(host: Host, now: datetime) -> str:
 
 
 def _register(ctx: _Context, args: argparse.Namespace) -> int:
+    from rich.text import Text
+
     spec = _json_object_file(args.json_file, "a host spec") if args.json_file else {}
     for flag, field in (("host_id", "host_id"), ("slots", "total_slots"),
                         ("cpu", "total_cpu"), ("memory_gb", "total_memory_gb"),
@@ -656,6 +686,9 @@ def _join(items: Iterable[str]) -> str:
 
 # metrics ---------------------------------------------------------------------------------
 def _metrics(ctx: _Context, args: argparse.Namespace) -> int:
+    from rich.table import Table
+    from rich.text import Text
+
     m = ctx.client.metrics()
     if args.json:
         _print_json(ctx.client.last_json)
