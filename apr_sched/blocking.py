@@ -162,6 +162,11 @@ class BlockingScheduler:
     def _jobs_by_id(self, job_ids: Sequence[str]) -> list[Job]:
         return self._call(_jobs_by_id(self._s, job_ids))
 
+    def job_statuses(self, job_ids: Iterable[str]) -> dict[str, JobStatus]:
+        """Each job's status, in the order given; NotFound for an unknown one."""
+        wanted = list(job_ids)
+        return {job.job_id: job.status for job in self._jobs_by_id(wanted)}
+
     def get_job(self, job_id: str) -> Job:
         return self._call(self._s.get_job(job_id))
 

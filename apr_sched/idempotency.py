@@ -5,8 +5,8 @@ take the same string key, so a flow that retries a submit (after a crash of the 
 gets the job created the first time instead of a second one, in-process or against a
 daemon. The key is remembered in the state dir's store with the same fingerprint (the action
 and the request body exactly as ``SchedulerClient`` sends it) and the same reply as the
-HTTP layer keeps, so a key first used in-process is honoured by the daemon later, and the
-other way round.
+HTTP layer keeps, so a key first used in-process is honoured by the daemon later (for the
+same user), and the other way round.
 """
 
 from __future__ import annotations

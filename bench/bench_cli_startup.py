@@ -1,5 +1,8 @@
 """Benchmark the start-up of client commands: `apr-sched status ID`, `job ID`, `jobs --json`.
 
+`logs ID` is measured beside them: a command that builds no models and prints no table,
+i.e. the cost of the CLI itself (interpreter, argparse, http.client, our modules).
+
 Flows run the CLI once per step (a make recipe, a workflow engine's status poll), so what a
 command costs from exec to exit is what they pay. Each command runs as a fresh process
 against a running daemon, exactly as a script runs it: the `apr-sched` entry point of this
@@ -142,6 +145,7 @@ def main() -> None:
                 "floor": [sys.executable, "-c", "pass"],
                 "job": [*cli(), "job", job_id, *where],
                 "jobs_json": [*cli(), "jobs", "--json", *where],
+                "logs": [*cli(), "logs", job_id, *where],
             }
             status = has_command("status")
             if status:

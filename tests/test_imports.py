@@ -57,6 +57,19 @@ def test_a_client_command_against_a_daemon_loads_no_server_side(tmp_path: Path) 
     assert offending(modules, SERVER_SIDE) == []
 
 
+def test_a_status_poll_builds_no_models(tmp_path: Path) -> None:
+    """What a fast `apr-sched status ID` stands on: the client's raw path needs no pydantic."""
+    with running_daemon(tmp_path) as daemon:
+        run = ("from apr_sched.client import SchedulerClient, find_daemon\n"
+               f"with SchedulerClient(*find_daemon(None, None, None, {str(daemon.state_dir)!r}))"
+               " as client:\n"
+               "    job_id = client.submit_batch_ids([{'command': 'true'}])[0]\n"
+               "    status = client.job_statuses([job_id])[job_id]\n"
+               "    assert status in ('PENDING', 'RUNNING', 'SUCCEEDED'), status")
+        modules = loaded(run)
+    assert offending(modules, SERVER_SIDE + LOADED_ON_USE) == []
+
+
 def test_public_names_load_on_first_use() -> None:
     code = ("import sys, apr_sched\n"
             "assert 'apr_sched.scheduler' not in sys.modules\n"

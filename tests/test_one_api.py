@@ -30,7 +30,7 @@ CANONICAL = [
 ]
 """The Scheduler's names: every client has each, with the Scheduler's signature."""
 
-SYNC_ONLY = ["wait_all", "as_completed", "submit_handle", "handle"]
+SYNC_ONLY = ["wait_all", "as_completed", "submit_handle", "handle", "job_statuses"]
 """Futures-style helpers: the two sync clients alike (asyncio has gather and as_completed)."""
 
 IN_PROCESS_ONLY = {
@@ -119,6 +119,7 @@ def flow(client: Client, workdir: Path) -> dict[str, Any]:
         client.wait_all([placed, sleeper], timeout=0.3)
     stopped = sleeper.stop()
     page = client.list_jobs(ids=[j.job_id for j in routes], status=["FAILED"])
+    statuses = client.job_statuses([routes[1].job_id, placed.job_id])
     events = client.events_since(0, limit=10_000)
     with pytest.raises(NotFound):
         client.get_job("99999")
@@ -128,6 +129,7 @@ def flow(client: Client, workdir: Path) -> dict[str, Any]:
                    for j in routes],
         "finished": sorted(finished),
         "failed": sorted(j.name or "" for j in page.jobs),
+        "statuses": list(statuses.values()),
         "stop": (stopped.job_id == sleeper.job_id,
                  sleeper.result(timeout=30).status, sleeper.done()),
         "job": type(client.get_job(placed.job_id)).__name__,
@@ -145,6 +147,7 @@ EXPECTED = {
                ("route2", JobStatus.FAILED, 2, ["r2"])],
     "finished": ["route0", "route1", "route2"],
     "failed": ["route1", "route2"],
+    "statuses": [JobStatus.FAILED, JobStatus.SUCCEEDED],
     "stop": (True, JobStatus.STOPPED, True),
     "job": "Job",
     "events_are_models": True,
@@ -233,6 +236,16 @@ def test_in_process_idempotency_keys_mean_what_they_mean_over_http(tmp_path: Pat
             client.submit({"command": "false", "workdir": "/tmp"}, idempotency_key="k-1")
         with pytest.raises(apr_sched.InvalidInput, match="idempotency_key"):
             client.submit({"command": "true"}, idempotency_key="two words")
+        assert client.list_jobs().total == 1
+
+
+def test_a_key_used_in_process_is_honoured_by_the_daemon_later(tmp_path: Path) -> None:
+    spec = {"command": "true", "workdir": "/tmp", "name": "once"}
+    with apr_sched.connect(tmp_path / "state") as client:  # running_daemon's state dir
+        first = client.submit(spec, idempotency_key="step-1")
+    with running_daemon(tmp_path) as daemon, apr_sched.connect(daemon.state_dir) as client:
+        assert isinstance(client, SchedulerClient)
+        assert client.submit(spec, idempotency_key="step-1").job_id == first.job_id
         assert client.list_jobs().total == 1
 
 
