@@ -38,6 +38,7 @@ from apr_sched.errors import (
     InvalidInput,
     NotFound,
 )
+from apr_sched.futures import MAX_POLL_SEC
 from apr_sched.statedir import read_owner
 from apr_sched.states import JobStatus, is_valid_id
 from apr_sched.unix_socket import UNIX_SCHEME, connect_unix, find_socket
@@ -62,6 +63,7 @@ if TYPE_CHECKING:  # the models (and pydantic) load on the first reply that need
 
 __all__ = [
     "DEFAULT_URL",
+    "MAX_POLL_SEC",
     "TOKEN_ENV",
     "TOKEN_FILE",
     "URL_ENV",

@@ -38,7 +38,8 @@ def offending(modules: set[str], prefixes: tuple[str, ...]) -> list[str]:
 
 
 @pytest.mark.parametrize("module", ["apr_sched", "apr_sched.cli", "apr_sched.cli_client",
-                                    "apr_sched.client", "apr_sched.connection"])
+                                    "apr_sched.client", "apr_sched.connection",
+                                    "apr_sched.lsf.commands"])
 def test_starting_a_client_loads_nothing_heavy(module: str) -> None:
     modules = loaded(f"import {module}")
     assert offending(modules, SERVER_SIDE + LOADED_ON_USE) == []
