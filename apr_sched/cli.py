@@ -3,29 +3,32 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import logging
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 try:  # Ctrl-C while the CLI is still loading: leave as main() would, with 130, no traceback
     from apr_sched import __version__
     from apr_sched.cli_client import CLIENT_COMMANDS, add_client_commands, run_client_command
     from apr_sched.cli_tokens import add_token_commands, run_token_command
-    from apr_sched.config import SchedulerConfig, hosts_toml, load_config, resolve_state_dir
     from apr_sched.errors import AprError
-    from apr_sched.http.service import OPEN_NETWORK_FLAG, HttpService, check_exposure
     from apr_sched.lsf.cli import add_lsf_commands, run_lsf_command
-    from apr_sched.scheduler import DB_NAME, Scheduler
-    from apr_sched.store import Store
+    from apr_sched.statedir import resolve_state_dir
 except KeyboardInterrupt:
     raise SystemExit(130) from None
 
+if TYPE_CHECKING:
+    from apr_sched.config import SchedulerConfig
+
 log = logging.getLogger("apr_sched")
+
+OPEN_NETWORK_FLAG = "--i-understand-anyone-on-the-network-can-run-commands"
+"""The same flag as ``apr_sched.http.service.OPEN_NETWORK_FLAG`` (a test keeps them equal):
+spelled here so building the parser for a client command imports no server code."""
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -112,6 +115,8 @@ def _main(argv: list[str], default_command: str | None) -> int:
     )
     try:
         if args.command == "serve":
+            import asyncio  # only the daemon needs an event loop
+
             return asyncio.run(serve(args))
         if args.command == "config":
             return export_config(args)
@@ -129,11 +134,20 @@ def _main(argv: list[str], default_command: str | None) -> int:
 
 
 def _load(args: argparse.Namespace) -> SchedulerConfig:
+    from apr_sched.config import SchedulerConfig, load_config  # pydantic: daemon side only
+
     return load_config(args.config) if args.config else SchedulerConfig()
 
 
 async def serve(args: argparse.Namespace) -> int:
     """Run until SIGINT/SIGTERM; running jobs survive the shutdown unless asked otherwise."""
+    # The daemon's modules (scheduler, executors, asyncssh, h11) load here, not at import:
+    # client commands start in tens of milliseconds.
+    import asyncio
+
+    from apr_sched.http.service import HttpService, check_exposure
+    from apr_sched.scheduler import Scheduler
+
     config = _load(args)
     host = args.host if args.host is not None else config.http.host
     auth = not args.no_auth and config.http.auth != "none"
@@ -180,6 +194,10 @@ async def serve(args: argparse.Namespace) -> int:
 
 def export_config(args: argparse.Namespace) -> int:
     """Read the hosts from the database (read-only, safe beside a running daemon)."""
+    from apr_sched.config import hosts_toml
+    from apr_sched.scheduler import DB_NAME
+    from apr_sched.store import Store
+
     config = _load(args)
     state_dir = resolve_state_dir(args.state_dir or config.state_dir)
     db = state_dir / DB_NAME

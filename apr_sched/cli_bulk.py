@@ -17,11 +17,14 @@ import argparse
 import fnmatch
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from apr_sched.client import SchedulerClient
 from apr_sched.errors import Forbidden, IllegalTransition, InvalidInput, NotFound
-from apr_sched.models import Job, JobStatus, parse_statuses
-from apr_sched.transitions import ACTIONS
+from apr_sched.states import ACTIONS, JobStatus
+
+if TYPE_CHECKING:
+    from apr_sched.models import Job
 
 __all__ = ["BulkOutcome", "add_filter_options", "filters_given", "run_bulk"]
 
@@ -64,6 +67,8 @@ def applicable_statuses(action: str, wanted: str | None) -> set[JobStatus]:
     applies = set(ACTIONS[action])
     if wanted is None:
         return applies
+    from apr_sched.models import parse_statuses  # pydantic: only for a bulk action
+
     chosen = parse_statuses(wanted) or set()
     if not chosen & applies:
         names = ", ".join(sorted(s.value for s in applies))

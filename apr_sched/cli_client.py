@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apr_sched import cli_format
 from apr_sched.cli_bulk import add_filter_options, filters_given, run_bulk
@@ -42,7 +42,6 @@ from apr_sched.client import (
     SchedulerClient,
     find_daemon,
 )
-from apr_sched.config import load_config, resolve_state_dir
 from apr_sched.durations import duration_arg
 from apr_sched.errors import (
     AprError,
@@ -52,8 +51,12 @@ from apr_sched.errors import (
     InvalidInput,
     NotFound,
 )
-from apr_sched.models import Job, JobPage, JobStatus, is_valid_id
+from apr_sched.statedir import resolve_state_dir
+from apr_sched.states import JobStatus, is_valid_id
 from apr_sched.waiting import EXIT_CODES_HELP, exit_code_for, follow_log, wait_for_jobs
+
+if TYPE_CHECKING:  # the models load with the first reply they parse
+    from apr_sched.models import Job
 
 __all__ = ["CLIENT_COMMANDS", "add_client_commands", "run_client_command"]
 
@@ -323,7 +326,11 @@ def run_client_command(args: argparse.Namespace) -> int:
     state_dir: Path | None = None
     url = "?"
     try:
-        config = load_config(args.config) if args.config else None
+        config = None
+        if args.config:
+            from apr_sched.config import load_config
+
+            config = load_config(args.config)
         state_dir = resolve_state_dir(args.state_dir or (config.state_dir if config else None))
         url, token = find_daemon(args.url, args.token, config, state_dir)
         with SchedulerClient(url, token) as client:
@@ -490,7 +497,7 @@ def _submit_batch(ctx: _Context, args: argparse.Namespace) -> int:
     if args.allow_pending:
         specs = [{"allow_pending": True, **spec} if isinstance(spec, dict) else spec
                  for spec in specs]
-    job_ids = ctx.client.submit_batch(specs)
+    job_ids = ctx.client.submit_batch_ids(specs)
     if args.json:
         _print_json(ctx.client.last_json)
     elif not job_ids:
@@ -503,6 +510,7 @@ def _submit_batch(ctx: _Context, args: argparse.Namespace) -> int:
 
 # jobs, job, status -----------------------------------------------------------------------
 def _jobs(ctx: _Context, args: argparse.Namespace) -> int:
+
     statuses = [part.strip() for value in args.status or [] for part in value.split(",")
                 if part.strip()]
     page = ctx.client.jobs(status=statuses or None, project=args.project, design=args.design,
@@ -523,6 +531,7 @@ def _jobs(ctx: _Context, args: argparse.Namespace) -> int:
 
 
 def _job(ctx: _Context, args: argparse.Namespace) -> int:
+
     job = ctx.client.job(args.job_id)
     if args.json:
         _print_json(ctx.client.last_json)
@@ -539,6 +548,8 @@ def _status(ctx: _Context, args: argparse.Namespace) -> int:
         chunk = valid[start:start + STATUS_IDS_PER_REQUEST]
         reply = ctx.client.request("GET", "/jobs",
                                    query={"id": ",".join(chunk), "limit": len(chunk)})[1]
+        from apr_sched.models import JobPage
+
         known.update((job.job_id, job) for job in JobPage.model_validate(reply).jobs)
     if args.json:
         _print_json({job_id: (known[job_id].status.value if job_id in known else None)
@@ -582,6 +593,7 @@ _DONE = {"pause": "paused or held", "resume": "resumed", "stop": "stopped"}
 
 
 def _action(ctx: _Context, args: argparse.Namespace) -> int:
+
     act: Callable[[str], Job] = getattr(ctx.client, args.command)
     if args.command in BULK_ACTIONS and (filters_given(args) or args.all):
         if args.job_ids:
@@ -635,6 +647,7 @@ def _bulk(ctx: _Context, args: argparse.Namespace, act: Callable[[str], Job]) ->
 
 # hosts -----------------------------------------------------------------------------------
 def _hosts(ctx: _Context, args: argparse.Namespace) -> int:
+
     hosts = ctx.client.hosts()
     if args.json:
         _print_json(ctx.client.last_json)
@@ -646,6 +659,7 @@ def _hosts(ctx: _Context, args: argparse.Namespace) -> int:
 
 
 def _register(ctx: _Context, args: argparse.Namespace) -> int:
+
     spec = _json_object_file(args.json_file, "a host spec") if args.json_file else {}
     for flag, field in (("host_id", "host_id"), ("slots", "total_slots"),
                         ("cpu", "total_cpu"), ("memory_gb", "total_memory_gb"),
@@ -676,6 +690,7 @@ def _join(items: Iterable[str]) -> str:
 
 # metrics, purge --------------------------------------------------------------------------
 def _metrics(ctx: _Context, args: argparse.Namespace) -> int:
+
     m = ctx.client.metrics()
     if args.json:
         _print_json(ctx.client.last_json)

@@ -13,10 +13,13 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from apr_sched.durations import format_duration
-from apr_sched.models import Host, HostState, Job, JobStatus
+from apr_sched.states import HostState, JobStatus
+
+if TYPE_CHECKING:  # the models load with the first reply they parse
+    from apr_sched.models import Host, Job
 
 __all__ = [
     "DEFAULT_JOB_COLUMNS",
@@ -171,7 +174,7 @@ def _exit(job: Job) -> str:
     return "-" if job.exit_code is None else str(job.exit_code)
 
 
-_JobCell = Callable[[Job, datetime], Cell]
+_JobCell = Callable[["Job", datetime], Cell]
 
 JOB_COLUMNS: dict[str, tuple[Column, _JobCell]] = {
     "id": (Column("ID", "right"), lambda j, now: j.job_id),

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.table import Table
-
-from apr_sched.config import load_config, resolve_state_dir
 from apr_sched.errors import AprError, NotFound
-from apr_sched.scheduler import DB_NAME
-from apr_sched.store import Store
-from apr_sched.tokens import add_token, list_tokens, revoke_token
+from apr_sched.statedir import resolve_state_dir
+
+if TYPE_CHECKING:
+    from apr_sched.store import Store
 
 __all__ = ["add_token_commands", "run_token_command"]
 
@@ -45,6 +43,13 @@ def add_token_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 def run_token_command(args: argparse.Namespace) -> int:
+    # Loaded here: `apr-sched` builds this parser for every command, and the other commands
+    # must not pay for the scheduler's modules.
+    from apr_sched.config import load_config
+    from apr_sched.scheduler import DB_NAME
+    from apr_sched.store import Store
+    from apr_sched.tokens import add_token, revoke_token
+
     config = load_config(args.config) if args.config else None
     state_dir = resolve_state_dir(args.state_dir or (config.state_dir if config else None))
     try:
@@ -75,6 +80,11 @@ def run_token_command(args: argparse.Namespace) -> int:
 
 
 def _print_tokens(store: Store) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from apr_sched.tokens import list_tokens
+
     tokens = list_tokens(store)
     out = Console(highlight=False)
     if not tokens:

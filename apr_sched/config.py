@@ -34,7 +34,7 @@ import os
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import tomli_w
 from pydantic import (
@@ -49,10 +49,17 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from apr_sched.errors import InvalidInput, field_errors
-from apr_sched.http.limits import ApiLimits
-from apr_sched.http.server import HttpLimits
-from apr_sched.loglimit import LogLimit
 from apr_sched.models import HostSpec
+
+# Re-exported: where the state dir is, decided without pydantic (statedir.py).
+from apr_sched.statedir import LEGACY_BASE_ENV as LEGACY_BASE_ENV
+from apr_sched.statedir import STATE_DIR_ENV as STATE_DIR_ENV
+from apr_sched.statedir import resolve_state_dir as resolve_state_dir
+
+if TYPE_CHECKING:  # the daemon's modules load only where the daemon builds them
+    from apr_sched.http.limits import ApiLimits
+    from apr_sched.http.server import HttpLimits
+    from apr_sched.loglimit import LogLimit
 
 __all__ = [
     "HttpConfig",
@@ -65,35 +72,7 @@ __all__ = [
     "resolve_state_dir",
 ]
 
-STATE_DIR_ENV = "APR_SCHED_HOME"
-LEGACY_BASE_ENV = "EDX_TMP_BASE"
-"""Set on the original deployment's head nodes; its state lived under ``$EDX_TMP_BASE``."""
-
 _TABLES = ("scheduler", "http", "hosts")
-
-
-def resolve_state_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """The state dir to use, absolute: the first of these that is set and not empty.
-
-    ``explicit`` (``--state-dir``), ``$APR_SCHED_HOME``, ``$EDX_TMP_BASE/apr_sched`` (so the
-    original deployment keeps working unchanged), ``$XDG_STATE_HOME/apr_sched``, and
-    ``~/.local/state/apr_sched``. ``~`` is expanded; symlinks are left alone.
-    """
-    if explicit is not None:
-        if not os.fspath(explicit):
-            raise InvalidInput("state dir must not be empty", [
-                {"field": "state_dir", "message": "must not be empty"}
-            ])
-        chosen = Path(explicit)
-    elif home := os.environ.get(STATE_DIR_ENV):
-        chosen = Path(home)
-    elif base := os.environ.get(LEGACY_BASE_ENV):
-        chosen = Path(base) / "apr_sched"
-    elif (xdg := os.environ.get("XDG_STATE_HOME")) and os.path.isabs(xdg):
-        chosen = Path(xdg) / "apr_sched"  # the XDG spec says to ignore a relative value
-    else:
-        chosen = Path("~/.local/state/apr_sched")
-    return Path(os.path.abspath(chosen.expanduser()))
 
 
 def local_host_spec(host_id: str = "local") -> HostSpec:
@@ -184,6 +163,8 @@ class HttpConfig(_StrictConfig):
     """The socket's group (with a ``socket_mode`` such as ``0o660``)."""
 
     def limits(self) -> HttpLimits:
+        from apr_sched.http.server import HttpLimits
+
         return HttpLimits(max_head_bytes=self.max_head_bytes,
                           max_body_bytes=self.max_body_bytes,
                           keepalive_timeout=self.keepalive_timeout_sec,
@@ -195,6 +176,8 @@ class HttpConfig(_StrictConfig):
                           max_connections_per_client=self.max_connections_per_client)
 
     def api_limits(self) -> ApiLimits:
+        from apr_sched.http.limits import ApiLimits
+
         return ApiLimits(max_batch_jobs=self.max_batch_jobs,
                          max_busy_per_client=self.max_busy_per_client)
 
@@ -241,6 +224,8 @@ class LogsConfig(_StrictConfig):
 
     def limit(self) -> LogLimit | None:
         """The limit the scheduler applies, or None without one."""
+        from apr_sched.loglimit import LogLimit
+
         if not self.max_job_log_mb:
             return None
         max_bytes = int(self.max_job_log_mb * (1 << 20))

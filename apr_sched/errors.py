@@ -17,9 +17,10 @@ exactly what the HTTP layer sends back as ``{"error": {...}}``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ValidationError
+if TYPE_CHECKING:  # pydantic loads with the models; a client that only talks HTTP needs neither
+    from pydantic import BaseModel, ValidationError
 
 
 class AprError(Exception):
@@ -113,11 +114,13 @@ def field_errors(exc: ValidationError, prefix: str = "") -> list[dict[str, str]]
     return out
 
 
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M", bound="BaseModel")
 
 
 def validated(model: type[M], value: M | Mapping[str, Any], prefix: str = "") -> M:
     """``value`` as a ``model``, or InvalidInput naming every bad field (under ``prefix``)."""
+    from pydantic import ValidationError
+
     if isinstance(value, model):
         return value
     try:

@@ -12,8 +12,7 @@ import getpass
 import os
 import re
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
-from enum import StrEnum
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -29,10 +28,14 @@ from pydantic import (
 
 from apr_sched.errors import InvalidInput
 
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-"""For pydantic and JSON Schema, where ``$`` is the end of the text; Python's ``$`` also
-matches before a final newline, so Python code checks ids with ``is_valid_id`` instead."""
-_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# Re-exported: the states are part of the models' contract (and defined without pydantic).
+from apr_sched.states import FINAL_STATUSES as FINAL_STATUSES
+from apr_sched.states import ID_PATTERN as ID_PATTERN
+from apr_sched.states import HostState as HostState
+from apr_sched.states import JobStatus as JobStatus
+from apr_sched.states import is_valid_id as is_valid_id
+from apr_sched.states import utcnow as utcnow
+
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 Identifier = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
@@ -107,15 +110,6 @@ MAX_MEMORY_GB = 1_000_000.0
 MAX_TIMEOUT_SEC = 10 * 365 * 24 * 3600.0
 
 
-def is_valid_id(value: str) -> bool:
-    """True for a string that may be used as a job or host id (checked before any lookup)."""
-    return _ID_RE.fullmatch(value) is not None
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 @functools.cache
 def current_user() -> str:
     """The submitting account, the natural default owner on a head node."""
@@ -123,38 +117,6 @@ def current_user() -> str:
         return getpass.getuser()
     except Exception:  # no passwd entry, e.g. in a container
         return os.environ.get("USER", "unknown")
-
-
-class JobStatus(StrEnum):
-    PENDING = "PENDING"
-    HELD = "HELD"
-    RUNNING = "RUNNING"
-    PAUSED = "PAUSED"
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
-    TIMEOUT = "TIMEOUT"
-    STOPPED = "STOPPED"
-
-    @property
-    def is_final(self) -> bool:
-        return self in FINAL_STATUSES
-
-    @property
-    def is_active(self) -> bool:
-        """Holds resources on a host: the process exists."""
-        return self in (JobStatus.RUNNING, JobStatus.PAUSED)
-
-
-FINAL_STATUSES = frozenset(
-    {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.TIMEOUT, JobStatus.STOPPED}
-)
-
-
-class HostState(StrEnum):
-    ONLINE = "ONLINE"
-    OFFLINE = "OFFLINE"
-    DRAINING = "DRAINING"
-    CLOSED = "CLOSED"
 
 
 class _StrictInput(BaseModel):

@@ -28,19 +28,47 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from apr_sched.errors import StateDirLocked
-from apr_sched.models import utcnow
+from apr_sched.errors import InvalidInput, StateDirLocked
+from apr_sched.states import utcnow
 
-__all__ = ["LOCK_FILE", "OWNER_FILE", "StateDirLock", "read_owner"]
+__all__ = ["LOCK_FILE", "OWNER_FILE", "StateDirLock", "read_owner", "resolve_state_dir"]
 
 log = logging.getLogger("apr_sched.statedir")
 
 LOCK_FILE = "scheduler.lock"
 OWNER_FILE = "scheduler.json"
 
+STATE_DIR_ENV = "APR_SCHED_HOME"
+LEGACY_BASE_ENV = "EDX_TMP_BASE"
+"""Set on the original deployment's head nodes; its state lived under ``$EDX_TMP_BASE``."""
+
 _CONTENTION_GRACE_SEC = 0.2
 """``read_owner`` probes with a shared lock held for microseconds; an ``acquire`` that
 lands in that instant retries for this long before deciding the dir is really taken."""
+
+
+def resolve_state_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The state dir to use, absolute: the first of these that is set and not empty.
+
+    ``explicit`` (``--state-dir``), ``$APR_SCHED_HOME``, ``$EDX_TMP_BASE/apr_sched`` (so the
+    original deployment keeps working unchanged), ``$XDG_STATE_HOME/apr_sched``, and
+    ``~/.local/state/apr_sched``. ``~`` is expanded; symlinks are left alone.
+    """
+    if explicit is not None:
+        if not os.fspath(explicit):
+            raise InvalidInput("state dir must not be empty", [
+                {"field": "state_dir", "message": "must not be empty"}
+            ])
+        chosen = Path(explicit)
+    elif home := os.environ.get(STATE_DIR_ENV):
+        chosen = Path(home)
+    elif base := os.environ.get(LEGACY_BASE_ENV):
+        chosen = Path(base) / "apr_sched"
+    elif (xdg := os.environ.get("XDG_STATE_HOME")) and os.path.isabs(xdg):
+        chosen = Path(xdg) / "apr_sched"  # the XDG spec says to ignore a relative value
+    else:
+        chosen = Path("~/.local/state/apr_sched")
+    return Path(os.path.abspath(chosen.expanduser()))
 
 
 class StateDirLock:

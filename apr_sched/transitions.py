@@ -11,6 +11,7 @@ from __future__ import annotations
 from apr_sched.errors import IllegalTransition
 from apr_sched.executors.base import ExitStatus
 from apr_sched.models import FINAL_STATUSES, Job, JobStatus
+from apr_sched.states import ACTIONS as ACTIONS  # re-exported: they live with the states
 
 _ENDINGS = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.TIMEOUT,
                       JobStatus.STOPPED})
@@ -27,13 +28,6 @@ LEGAL: dict[JobStatus, frozenset[JobStatus]] = {
 """status -> statuses it may move to. Staying in a status (a note on the timeline) is
 always allowed."""
 
-ACTIONS: dict[str, frozenset[JobStatus]] = {
-    "pause": frozenset({JobStatus.PENDING, JobStatus.RUNNING}),
-    "resume": frozenset({JobStatus.HELD, JobStatus.PAUSED}),
-    "stop": frozenset({JobStatus.PENDING, JobStatus.HELD, JobStatus.RUNNING, JobStatus.PAUSED}),
-    "rerun": FINAL_STATUSES,
-}
-"""action -> statuses a job must be in for it."""
 
 STOP = "stop"
 TIMEOUT = "timeout"

@@ -33,12 +33,15 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from apr_sched.client import DaemonUnreachable, SchedulerClient
 from apr_sched.durations import format_duration
 from apr_sched.errors import Forbidden, IllegalTransition, NotFound
-from apr_sched.models import Job, JobPage, JobStatus
+from apr_sched.states import JobStatus
+
+if TYPE_CHECKING:  # the models load with the first reply they parse
+    from apr_sched.models import Job
 
 __all__ = [
     "EXIT_CANCELLED",
@@ -307,6 +310,8 @@ class _Waiter:
             chunk = ids[start:start + STATE_IDS_PER_REQUEST]
             reply = self._call(self.client.request, "GET", "/jobs",
                                query={"id": ",".join(chunk), "limit": len(chunk)})[1]
+            from apr_sched.models import JobPage
+
             found = {job.job_id: job for job in JobPage.model_validate(reply).jobs}
             for job_id in chunk:
                 tracked = self.tracked[job_id]

@@ -2,9 +2,10 @@
 
 Each stage is a job on the scheduler; a stage starts only when the one before it has
 SUCCEEDED, and reads what it wrote. The commands are stand-ins for real tool runs
-(e.g. ``innovus -files place.tcl``). Runs on the embedded default host (this machine),
-in-process; when a daemon or the TUI already owns the state dir ($APR_SCHED_HOME or
-~/.local/state/apr_sched), the same stages go to it over HTTP instead.
+(e.g. ``innovus -files place.tcl``). ``apr_sched.connect()`` gives the flow the scheduler:
+the daemon (or TUI) that owns the state dir ($APR_SCHED_HOME or ~/.local/state/apr_sched)
+if one runs, else one started inside this script on this machine. The flow is the same
+code either way.
 
     python examples/flow.py [--design top] [--workdir DIR]
 """
@@ -12,14 +13,13 @@ in-process; when a daemon or the TUI already owns the state dir ($APR_SCHED_HOME
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import tempfile
 from typing import Any
 
-from apr_sched import Job, JobStatus, Scheduler, resolve_state_dir
-from apr_sched.client import SchedulerClient, find_token
-from apr_sched.statedir import read_owner
+import apr_sched
+from apr_sched import Job, JobStatus
+from apr_sched.connection import Client
 
 STAGES = {
     "place": 'echo "placing $DESIGN"; echo placed > place.db',
@@ -43,25 +43,13 @@ def report(stage: str, done: Job, lines: list[str]) -> bool:
     return True
 
 
-async def run_in_process(design: str, workdir: str) -> int:
-    """No daemon: run the scheduler inside this script."""
-    async with Scheduler() as scheduler:
-        for stage, command in STAGES.items():
-            job = await scheduler.submit(stage_spec(design, stage, command, workdir))
-            done = await scheduler.wait(job.job_id)
-            if not report(stage, done, (await scheduler.tail_log(job.job_id, 1)).lines):
-                return 1
-    return 0
-
-
-def run_on_daemon(url: str, token: str | None, design: str, workdir: str) -> int:
-    """A daemon (or the TUI) owns the state dir: submit to it over HTTP instead."""
-    with SchedulerClient(url, token) as client:
-        for stage, command in STAGES.items():
-            job = client.submit(stage_spec(design, stage, command, workdir))
-            done = client.wait(job.job_id)
-            if not report(stage, done, client.logs(job.job_id, tail=1)["lines"]):
-                return 1
+def run_flow(client: Client, design: str, workdir: str) -> int:
+    """The flow itself: the same calls in-process and against a daemon."""
+    for stage, command in STAGES.items():
+        handle = client.submit_handle(stage_spec(design, stage, command, workdir))
+        done = handle.result()
+        if not report(stage, done, client.tail_log(done.job_id, 1).lines):
+            return 1
     return 0
 
 
@@ -71,12 +59,9 @@ def main() -> int:
     parser.add_argument("--workdir", help="shared run directory (default: a new temp dir)")
     args = parser.parse_args()
     workdir = args.workdir or tempfile.mkdtemp(prefix=f"flow-{args.design}-")
-    state_dir = resolve_state_dir()
-    owner = read_owner(state_dir)
-    if owner and owner.get("url"):
-        print(f"using the scheduler at {owner['url']} (pid {owner.get('pid')})")
-        return run_on_daemon(owner["url"], find_token(None, state_dir), args.design, workdir)
-    return asyncio.run(run_in_process(args.design, workdir))
+    with apr_sched.connect() as client:
+        print(f"using {client!r}")
+        return run_flow(client, args.design, workdir)
 
 
 if __name__ == "__main__":

@@ -103,8 +103,8 @@ def run_campaign(root: Path, *, jobs: int, kills: int, lines: int = 20, pause: f
     began = time.monotonic()
     try:
         client = daemon.start()
-        ids = client.submit_batch([{"command": job_command(ledger, lines, pause),
-                                    "name": f"c{n}"} for n in range(jobs)])
+        ids = client.submit_batch_ids([{"command": job_command(ledger, lines, pause),
+                                        "name": f"c{n}"} for n in range(jobs)])
         for _ in range(kills):
             time.sleep(rng.uniform(*gap))  # a random moment to crash at, not a wait
             client.close()

@@ -148,6 +148,7 @@ def test_flow_example_runs_three_stages(tmp_path):
     result = subprocess.run([sys.executable, str(flow)], capture_output=True, text=True,
                             timeout=60, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "using BlockingScheduler(in-process" in result.stdout
     lines = [line for line in result.stdout.splitlines() if "SUCCEEDED" in line]
     assert [line.split()[0] for line in lines] == ["place", "cts", "route"]
 
@@ -162,7 +163,7 @@ def test_flow_example_uses_a_running_daemon(tmp_path):
         result = subprocess.run([sys.executable, str(flow), "--design", "cpu"],
                                 capture_output=True, text=True, timeout=60, env=env)
         assert result.returncode == 0, result.stdout + result.stderr
-        assert "using the scheduler at http://127.0.0.1:" in result.stdout
+        assert f"using SchedulerClient('unix:{state_dir}/apr_sched.sock')" in result.stdout
         lines = [line for line in result.stdout.splitlines() if "SUCCEEDED" in line]
         assert [line.split()[0] for line in lines] == ["place", "cts", "route"]
         assert "routing cpu" in lines[-1]

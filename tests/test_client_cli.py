@@ -545,13 +545,12 @@ def test_client_against_the_daemon(daemon: Daemon) -> None:
                                          "total_memory_gb": 1, "labels": {"pool": "hb"}})
         assert created and host.host_id == "hb-1"
         beat = c.heartbeat("hb-1", {"load_avg_1m": 0.5})
-        assert beat["host_id"] == "hb-1" and beat["state"] == "ONLINE"
-        assert c.host("hb-1").load is not None
+        assert beat.host_id == "hb-1" and beat.state == "ONLINE" and beat.load is not None
         job = c.submit({"command": "sleep 30", "project": "CL",
                         "resource_request": {"host_labels": {"pool": "hb"}}})
         model = c.submit(JobSpec(command="true", project="CL", owner="zoe"))
         assert (model.owner, model.project) == ("zoe", "CL")
-        ids = c.submit_batch([{"command": "true", "project": "CL"}] * 3)
+        ids = c.submit_batch_ids([{"command": "true", "project": "CL"}] * 3)
         assert len(ids) == 3 and ids[0] == str(int(model.job_id) + 1)
         wait_until_sync(lambda: c.host("hb-1").running_jobs, timeout=10)
         with pytest.raises(HostBusy):

@@ -166,8 +166,8 @@ async def test_client_retries_with_a_key_are_not_queued_twice(served) -> None:
         with SchedulerClient(api.url, api.token) as client:
             first = client.submit(SPEC, idempotency_key="flow-step-1")
             again = client.submit(SPEC, idempotency_key="flow-step-1")
-            batch = client.submit_batch(BATCH["jobs"], idempotency_key="flow-batch-1")
-            batch_again = client.submit_batch(BATCH["jobs"], idempotency_key="flow-batch-1")
+            batch = client.submit_batch_ids(BATCH["jobs"], idempotency_key="flow-batch-1")
+            batch_again = client.submit_batch_ids(BATCH["jobs"], idempotency_key="flow-batch-1")
             with pytest.raises(AprError) as reused:
                 client.submit({**SPEC, "name": "other"}, idempotency_key="flow-step-1")
             return first.job_id, again.job_id, batch, batch_again, reused.value.message

@@ -14,15 +14,19 @@ import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from apr_sched.client import SchedulerClient, find_daemon
-from apr_sched.config import resolve_state_dir
 from apr_sched.errors import AprError
 from apr_sched.lsf.bsub import LsfUsageError, names_command, parse_bsub
 from apr_sched.lsf.conditions import parse_condition
 from apr_sched.lsf.report import bhosts_lines, bjobs_lines, bjobs_long
 from apr_sched.lsf.watch import JobWatch, exit_code_of
-from apr_sched.models import Job, JobStatus
+from apr_sched.statedir import resolve_state_dir
+from apr_sched.states import JobStatus
+
+if TYPE_CHECKING:  # annotations only: pydantic loads with the first reply
+    from apr_sched.models import Job
 
 __all__ = ["COMMANDS", "main"]
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from apr_sched.lsf.bsub import LsfUsageError
-from apr_sched.models import JobStatus
+from apr_sched.states import JobStatus
 
 __all__ = ["Condition", "parse_condition"]
 

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from apr_sched.lsf.bsub import DEFAULT_QUEUE
-from apr_sched.models import Host, HostState, Job, JobStatus
+from apr_sched.states import HostState, JobStatus
+
+if TYPE_CHECKING:  # annotations only: pydantic loads with the first reply
+    from apr_sched.models import Host, Job
 
 __all__ = ["bhosts_lines", "bjobs_lines", "bjobs_long", "lsf_stat"]
 

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from apr_sched.client import MAX_POLL_SEC, DaemonUnreachable, SchedulerClient
-from apr_sched.models import Job, JobStatus
+from apr_sched.states import JobStatus
+
+if TYPE_CHECKING:  # annotations only: pydantic loads with the first reply
+    from apr_sched.models import Job
 
 __all__ = ["JobWatch", "exit_code_of"]
 
@@ -87,6 +90,8 @@ class JobWatch:
                 if e.get("job_id") in watched}
 
     def _job(self, job_id: str) -> Job:
+        from apr_sched.models import Job
+
         job = self._retrying("job", job_id)
         assert isinstance(job, Job)
         return job

@@ -1,0 +1,69 @@
+"""Job and host states, and what a valid id is: plain Python, no pydantic.
+
+Kept apart from ``models`` so that the client side of the CLI (``apr-sched status ID``)
+can name a state or check an id without paying for pydantic's import; ``models``
+re-exports all of it.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from enum import StrEnum
+
+__all__ = ["FINAL_STATUSES", "ID_PATTERN", "HostState", "JobStatus", "is_valid_id", "utcnow"]
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+"""For pydantic and JSON Schema, where ``$`` is the end of the text; Python's ``$`` also
+matches before a final newline, so Python code checks ids with ``is_valid_id`` instead."""
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def is_valid_id(value: str) -> bool:
+    """True for a string that may be used as a job or host id (checked before any lookup)."""
+    return _ID_RE.fullmatch(value) is not None
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class JobStatus(StrEnum):
+    PENDING = "PENDING"
+    HELD = "HELD"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    TIMEOUT = "TIMEOUT"
+    STOPPED = "STOPPED"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATUSES
+
+    @property
+    def is_active(self) -> bool:
+        """Holds resources on a host: the process exists."""
+        return self in (JobStatus.RUNNING, JobStatus.PAUSED)
+
+
+FINAL_STATUSES = frozenset(
+    {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.TIMEOUT, JobStatus.STOPPED}
+)
+
+
+class HostState(StrEnum):
+    ONLINE = "ONLINE"
+    OFFLINE = "OFFLINE"
+    DRAINING = "DRAINING"
+    CLOSED = "CLOSED"
+
+
+ACTIONS: dict[str, frozenset[JobStatus]] = {
+    "pause": frozenset({JobStatus.PENDING, JobStatus.RUNNING}),
+    "resume": frozenset({JobStatus.HELD, JobStatus.PAUSED}),
+    "stop": frozenset({JobStatus.PENDING, JobStatus.HELD, JobStatus.RUNNING, JobStatus.PAUSED}),
+    "rerun": FINAL_STATUSES,
+}
+"""action -> statuses a job must be in for it."""

@@ -1,0 +1,98 @@
+"""Import hygiene: a client command starts without the daemon's modules.
+
+Flows run `apr-sched job ID` / `status ID` once per step; what the process imports is what
+each step pays (issue 9: <= 150 ms). Checked in fresh interpreters, as a user runs them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.daemon_process import clean_env, running_daemon
+
+SERVER_SIDE = ("asyncssh", "textual", "cryptography", "h11", "asyncio",
+               "apr_sched.scheduler", "apr_sched.executors", "apr_sched.store",
+               "apr_sched.http", "apr_sched.blocking")
+"""Never loaded by a client command."""
+LOADED_ON_USE = ("pydantic", "rich", "apr_sched.models", "apr_sched.config")
+"""Not loaded just to start: only by the command that parses a reply or prints a table."""
+
+DUMP_MODULES = "import json, sys; print(json.dumps(sorted(sys.modules)), file=sys.stderr)"
+
+
+def loaded(code: str) -> set[str]:
+    """The modules a fresh interpreter holds after running ``code``."""
+    done = subprocess.run([sys.executable, "-c", f"{code}\n{DUMP_MODULES}"],
+                          capture_output=True, text=True, timeout=60, env=clean_env())
+    assert done.returncode == 0, done.stderr
+    return set(json.loads(done.stderr.strip().splitlines()[-1]))
+
+
+def offending(modules: set[str], prefixes: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in modules if any(m == p or m.startswith(p + ".") for p in prefixes))
+
+
+@pytest.mark.parametrize("module", ["apr_sched", "apr_sched.cli", "apr_sched.cli_client",
+                                    "apr_sched.client", "apr_sched.connection",
+                                    "apr_sched.lsf.commands"])
+def test_starting_a_client_loads_nothing_heavy(module: str) -> None:
+    modules = loaded(f"import {module}")
+    assert offending(modules, SERVER_SIDE + LOADED_ON_USE) == []
+
+
+def test_a_client_command_against_a_daemon_loads_no_server_side(tmp_path: Path) -> None:
+    with running_daemon(tmp_path) as daemon:
+        where = ["--state-dir", str(daemon.state_dir)]
+        run = ("from apr_sched.cli import main\n"
+               f"assert main(['submit', *{where!r}, '--', 'true']) == 0\n"
+               f"assert main(['job', '1', *{where!r}]) == 0\n"
+               f"assert main(['jobs', '--json', *{where!r}]) == 0\n"
+               f"assert main(['logs', '1', *{where!r}]) == 0")
+        modules = loaded(run)
+    assert "apr_sched.models" in modules  # it did parse replies
+    assert offending(modules, SERVER_SIDE) == []
+
+
+def test_a_status_poll_builds_no_models(tmp_path: Path) -> None:
+    """What a fast `apr-sched status ID` stands on: the client's raw path needs no pydantic."""
+    with running_daemon(tmp_path) as daemon:
+        run = ("from apr_sched.client import SchedulerClient, find_daemon\n"
+               f"with SchedulerClient(*find_daemon(None, None, None, {str(daemon.state_dir)!r}))"
+               " as client:\n"
+               "    job_id = client.submit_batch_ids([{'command': 'true'}])[0]\n"
+               "    status = client.job_statuses([job_id])[job_id]\n"
+               "    assert status in ('PENDING', 'RUNNING', 'SUCCEEDED'), status")
+        modules = loaded(run)
+    assert offending(modules, SERVER_SIDE + LOADED_ON_USE) == []
+
+
+def test_public_names_load_on_first_use() -> None:
+    code = ("import sys, apr_sched\n"
+            "assert 'apr_sched.scheduler' not in sys.modules\n"
+            "from apr_sched import Scheduler, SchedulerClient, connect, JobStatus\n"
+            "import apr_sched.scheduler, apr_sched.client, apr_sched.connection\n"
+            "assert Scheduler is apr_sched.scheduler.Scheduler\n"
+            "assert SchedulerClient is apr_sched.client.SchedulerClient\n"
+            "assert connect is apr_sched.connection.connect\n"
+            "assert set(apr_sched.__all__) <= set(dir(apr_sched))")
+    assert "apr_sched.scheduler" in loaded(code)
+
+
+def test_public_api_matches_its_table() -> None:
+    import apr_sched
+
+    assert set(apr_sched.__all__) == {*apr_sched._EXPORTS, "__version__"}
+    with pytest.raises(AttributeError, match="no attribute 'Schedular'"):
+        apr_sched.Schedular  # noqa: B018
+
+
+def test_the_cli_spells_the_open_network_flag_as_the_server_does() -> None:
+    from apr_sched.cli import OPEN_NETWORK_FLAG
+    from apr_sched.http.service import OPEN_NETWORK_FLAG as SERVER_FLAG
+
+    assert OPEN_NETWORK_FLAG == SERVER_FLAG
