@@ -133,7 +133,7 @@ def test_bulk_pages_through_the_listing(daemon: CliDaemon, apr: Run,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """Pages of 2 jobs (the daemon's are 5,000): every match is acted on once."""
     with daemon.client() as c:
-        ids = c.submit_batch([{"command": "true", "name": "paged", "project": "PAGED",
+        ids = c.submit_batch_ids([{"command": "true", "name": "paged", "project": "PAGED",
                                "allow_pending": True,
                                "resource_request": {"host_labels": {"pool": "nowhere"}}}] * 5)
     monkeypatch.setattr(apr_sched.cli_bulk, "PAGE", 2)

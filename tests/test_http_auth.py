@@ -9,6 +9,7 @@ import json
 import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ import pytest
 from apr_sched import Scheduler
 from apr_sched.http.api import SchedulerApi
 from apr_sched.http.service import HttpService
+from apr_sched.http.token import ensure_token
 from tests.conftest import host
 from tests.http_helpers import Reply, request
 
@@ -238,3 +240,9 @@ async def test_every_reply_is_json_in_the_error_shape(world: World) -> None:
     assert reply.data["error"]["details"] == [
         {"field": "since", "message": "must be between 0 and 9223372036854775807"}]
     assert json.loads(reply.raw) == reply.data
+
+
+def test_a_new_token_never_reads_as_an_option(tmp_path: Path) -> None:
+    """1 in 64 random tokens started with ``-``: ``--token -x...`` then failed to parse."""
+    firsts = {ensure_token(tmp_path / str(n))[0] for n in range(300)}
+    assert "-" not in firsts and len(firsts) > 20

@@ -13,11 +13,19 @@ def token_path(state_dir: Path) -> Path:
     return Path(state_dir) / TOKEN_FILE
 
 
+def _new_token() -> str:
+    """32 random bytes, URL-safe, never starting with ``-`` (``--token -x...`` would read
+    as an option to every command line that is given it)."""
+    while (token := secrets.token_urlsafe(32)).startswith("-"):
+        pass
+    return token
+
+
 def ensure_token(state_dir: Path) -> str:
     """The state dir's token, written (mode 0600, never replaced) on first use."""
     path = token_path(state_dir)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    token = secrets.token_urlsafe(32)
+    token = _new_token()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

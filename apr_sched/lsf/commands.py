@@ -4,7 +4,8 @@
 Thin on purpose: options are read here (``bsub.py`` for bsub's), the work is the same client
 calls ``apr-sched`` makes, and output follows LSF's layouts (``report.py``) because tools
 parse it (``Job <N> is submitted to queue <normal>.``). As in LSF, a command that fails
-prints one line on stderr and exits 255; ``bsub -K`` and ``bwait`` exit as the job did.
+prints one line on stderr and exits 255; ``bsub -K`` exits as ``apr-sched wait`` does (the
+job's own code, 128+N for signal N, 201 TIMEOUT, 202 STOPPED, ...: ``waiting.EXIT_CODES``).
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from apr_sched.errors import AprError
 from apr_sched.lsf.bsub import LsfUsageError, names_command, parse_bsub
 from apr_sched.lsf.conditions import parse_condition
 from apr_sched.lsf.report import bhosts_lines, bjobs_lines, bjobs_long
-from apr_sched.lsf.watch import JobWatch, exit_code_of
+from apr_sched.lsf.watch import JobWatch
 from apr_sched.statedir import resolve_state_dir
 from apr_sched.states import JobStatus
+from apr_sched.waiting import exit_code_for, follow_log
 
 if TYPE_CHECKING:  # annotations only: pydantic loads with the first reply
     from apr_sched.models import Job
@@ -97,7 +99,7 @@ def _wait_for(client: SchedulerClient, job_id: str) -> int:
                 _say(f"<<Starting on {job.host_id}>>")
             if job.status.is_final:
                 _say("<<Job is finished>>")
-                return exit_code_of(job)
+                return exit_code_for(job)
     return FAILED
 
 
@@ -294,7 +296,8 @@ def bpeek(argv: Sequence[str]) -> int:
             return _fail("bpeek", f"Job <{job_id}> : Not yet started.")
         _say("<< output from stdout >>")
         if follow:
-            JobWatch(client, [job_id]).stream_output(job_id, sys.stdout)
+            return follow_log(client, job_id, job.attempt, 0, output=sys.stdout,
+                              pinned=False)
         else:
             reply = client.logs(job_id, tail=200)
             sys.stdout.write("".join(f"{line}\n" for line in reply.get("lines") or []))

@@ -6,45 +6,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING
 
 from apr_sched.client import MAX_POLL_SEC, DaemonUnreachable, SchedulerClient
-from apr_sched.states import JobStatus
 
 if TYPE_CHECKING:  # annotations only: pydantic loads with the first reply
     from apr_sched.models import Job
 
-__all__ = ["JobWatch", "exit_code_of"]
+__all__ = ["JobWatch"]
 
 RECONNECT_MAX_SEC = 2.0
-LOG_POLL_SEC = 0.5
-"""While streaming a log, the longest wait between reads (any event for the job ends it)."""
-
-
-def exit_code_of(job: Job) -> int:
-    """The shell's view of a final job: its exit code, 128+N for signal N, and for ends the
-    command did not choose: 140 TIMEOUT, 143 STOPPED (SIGTERM's), 125 could not start."""
-    if job.status is JobStatus.SUCCEEDED:
-        return 0
-    if job.status is JobStatus.TIMEOUT:
-        return 140
-    if job.status is JobStatus.STOPPED:
-        return 143
-    if job.signal:
-        number = _signal_number(job.signal)
-        return 128 + number if number else 1
-    if job.exit_code is not None:
-        return job.exit_code if 0 < job.exit_code < 256 else 1
-    return 125
-
-
-def _signal_number(name: str) -> int | None:
-    import signal
-
-    try:
-        return int(signal.Signals[name if name.startswith("SIG") else f"SIG{name}"])
-    except KeyError:
-        return int(name) if name.isdigit() else None
 
 
 class JobWatch:
@@ -113,27 +84,3 @@ class JobWatch:
                 yield job
                 if job.status.is_final:
                     open_ids.discard(job_id)
-
-    def stream_output(self, job_id: str, out: TextIO) -> Job:
-        """Write the job's latest attempt's output to ``out`` as it grows, until the job is
-        final and its log drained; returns the final job."""
-        health = self._retrying("health")
-        assert isinstance(health, dict)
-        self.since = int(health.get("last_event_seq", 0))
-        job = self._job(job_id)
-        attempt, offset = job.attempt, 0
-        while True:
-            reply = self._retrying("logs", job_id, 0, attempt, offset)
-            assert isinstance(reply, dict)
-            offset = int(reply.get("offset", offset))
-            if reply.get("lines"):
-                out.write("".join(f"{line}\n" for line in reply["lines"]))
-                out.flush()
-                continue
-            if job.status.is_final and attempt == job.attempt:
-                return job
-            if attempt < job.attempt:
-                attempt, offset = job.attempt, 0
-                continue
-            if self._events(self._left(LOG_POLL_SEC)):
-                job = self._job(job_id)
