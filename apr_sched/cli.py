@@ -85,6 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def status_main() -> int:
+    """``apr-sched-status ID...``: ``apr-sched status`` as one word."""
+    return main(["status", *sys.argv[1:]])
+
+
+def stop_main() -> int:
+    """``apr-sched-stop ID...``: ``apr-sched stop`` as one word (engines that cancel
+    without a shell cannot run a two-word command)."""
+    return main(["stop", *sys.argv[1:]])
+
+
 def main(argv: Sequence[str] | None = None, *, default_command: str | None = None) -> int:
     """``apr-sched``: with no command, print the help and exit 2. ``python -m apr_sched``
     passes ``default_command="serve"``: there, no command (or options first) runs the

@@ -220,41 +220,6 @@ def test_bwait_knows_when_a_condition_can_never_hold(lsf: Shell) -> None:
     assert lsf(f'bwait -w "exit({failed})"').returncode == 0
 
 
-MAKEFILE = textwrap.dedent("""
-    .SECONDARY:
-    DESIGNS := a b c d
-    all: $(DESIGNS:%=route-%)
-    synth-%:
-    \tbsub -K -J synth-$* 'echo synth $*; sleep 0.2' > /dev/null
-    \ttouch $@
-    place-%: synth-%
-    \tbsub -K -J place-$* 'test $* != c || exit 3; echo place $*' > /dev/null
-    \ttouch $@
-    route-%: place-%
-    \tbsub -K -J route-$* 'echo route $*' > /dev/null
-    \ttouch $@
-""")
-
-
-def test_a_make_flow_through_bsub_k(
-        lsf: Shell, daemon: Daemon, tmp_path: Path,  # noqa: F811
-) -> None:
-    (tmp_path / "Makefile").write_text(MAKEFILE)
-    done = lsf("make -k -j4", timeout=120)
-    assert done.returncode != 0
-    assert re.search(r"\[Makefile:\d+: place-c\] Error 3", done.stderr), done.stderr
-    made = {p.name for p in tmp_path.iterdir() if "-" in p.name and p.is_file()}
-    assert {f"route-{d}" for d in "abd"} <= made and "route-c" not in made
-    assert "place-c" not in made and "synth-c" in made
-    with daemon.client() as client:
-        jobs = {j.name: j for j in client.jobs(limit=5000).jobs if j.name}
-    for design in "abd":  # each stage started only after the previous one ended
-        synth, place, route = (jobs[f"{stage}-{design}"] for stage in
-                               ("synth", "place", "route"))
-        assert synth.finished_at <= place.started_at  # type: ignore[operator]
-        assert place.finished_at <= route.started_at  # type: ignore[operator]
-
-
 def test_interrupting_make_stops_the_jobs_it_waits_for(
         lsf: Shell, daemon: Daemon, tmp_path: Path,  # noqa: F811
 ) -> None:
