@@ -541,28 +541,29 @@ def _job(ctx: _Context, args: argparse.Namespace) -> int:
 
 
 def _status(ctx: _Context, args: argparse.Namespace) -> int:
+    """One word per job, read from the raw reply: no models are built (pydantic is not even
+    loaded), so a script's status poll starts fast."""
     ids = list(args.job_ids)
-    known: dict[str, Job] = {}
+    known: dict[str, JobStatus] = {}
     valid = [job_id for job_id in dict.fromkeys(ids) if is_valid_id(job_id)]
     for start in range(0, len(valid), STATUS_IDS_PER_REQUEST):
         chunk = valid[start:start + STATUS_IDS_PER_REQUEST]
         reply = ctx.client.request("GET", "/jobs",
                                    query={"id": ",".join(chunk), "limit": len(chunk)})[1]
-        from apr_sched.models import JobPage
-
-        known.update((job.job_id, job) for job in JobPage.model_validate(reply).jobs)
+        known.update((str(item["job_id"]), JobStatus(item["status"]))
+                     for item in reply.get("jobs", []))
     if args.json:
-        _print_json({job_id: (known[job_id].status.value if job_id in known else None)
+        _print_json({job_id: (known[job_id].value if job_id in known else None)
                      for job_id in ids})
         return 0
     words = []
     for job_id in ids:
-        job = known.get(job_id)
-        if job is None:
+        status = known.get(job_id)
+        if status is None:
             _error(f"no job {job_id!r}")
             words.append("UNKNOWN" if args.detail else UNKNOWN_JOB_WORD)
         else:
-            words.append(job.status.value if args.detail else STATUS_WORDS[job.status])
+            words.append(status.value if args.detail else STATUS_WORDS[status])
     sys.stdout.write("".join(f"{word}\n" for word in words))
     sys.stdout.flush()
     return 0

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from apr_sched import connect
 from tests.daemon_process import clean_env, running_daemon
 
 SERVER_SIDE = ("asyncssh", "textual", "cryptography", "h11", "asyncio",
@@ -96,3 +97,19 @@ def test_the_cli_spells_the_open_network_flag_as_the_server_does() -> None:
     from apr_sched.http.service import OPEN_NETWORK_FLAG as SERVER_FLAG
 
     assert OPEN_NETWORK_FLAG == SERVER_FLAG
+
+
+def test_apr_sched_status_builds_no_models(tmp_path: Path) -> None:
+    """`apr-sched status ID` is what workflow engines poll: no pydantic, no rich."""
+    with running_daemon(tmp_path) as daemon:
+        where = ["--state-dir", str(daemon.state_dir)]
+        with connect(state_dir=daemon.state_dir) as client:
+            job_id = client.submit({"command": "true"}).job_id
+        run = ("import contextlib, io\n"
+               "from apr_sched.cli import main\n"
+               "out = io.StringIO()\n"
+               "with contextlib.redirect_stdout(out):\n"
+               f"    assert main(['status', {job_id!r}, '--detail', *{where!r}]) == 0\n"
+               "assert out.getvalue().strip() in ('PENDING', 'RUNNING', 'SUCCEEDED'), out")
+        modules = loaded(run)
+    assert offending(modules, SERVER_SIDE + LOADED_ON_USE) == []
