@@ -184,6 +184,8 @@ class BatchWriter:
                queued: Callable[[], None]) -> None:
         """After the publish commit: queue the jobs in steps while dispatch waits, call
         ``queued``, then write the events to the table."""
+        if self._closed:
+            return
         self._queueing += 1
         self._spawn(self._settle(batch, queue, queued), f"settle batch {batch.first_seq}")
 
