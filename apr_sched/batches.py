@@ -43,12 +43,15 @@ STAGE_ABOVE = 200
 """Batches up to this size are written in one transaction (fast enough, and simpler)."""
 CHUNK = 100
 """Jobs built, and jobs written (one transaction), per step of staging: ~5 ms each."""
-CHECKPOINT_EVERY = 10
-"""Staging steps between two WAL checkpoints (in a thread: ~1,000 jobs, ~300 pages)."""
+CHECKPOINT_EVERY = 5
+"""Steps between two WAL checkpoints, in a thread (~500 jobs staged, ~150 pages)."""
 QUEUE_CHUNK = 500
 """Jobs queued per step once published."""
 EVENT_CHUNK = 1000
-"""Events written per transaction once published (and staged rows deleted after a failure)."""
+"""Events written per transaction once published."""
+DELETE_CHUNK = 200
+"""Staged rows deleted per transaction after a failure: small, as the failure may be a full
+disk, and each step needs room in the WAL."""
 RETRY_SEC = 2.0
 """While the store refuses writes, how often to retry writing events or deleting rows."""
 
@@ -177,7 +180,7 @@ class BatchWriter:
         self._spawn(self._discard(batch.first_seq), f"discard batch {batch.first_seq}")
 
     async def _discard(self, first_seq: int) -> None:
-        await self._in_steps(lambda store: store.delete_staged_jobs(first_seq, EVENT_CHUNK),
+        await self._in_steps(lambda store: store.delete_staged_jobs(first_seq, DELETE_CHUNK),
                              f"rows of failed batch {first_seq} not deleted yet")
 
     def settle(self, batch: StagedBatch[Book], queue: Callable[[Sequence[Job]], None],
@@ -206,7 +209,10 @@ class BatchWriter:
 
     async def _in_steps(self, step: Callable[[Store], bool], failing: str) -> None:
         """Run ``step`` in a transaction of its own until it says it is done, yielding
-        between steps; while the store refuses writes, retry every RETRY_SEC."""
+        between steps and checkpointing now and then (each step grows the WAL; on a full
+        disk only a checkpoint lets it be reused); while the store refuses writes, retry
+        every RETRY_SEC."""
+        steps = 0
         while not self._closed:
             store = self._store()
             try:
@@ -214,11 +220,16 @@ class BatchWriter:
                     done = step(store)
             except StoreUnavailable as exc:
                 log.warning("%s: %s", failing, exc.message)
+                await asyncio.to_thread(store.checkpoint)
                 await asyncio.sleep(RETRY_SEC)
                 continue
             if done:
                 return
-            await asyncio.sleep(0)
+            steps += 1
+            if steps % CHECKPOINT_EVERY == 0:
+                await asyncio.to_thread(store.checkpoint)
+            else:
+                await asyncio.sleep(0)
 
     def _spawn(self, work: Coroutine[None, None, None], name: str) -> None:
         if self._closed:  # the store is closing: the next start finishes the work

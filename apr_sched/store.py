@@ -385,12 +385,14 @@ class Store:
     def checkpoint(self) -> None:
         """Copy the WAL into the database from a connection of its own: run in a thread
         (``asyncio.to_thread``) while a batch grows the WAL, so that the automatic
-        checkpoint of some later commit on the loop finds little left to copy."""
-        db = sqlite3.connect(self.path, isolation_level=None)
-        try:
-            db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        finally:
-            db.close()
+        checkpoint of some later commit on the loop finds little left to copy. Only an
+        optimisation: a failure (disk full ...) is left to the writes to report."""
+        with suppress(sqlite3.Error):
+            db = sqlite3.connect(self.path, isolation_level=None)
+            try:
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            finally:
+                db.close()
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once the current transaction commits (at once outside one)."""

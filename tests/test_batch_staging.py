@@ -16,7 +16,7 @@ import pytest
 
 from apr_sched import JobSpec, JobStatus, Scheduler
 from apr_sched.batches import CHUNK, STAGE_ABOVE
-from apr_sched.errors import NotFound
+from apr_sched.errors import NotFound, StoreUnavailable
 from apr_sched.models import JobEvent, utcnow
 from apr_sched.scheduler import DB_NAME
 from apr_sched.store import (
@@ -28,6 +28,7 @@ from apr_sched.store import (
     pending_job_row,
 )
 from tests.conftest import wait_until
+from tests.test_store_faults import needs_root, small_disk  # noqa: F401  (fixture)
 
 UNPLACEABLE: dict[str, Any] = {"command": "true", "resource_request": {"host_labels": {"x": "no"}}}
 """No host has the label: the jobs stay PENDING, so only the submit is exercised."""
@@ -220,6 +221,34 @@ async def test_a_batch_whose_publish_fails_leaves_nothing(make_scheduler, state_
     assert s.last_event_seq == events == raw_count(state_dir, "SELECT MAX(seq) FROM events")
     jobs = await s.submit_batch(batch_of(1000))
     assert jobs[0].job_id == "1002" and (await s.list_jobs(limit=0)).total == 1001
+
+
+@needs_root
+async def test_a_batch_that_fills_the_disk_is_refused_whole_and_removed_once_space_returns(
+        small_disk):  # noqa: F811
+    state_dir, filler = small_disk / "state", small_disk / "filler"
+    s = Scheduler(state_dir, hosts=[], min_free_disk_mb=0)
+    await s.start()
+    try:
+        await s.submit(UNPLACEABLE)
+        filler.write_bytes(b"\0" * (2 << 20))  # room to give back later
+        with pytest.raises(StoreUnavailable) as refused:
+            await s.submit_batch(batch_of(10_000))
+        assert "disk full" in refused.value.message
+        assert raw_count(state_dir, "SELECT COUNT(*) FROM jobs") > 1  # staged, hidden
+        assert (await s.list_jobs(limit=0)).total == 1
+        assert s.job_counts()[JobStatus.PENDING] == 1
+        assert len([e for e in all_events(s) if isinstance(e, JobEvent)]) == 1
+        filler.unlink()  # space returns: the staged rows go
+        await wait_until(lambda: raw_count(state_dir, "SELECT COUNT(*) FROM jobs") == 1,
+                         timeout=20)
+        assert raw_count(state_dir, "SELECT COUNT(*) FROM batches") == 0
+        assert raw_count(state_dir, "SELECT COUNT(*) FROM attempts") == 1
+        jobs = await s.submit_batch(batch_of(STAGE_ABOVE + 1))
+        assert (await s.list_jobs(limit=0)).total == STAGE_ABOVE + 2
+        assert jobs[0].job_id == "10002"
+    finally:
+        await s.close()
 
 
 async def test_a_job_paused_before_its_batch_is_queued_is_not_dispatched(make_scheduler):
