@@ -749,8 +749,9 @@ class Scheduler:
         except BaseException:
             self._batches.discard(batch)
             raise
+        copies = batch.copies
         self._install_batch(batch)
-        return batch.copies
+        return copies
 
     @staticmethod
     def _new_book(seq: int, queue_seq: int, now: datetime) -> _Book:

@@ -592,7 +592,7 @@ class Store:
 
     def max_event_seq(self) -> int:
         stored = int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
-        return max([stored, *(b.events[-1].seq for b in self._unwritten.values())])
+        return max([stored, *(b.base + len(b.events) - 1 for b in self._unwritten.values())])
 
     def job_events(self, job_id: str) -> list[JobEvent]:
         rows = self._db.execute(
@@ -603,7 +603,7 @@ class Store:
             for batch in self._unwritten.values():
                 index = int(job_id) - batch.first_seq
                 if batch.written <= index < len(batch.events):
-                    events.append(batch.events[index])
+                    events.append(batch.event(index))
                     events.sort(key=lambda e: e.seq)
         return events
 
@@ -616,8 +616,9 @@ class Store:
             return stored
         pending: list[Event] = []
         for batch in self._unwritten.values():  # seqs the table cannot hold yet
-            start = max(batch.written, seq + 1 - batch.events[0].seq)
-            pending.extend(batch.events[start:start + limit])
+            start = max(batch.written, seq + 1 - batch.base)
+            pending.extend(batch.event(index) for index in
+                           range(start, min(start + limit, len(batch.events))))
         return list(islice(heapq.merge(stored, sorted(pending, key=lambda e: e.seq),
                                        key=lambda e: e.seq), limit))
 
@@ -631,15 +632,17 @@ class Store:
         """Record the staged batch, so that a crash before it is published removes it."""
         self._db.execute("INSERT INTO batches VALUES (?, ?, NULL)", (first_seq, last_seq))
 
-    def publish_batch(self, first_seq: int, events: Sequence[JobEvent]) -> None:
+    def publish_batch(self, first_seq: int, events: list[JobEvent]) -> None:
         """Make the staged batch visible whole at this transaction's commit; ``events[i]``
-        (one per job, seqs consecutive) is job ``first_seq`` + i's "submitted" event."""
+        (one per job, seqs consecutive) is job ``first_seq`` + i's "submitted" event. The
+        store takes the list: it lets go of each event once it is in the table."""
         updated = self._db.execute(
             "UPDATE batches SET event_base=? WHERE first_seq=? AND event_base IS NULL",
             (events[0].seq, first_seq)).rowcount
         if updated != 1:
             raise RuntimeError(f"batch {first_seq} is not staged")
-        batch = _UnwrittenEvents(first_seq, self._hidden[first_seq], list(events))
+        batch = _UnwrittenEvents(first_seq, self._hidden[first_seq], events[0].seq,
+                                 list[JobEvent | None](events))
 
         def visible() -> None:
             self._unwritten[first_seq] = batch
@@ -653,13 +656,14 @@ class Store:
         batch = self._unwritten[first_seq]
         start = batch.written
         end = min(start + count, len(batch.events))
-        self._db.execute(_BATCH_EVENTS, (batch.events[0].seq, first_seq, start + first_seq,
+        self._db.execute(_BATCH_EVENTS, (batch.base, first_seq, start + first_seq,
                                          end - 1 + first_seq))
         done = end == len(batch.events)
         if done:
             self._db.execute("DELETE FROM batches WHERE first_seq=?", (first_seq,))
 
         def written() -> None:
+            batch.events[start:end] = [None] * (end - start)  # freed a step at a time
             batch.written = end
             if done:
                 del self._unwritten[first_seq]
@@ -754,9 +758,16 @@ class _UnwrittenEvents:
 
     first_seq: int
     last_seq: int
-    events: list[JobEvent]
+    base: int
+    """The seq of the first event."""
+    events: list[JobEvent | None]
     written: int = 0
-    """Events ``[0, written)`` are in the events table."""
+    """Events ``[0, written)`` are in the events table (and no longer held here)."""
+
+    def event(self, index: int) -> JobEvent:
+        event = self.events[index]
+        assert event is not None, "an event already written is read from the table"
+        return event
 
 
 def _event_row(event: Event, times: dict[datetime, str]) -> tuple[Any, ...]:
