@@ -7,7 +7,7 @@ open across an ``await`` (other transitions run their own short ones in between)
 reader ever sees part of a batch:
 
 1. The caller reserves the batch's job and queue seqs (one that fails leaves a gap).
-2. ``stage`` builds the jobs, their rows and their "submitted" events ``CHUNK`` at a time,
+2. ``stage`` builds the jobs and their rows ``CHUNK`` at a time,
    yielding between chunks, and writes the rows chunk by chunk, each chunk its own
    transaction, as a *staged* batch that the store hides from every reader (store.py,
    "Staged batches"). A failure or a cancellation here deletes what was written, in the
@@ -34,8 +34,8 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from apr_sched.errors import StoreUnavailable
-from apr_sched.models import Job, JobEvent, JobSpec, JobStatus, new_pending_job
-from apr_sched.store import IdempotencyKey, Store, pending_job_row
+from apr_sched.models import Job, JobSpec, new_pending_job
+from apr_sched.store import IdempotencyKey, Store, SubmittedEvents, pending_job_row
 
 log = logging.getLogger("apr_sched")
 
@@ -97,13 +97,14 @@ class StagedBatch(Generic[Book]):
     """What a batch adds, built during staging, applied to memory once it is published."""
 
     first_seq: int
+    now: datetime
     jobs: dict[str, Job]
     books: dict[str, Book]
     """By job id, as the Scheduler keeps them (one dict merge installs them all)."""
-    events: list[JobEvent]
-    """One "submitted" event per job, numbered at ``publish``."""
     copies: list[Job]
     """The jobs as submitted: what the caller returns."""
+    events: SubmittedEvents | None = None
+    """One "submitted" event per job, numbered at ``publish``."""
 
 
 class BatchWriter:
@@ -127,7 +128,7 @@ class BatchWriter:
         ``first_queue_seq`` on are the caller's reservation. ``specs`` is consumed (each
         entry dropped once built) so that 10,000 specs are not all freed in one step."""
         store = self._store()
-        batch: StagedBatch[Book] = StagedBatch(first_seq, {}, {}, [], [])
+        batch: StagedBatch[Book] = StagedBatch(first_seq, now, {}, {}, [])
         now_iso = now.isoformat()
         last_seq = first_seq + len(specs) - 1
         store.hide_batch(first_seq, last_seq)
@@ -163,21 +164,20 @@ class BatchWriter:
             batch.jobs[job.job_id] = job
             batch.copies.append(job.model_copy())
             batch.books[job.job_id] = make_book(seq + offset, queue_seq + offset, now)
-            batch.events.append(JobEvent(seq=0, time=now, job_id=job.job_id, attempt=1,
-                                         from_status=None, to_status=JobStatus.PENDING,
-                                         reason="submitted", host_id=None))
             rows.append(pending_job_row(seq + offset, spec, now_iso, queue_seq + offset))
         return rows
 
     def publish(self, batch: StagedBatch[Book], first_event_seq: int,
-                idempotency_key: IdempotencyKey | None) -> None:
-        """Inside the caller's transaction: the batch becomes visible at its commit."""
-        for offset, event in enumerate(batch.events):
-            event.__dict__["seq"] = first_event_seq + offset  # not validated: 10,000 of them
+                idempotency_key: IdempotencyKey | None) -> SubmittedEvents:
+        """Inside the caller's transaction: the batch becomes visible at its commit, its
+        events numbered from ``first_event_seq``."""
+        batch.events = SubmittedEvents(batch.first_seq, len(batch.jobs), first_event_seq,
+                                       batch.now)
         store = self._store()
-        store.publish_batch(batch.first_seq, batch.events)
+        store.publish_batch(batch.events)
         if idempotency_key is not None:
             store.save_idempotent_reply(idempotency_key, batch.copies)
+        return batch.events
 
     def discard(self, batch: StagedBatch[Book]) -> None:
         """A batch that will not be published: delete its rows in the background."""
@@ -193,7 +193,7 @@ class BatchWriter:
         ``queued``, then write the events to the table. The copies the caller got are held
         here too and let go a step at a time (all at once, 10,000 take ~18 ms to free)."""
         jobs, copies = list(batch.jobs.values()), list(batch.copies)
-        batch.events, batch.copies = [], []  # the store holds the events now
+        batch.copies = []
         if self._closed:
             return
         self._queueing += 1

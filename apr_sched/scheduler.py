@@ -744,26 +744,26 @@ class Scheduler:
         batch = await self._batches.stage(specs, first, first_queue, utcnow(), self._new_book)
         try:
             with self._transaction():
-                self._batches.publish(batch, self._event_seq + 1, idempotency_key)
-                self._event_seq += len(batch.events)
+                events = self._batches.publish(batch, self._event_seq + 1, idempotency_key)
+                self._event_seq += len(events)
         except BaseException:
             self._batches.discard(batch)
             raise
         copies = batch.copies
-        self._install_batch(batch)
+        self._install_batch(batch, events)
         return copies
 
     @staticmethod
     def _new_book(seq: int, queue_seq: int, now: datetime) -> _Book:
         return _Book(seq=seq, queue_seq=queue_seq, queued_at=now)
 
-    def _install_batch(self, batch: StagedBatch[_Book]) -> None:
+    def _install_batch(self, batch: StagedBatch[_Book], events: Sequence[JobEvent]) -> None:
         """A published batch in memory, right after its commit (no await in between):
         every job is known at once; they are queued in steps while dispatch waits."""
         self._jobs.update(batch.jobs)
         self._books.update(batch.books)
         self._status_counts[JobStatus.PENDING] += len(batch.jobs)
-        self._publish(batch.events)
+        self._publish(events)
         self._batches.settle(batch, self._queue_published, self._wake)
 
     def _queue_published(self, jobs: Sequence[Job]) -> None:

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, overload
 
 from apr_sched.errors import AprError, StoreUnavailable
 from apr_sched.models import (
@@ -592,7 +592,7 @@ class Store:
 
     def max_event_seq(self) -> int:
         stored = int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
-        return max([stored, *(b.base + len(b.events) - 1 for b in self._unwritten.values())])
+        return max([stored, *(b.events[-1].seq for b in self._unwritten.values())])
 
     def job_events(self, job_id: str) -> list[JobEvent]:
         rows = self._db.execute(
@@ -601,9 +601,9 @@ class Store:
         events = [e for e in map(_event_from_row, rows) if isinstance(e, JobEvent)]
         if self._unwritten and job_id.isdigit():
             for batch in self._unwritten.values():
-                index = int(job_id) - batch.first_seq
+                index = int(job_id) - batch.events.first_seq
                 if batch.written <= index < len(batch.events):
-                    events.append(batch.event(index))
+                    events.append(batch.events[index])
                     events.sort(key=lambda e: e.seq)
         return events
 
@@ -616,9 +616,8 @@ class Store:
             return stored
         pending: list[Event] = []
         for batch in self._unwritten.values():  # seqs the table cannot hold yet
-            start = max(batch.written, seq + 1 - batch.base)
-            pending.extend(batch.event(index) for index in
-                           range(start, min(start + limit, len(batch.events))))
+            start = max(batch.written, seq + 1 - batch.events.base)
+            pending.extend(batch.events[start:start + limit])
         return list(islice(heapq.merge(stored, sorted(pending, key=lambda e: e.seq),
                                        key=lambda e: e.seq), limit))
 
@@ -632,17 +631,16 @@ class Store:
         """Record the staged batch, so that a crash before it is published removes it."""
         self._db.execute("INSERT INTO batches VALUES (?, ?, NULL)", (first_seq, last_seq))
 
-    def publish_batch(self, first_seq: int, events: list[JobEvent]) -> None:
-        """Make the staged batch visible whole at this transaction's commit; ``events[i]``
-        (one per job, seqs consecutive) is job ``first_seq`` + i's "submitted" event. The
-        store takes the list: it lets go of each event once it is in the table."""
+    def publish_batch(self, events: SubmittedEvents) -> None:
+        """Make the staged batch visible whole at this transaction's commit, with its
+        "submitted" events (answered from memory until they are written)."""
+        first_seq = events.first_seq
         updated = self._db.execute(
             "UPDATE batches SET event_base=? WHERE first_seq=? AND event_base IS NULL",
-            (events[0].seq, first_seq)).rowcount
+            (events.base, first_seq)).rowcount
         if updated != 1:
             raise RuntimeError(f"batch {first_seq} is not staged")
-        batch = _UnwrittenEvents(first_seq, self._hidden[first_seq], events[0].seq,
-                                 list[JobEvent | None](events))
+        batch = _UnwrittenEvents(self._hidden[first_seq], events)
 
         def visible() -> None:
             self._unwritten[first_seq] = batch
@@ -656,14 +654,13 @@ class Store:
         batch = self._unwritten[first_seq]
         start = batch.written
         end = min(start + count, len(batch.events))
-        self._db.execute(_BATCH_EVENTS, (batch.base, first_seq, start + first_seq,
+        self._db.execute(_BATCH_EVENTS, (batch.events.base, first_seq, start + first_seq,
                                          end - 1 + first_seq))
         done = end == len(batch.events)
         if done:
             self._db.execute("DELETE FROM batches WHERE first_seq=?", (first_seq,))
 
         def written() -> None:
-            batch.events[start:end] = [None] * (end - start)  # freed a step at a time
             batch.written = end
             if done:
                 del self._unwritten[first_seq]
@@ -752,22 +749,47 @@ FROM jobs WHERE seq BETWEEN ? AND ? ORDER BY seq
 from seq, to seq). The same values the Scheduler gives them in memory."""
 
 
+class SubmittedEvents(Sequence[JobEvent]):
+    """A large batch's "submitted" events, made when read (10,000 of them are not built,
+    held and freed for nothing): event i is job ``first_seq`` + i's, numbered ``base`` + i,
+    the same values as ``_BATCH_EVENTS`` writes from the jobs rows."""
+
+    __slots__ = ("base", "first_seq", "size", "time")
+
+    def __init__(self, first_seq: int, size: int, base: int, time: datetime) -> None:
+        self.first_seq, self.size, self.base, self.time = first_seq, size, base, time
+
+    def __len__(self) -> int:
+        return self.size
+
+    @overload
+    def __getitem__(self, index: int) -> JobEvent: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[JobEvent]: ...
+    def __getitem__(self, index: int | slice) -> JobEvent | list[JobEvent]:
+        if isinstance(index, slice):
+            return [self._event(i) for i in range(*index.indices(self.size))]
+        if index < 0:
+            index += self.size
+        if not 0 <= index < self.size:
+            raise IndexError(index)
+        return self._event(index)
+
+    def _event(self, index: int) -> JobEvent:
+        return JobEvent.model_construct(
+            kind="job", seq=self.base + index, time=self.time,
+            job_id=str(self.first_seq + index), attempt=1, from_status=None,
+            to_status=JobStatus.PENDING, reason="submitted", host_id=None)
+
+
 @dataclass(slots=True)
 class _UnwrittenEvents:
     """A published batch's events, answered from memory until all are in the table."""
 
-    first_seq: int
     last_seq: int
-    base: int
-    """The seq of the first event."""
-    events: list[JobEvent | None]
+    events: SubmittedEvents
     written: int = 0
-    """Events ``[0, written)`` are in the events table (and no longer held here)."""
-
-    def event(self, index: int) -> JobEvent:
-        event = self.events[index]
-        assert event is not None, "an event already written is read from the table"
-        return event
+    """Events ``[0, written)`` are in the events table."""
 
 
 def _event_row(event: Event, times: dict[datetime, str]) -> tuple[Any, ...]:
