@@ -30,7 +30,9 @@ the batch is visible whole, and its "submitted" events, one per job at ``event_b
 (job seq - first seq), are answered from memory (``_unwritten``) until they are written to
 the events table in chunks, the last of which deletes the ``batches`` row. After a crash,
 ``recover_batches`` (at scheduler start) deletes staged rows and writes the events of a
-published batch, derived from its jobs rows exactly as the chunks write them.
+published batch, derived from its jobs rows exactly as the chunks write them. Those chunks
+commit without an fsync (``unsynced_transaction``): a crash may lose them, never the
+fsynced publish after them (one WAL, written in order), and recovery redoes them.
 """
 
 from __future__ import annotations
