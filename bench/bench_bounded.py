@@ -146,7 +146,7 @@ async def stalls(state_dir: Path, batches: list[int]) -> None:
         for batch in batches:
             body = bodies[batch] = state_dir.parent / f"batch-{batch}.json"
             # cpu 2 on a 1-cpu host: the batch stays pending, so only the request is measured
-            body.write_text(json.dumps({"jobs": [{"command": "true",
+            body.write_text(json.dumps({"jobs": [{"command": "true", "allow_pending": True,
                                                   "resource_request": {"cpu": 2}}] * batch}))
         curl = ["curl", "-sS", "-o", "/dev/null", "-H", f"Authorization: Bearer {token}"]
         meter = StallMeter()

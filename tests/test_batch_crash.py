@@ -27,7 +27,8 @@ total_slots = 4
 total_cpu = 4
 total_memory_gb = 4
 """
-JOB = {"command": "true", "project": "B", "resource_request": {"host_labels": {"x": "no"}}}
+JOB = {"command": "true", "project": "B", "allow_pending": True,
+       "resource_request": {"host_labels": {"x": "no"}}}
 """Unplaceable: the batch stays PENDING, only its submit is exercised."""
 
 

@@ -31,7 +31,8 @@ from apr_sched.store import (
 from tests.conftest import wait_until
 from tests.test_store_faults import needs_root, small_disk  # noqa: F401  (fixture)
 
-UNPLACEABLE: dict[str, Any] = {"command": "true", "resource_request": {"host_labels": {"x": "no"}}}
+UNPLACEABLE: dict[str, Any] = {"command": "true", "allow_pending": True,
+                               "resource_request": {"host_labels": {"x": "no"}}}
 """No host has the label: the jobs stay PENDING, so only the submit is exercised."""
 
 
