@@ -28,6 +28,7 @@ from types import TracebackType
 from typing import Any
 
 from apr_sched import transitions
+from apr_sched.batches import STAGE_ABOVE, BatchWriter, LongLivedObjects, StagedBatch
 from apr_sched.config import (
     LogsConfig,
     RetentionConfig,
@@ -80,7 +81,7 @@ from apr_sched.placement import HostCapacity, HostPool, check_runnable
 from apr_sched.queue import PendingQueue
 from apr_sched.runs import Run, RunSupervisor
 from apr_sched.statedir import StateDirLock
-from apr_sched.store import IdempotencyKey, Store, job_filter, parse_time
+from apr_sched.store import IdempotencyKey, Store, job_filter, parse_time, pending_job_row
 
 log = logging.getLogger("apr_sched")
 
@@ -90,7 +91,7 @@ PURGE_CHUNK = 1000
 LIST_CHUNK = 200
 """Jobs built per step of a listing; the loop runs other work between steps."""
 VALIDATE_CHUNK = 200
-"""Specs of a batch validated per step (the commit itself is one transaction)."""
+"""Specs of a batch validated per step (a large batch is then written in steps too)."""
 STORE_RETRY_SEC = 2.0
 """While the store refuses writes, how often to retry recording attempts that ended."""
 
@@ -193,6 +194,7 @@ class Scheduler:
         self._pool = HostPool()
         self._queue = PendingQueue()
         self._hub = EventHub()
+        self._batches = BatchWriter(lambda: self.store)
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._samples = TimingSamples()
         self._status_counts = dict.fromkeys(JobStatus, 0)
@@ -302,6 +304,7 @@ class Scheduler:
                 if not fut.done():
                     fut.cancel()
         self._hub.close()
+        await self._batches.close()
         with suppress(StoreUnavailable):
             self._save_pgids()
         self.store.close()
@@ -322,6 +325,10 @@ class Scheduler:
     # restore -----------------------------------------------------------------------------
     def _restore(self) -> None:
         store = self.store
+        staged, published = store.recover_batches()
+        if staged or published:
+            log.info("after a crash: %d unpublished batch(es) removed, the events of %d "
+                     "published one(s) written", staged, published)
         for host in store.load_hosts():
             self._add_host(host)
         self._job_seq = store.max_job_seq()
@@ -645,7 +652,19 @@ class Scheduler:
 
     async def submit_batch(self, specs: Iterable[JobSpec | Mapping[str, Any]], *,
                            idempotency_key: IdempotencyKey | None = None) -> list[Job]:
-        """Queue many jobs in one transaction: all of them, or (on any bad job) none."""
+        """Queue many jobs: all of them, or (on any bad job, or a failed write) none.
+        Returns once they are committed; a large batch is built and written in steps
+        (``batches``), never partly visible."""
+        specs = list(specs)
+        if len(specs) <= STAGE_ABOVE:
+            valid = await self._validate_batch(specs)
+            return [job.model_copy() for job in self._add_jobs(valid, idempotency_key)]
+        with LongLivedObjects():
+            valid = await self._validate_batch(specs)
+            return await self._add_staged_jobs(valid, idempotency_key)
+
+    async def _validate_batch(self, specs: list[JobSpec | Mapping[str, Any]]) -> list[JobSpec]:
+        """Every spec valid (yielding now and then), or InvalidInput naming each bad one."""
         valid: list[JobSpec] = []
         details: list[dict[str, str]] = []
         for index, spec in enumerate(specs):
@@ -667,7 +686,7 @@ class Scheduler:
                 {"field": "jobs", "message": "must hold at least one job"}])
         self._check_owner_accounts(valid, batch=True)
         check_runnable(self._pool, valid, batch=True)
-        return [job.model_copy() for job in self._add_jobs(valid, idempotency_key)]
+        return valid
 
     def _check_owner_accounts(self, specs: list[JobSpec], *, batch: bool) -> None:
         """With ``run_as_owner`` a job runs as its owner: one with no local account is
@@ -698,10 +717,7 @@ class Scheduler:
                 job = new_pending_job(spec, str(seq), now)
                 jobs.append(job)
                 books.append(_Book(seq=seq, queue_seq=queue_seq, queued_at=now))
-                # in store.JOB_COLUMNS order
-                rows.append((seq, job.job_id, spec.model_dump_json(), "PENDING", 1, None,
-                             now_iso, None, None, None, None, queue_seq, 0, 0.0, None, None,
-                             None, None, spec.owner, spec.project, spec.design))
+                rows.append(pending_job_row(seq, spec, now_iso, queue_seq))
                 events.append(self._job_event(job, None, JobStatus.PENDING, "submitted", now))
             self.store.insert_jobs(rows)
             self.store.insert_first_attempts([job.job_id for job in jobs], now_iso)
@@ -717,6 +733,47 @@ class Scheduler:
         self._publish(events)
         self._wake()
         return jobs
+
+    async def _add_staged_jobs(self, specs: list[JobSpec],
+                               idempotency_key: IdempotencyKey | None) -> list[Job]:
+        """Queue a large batch: staged in steps, published by one short transaction, and
+        applied to memory at once after it (``batches`` says how and why)."""
+        first, first_queue = self._job_seq + 1, self._queue_seq + 1
+        self._job_seq += len(specs)  # reserved now: a batch that fails leaves a gap
+        self._queue_seq += len(specs)
+        batch = await self._batches.stage(specs, first, first_queue, utcnow(), self._new_book)
+        try:
+            with self._transaction():
+                events = self._batches.publish(batch, self._event_seq + 1, idempotency_key)
+                self._event_seq += len(events)
+        except BaseException:
+            self._batches.discard(batch)
+            raise
+        copies = batch.copies
+        self._install_batch(batch, events)
+        return copies
+
+    @staticmethod
+    def _new_book(seq: int, queue_seq: int, now: datetime) -> _Book:
+        return _Book(seq=seq, queue_seq=queue_seq, queued_at=now)
+
+    def _install_batch(self, batch: StagedBatch[_Book], events: Sequence[JobEvent]) -> None:
+        """A published batch in memory, right after its commit (no await in between):
+        every job is known at once; they are queued in steps while dispatch waits."""
+        self._jobs.update(batch.jobs)
+        self._books.update(batch.books)
+        self._status_counts[JobStatus.PENDING] += len(batch.jobs)
+        self._publish(events)
+        self._batches.settle(batch, self._queue_published, self._wake)
+
+    def _queue_published(self, jobs: Sequence[Job]) -> None:
+        """Queue a published batch's jobs that are still pending and not queued: a pause,
+        stop or resume may have come first."""
+        for job in jobs:
+            if (job.status is JobStatus.PENDING and self._jobs.get(job.job_id) is job
+                    and job.job_id not in self._queue):
+                self._queue.push(job.job_id, job.priority, self._books[job.job_id].queue_seq,
+                                 job.resource_request)
 
     # reading -----------------------------------------------------------------------------
     async def list_jobs(
@@ -1071,6 +1128,8 @@ class Scheduler:
 
     def _dispatch(self) -> None:
         self._dispatch_scheduled = False
+        if self._batches.queueing:
+            return  # a published batch is being queued: it wakes us once all of it is
         if self._closing or self._unrecorded or self._check_disk():
             return  # degraded: _retry_store wakes us once writes work again
         placements = self._queue.dispatch_pass(self._pool)

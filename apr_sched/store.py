@@ -1,8 +1,9 @@
 """Durable state in one SQLite file (WAL): hosts, jobs, attempts and the event log.
 
 The Scheduler is the only writer. Every change it makes goes through ``transaction()`` so a
-transition, its attempt row and its event land together or not at all; a batch of 10,000
-jobs is one transaction.
+transition, its attempt row and its event land together or not at all. A large batch is
+written in several short transactions while no reader can see it, then published by one
+tiny one (see "Staged batches" below and ``apr_sched/batches.py``).
 
 Durability, per write kind. WAL with ``synchronous=FULL``: every commit is fsynced before
 it returns, so an OS crash or power loss cannot roll back a committed transition. That
@@ -19,10 +20,24 @@ A write that fails (disk full, read-only file, I/O error) is rolled back and rai
 ``StoreUnavailable``; callbacks registered with ``after_commit`` run only once the
 outermost transaction has committed, which is how the Scheduler changes memory only after
 the store has the change.
+
+Staged batches. A large batch's job and attempt rows are written in chunks, each its own
+transaction, under a ``batches`` row whose ``event_base`` is NULL: while it is NULL the
+rows are *staged*, and every reader of the jobs table here leaves their seq range out
+(``_hidden``, kept in memory beside the row: no other process reads jobs). Publishing sets
+``event_base`` (the seq of the batch's first event) in one transaction: from that commit on
+the batch is visible whole, and its "submitted" events, one per job at ``event_base`` +
+(job seq - first seq), are answered from memory (``_unwritten``) until they are written to
+the events table in chunks, the last of which deletes the ``batches`` row. After a crash,
+``recover_batches`` (at scheduler start) deletes staged rows and writes the events of a
+published batch, derived from its jobs rows exactly as the chunks write them. Those chunks
+commit without an fsync (``unsynced_transaction``): a crash may lose them, never the
+fsynced publish after them (one WAL, written in order), and recovery redoes them.
 """
 
 from __future__ import annotations
 
+import heapq
 import json
 import os
 import sqlite3
@@ -31,8 +46,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import islice
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, overload
 
 from apr_sched.errors import AprError, StoreUnavailable
 from apr_sched.models import (
@@ -43,10 +59,11 @@ from apr_sched.models import (
     HostState,
     Job,
     JobEvent,
+    JobSpec,
     JobStatus,
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -123,6 +140,11 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
     PRIMARY KEY (caller, key)
 );
 CREATE INDEX IF NOT EXISTS idempotency_keys_age ON idempotency_keys (created_at);
+CREATE TABLE IF NOT EXISTS batches (
+    first_seq INTEGER PRIMARY KEY,
+    last_seq INTEGER NOT NULL,
+    event_base INTEGER
+);
 """
 
 _INDEXES = """
@@ -150,6 +172,14 @@ ATTEMPT_COLUMNS = (
     "job_id", "attempt", "host_id", "status", "queued_at", "started_at", "finished_at",
     "exit_code", "signal", "reason", "run_sec",
 )
+
+
+def pending_job_row(seq: int, spec: JobSpec, submitted_at: str,
+                    queue_seq: int) -> tuple[Any, ...]:
+    """A new job's row, PENDING at attempt 1, in JOB_COLUMNS order (its id is its seq)."""
+    return (seq, str(seq), spec.model_dump_json(), "PENDING", 1, None, submitted_at, None,
+            None, None, None, queue_seq, 0, 0.0, None, None, None, None, spec.owner,
+            spec.project, spec.design)
 
 
 class SchemaTooNew(RuntimeError):
@@ -253,6 +283,11 @@ class Store:
         self._db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._in_tx = False
+        self._synchronous = "FULL"
+        self._hidden: dict[int, int] = {}
+        """Staged batches, first job seq -> last: rows no reader here may see yet."""
+        self._unwritten: dict[int, _UnwrittenEvents] = {}
+        """Published batches, by first job seq, whose events are not all written yet."""
         if readonly:
             return
         try:
@@ -260,6 +295,7 @@ class Store:
             if synchronous not in ("FULL", "NORMAL"):
                 raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._synchronous = synchronous
             self._db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
         except sqlite3.Error as exc:
@@ -287,6 +323,8 @@ class Store:
                 for name in ("owner", "project", "design"):
                     self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} TEXT")
                     self._db.execute(f"UPDATE jobs SET {name}=json_extract(spec, '$.{name}')")
+            # v4: the batches table (created by _SCHEMA above) stages large batches; an
+            # older database has none in flight, so there is nothing to convert.
             for statement in _INDEXES.split(";"):
                 if statement.strip():
                     self._db.execute(statement)
@@ -328,6 +366,35 @@ class Store:
         callbacks, self._after_commit = self._after_commit, []
         for callback in callbacks:
             callback()
+
+    @contextmanager
+    def unsynced_transaction(self) -> Iterator[None]:
+        """``transaction()`` without the fsync at COMMIT, for writes a crash may lose
+        (staged rows, a published batch's events): the next fsynced commit, which must
+        come before they matter, makes them durable with it (one WAL, written in order),
+        and recovery rebuilds them otherwise."""
+        if self._in_tx or self._synchronous == "NORMAL":
+            with self.transaction():
+                yield
+            return
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            with self.transaction():
+                yield
+        finally:
+            self._db.execute(f"PRAGMA synchronous={self._synchronous}")
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database from a connection of its own: run in a thread
+        (``asyncio.to_thread``) while a batch grows the WAL, so that the automatic
+        checkpoint of some later commit on the loop finds little left to copy. Only an
+        optimisation: a failure (disk full ...) is left to the writes to report."""
+        with suppress(sqlite3.Error):
+            db = sqlite3.connect(self.path, isolation_level=None)
+            try:
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            finally:
+                db.close()
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once the current transaction commits (at once outside one)."""
@@ -381,38 +448,58 @@ class Store:
             (*(_iso(v) for v in columns.values()), job_id),
         )
 
+    def _visible(self, where: JobFilter, *, unwritten: bool = False) -> JobFilter:
+        """``where`` leaving out staged batches (and, if ``unwritten``, published ones whose
+        events are not all written): empty when no batch is in flight, as almost always."""
+        ranges = list(self._hidden.items())
+        if unwritten:
+            ranges += [(first, batch.last_seq) for first, batch in self._unwritten.items()]
+        if not ranges:
+            return where
+        clause, args = where
+        extra = " AND ".join("seq NOT BETWEEN ? AND ?" for _ in ranges)
+        clause = f"{clause} AND {extra}" if clause else f" WHERE {extra}"
+        return clause, [*args, *(bound for span in ranges for bound in span)]
+
     def load_unfinished_jobs(self) -> Iterator[sqlite3.Row]:
         """What a restarted scheduler keeps in memory: finished jobs are read on demand."""
-        return self._db.execute(
-            f"SELECT * FROM jobs WHERE status IN {UNFINISHED!r} ORDER BY seq")
+        clause, args = self._visible((f" WHERE status IN {UNFINISHED!r}", []))
+        return self._db.execute(f"SELECT * FROM jobs{clause} ORDER BY seq", args)
 
     def load_job(self, job_id: str) -> sqlite3.Row | None:
+        clause, args = self._visible((" WHERE job_id=?", [job_id]))
         row: sqlite3.Row | None = self._db.execute(
-            "SELECT * FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+            f"SELECT * FROM jobs{clause}", args).fetchone()
         return row
 
     def count_by_status(self) -> dict[str, int]:
+        clause, args = self._visible(("", []))
         return {row[0]: row[1] for row in self._db.execute(
-            "SELECT status, COUNT(*) FROM jobs GROUP BY status")}
+            f"SELECT status, COUNT(*) FROM jobs{clause} GROUP BY status", args)}
 
     def count_jobs(self, where: JobFilter) -> int:
-        clause, args = where
+        clause, args = self._visible(where)
         return int(self._db.execute(f"SELECT COUNT(*) FROM jobs{clause}", args).fetchone()[0])
 
     def page_jobs(self, where: JobFilter, *, after_seq: int = 0, limit: int = -1,
                   offset: int = 0) -> list[sqlite3.Row]:
         """Jobs in submit order after ``after_seq`` (keyset paging), ``limit`` -1 = all."""
-        clause, args = where
+        clause, args = self._visible(where)
         clause = f"{clause} AND seq > ?" if clause else " WHERE seq > ?"
         return list(self._db.execute(
             f"SELECT * FROM jobs{clause} ORDER BY seq LIMIT ? OFFSET ?",
             [*args, after_seq, limit, offset]))
 
     def finished_before(self, cutoff: str, limit: int) -> list[tuple[str, str]]:
-        """``(job_id, status)`` of final jobs that finished before ``cutoff``, oldest first."""
+        """``(job_id, status)`` of final jobs that finished before ``cutoff``, oldest first;
+        none of a batch whose events are still being written (a purged job's event must
+        not be written after it)."""
+        clause, args = self._visible(
+            (f" WHERE finished_at < ? AND status NOT IN {UNFINISHED!r}", [cutoff]),
+            unwritten=True)
         return [(row[0], row[1]) for row in self._db.execute(
-            f"SELECT job_id, status FROM jobs WHERE finished_at < ? "
-            f"AND status NOT IN {UNFINISHED!r} ORDER BY finished_at LIMIT ?", (cutoff, limit))]
+            f"SELECT job_id, status FROM jobs{clause} ORDER BY finished_at LIMIT ?",
+            [*args, limit])]
 
     def delete_jobs(self, job_ids: Sequence[str]) -> None:
         """Forget final jobs with their attempts and events (retention)."""
@@ -506,19 +593,125 @@ class Store:
         )
 
     def max_event_seq(self) -> int:
-        return int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
+        stored = int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
+        return max([stored, *(b.events[-1].seq for b in self._unwritten.values())])
 
     def job_events(self, job_id: str) -> list[JobEvent]:
         rows = self._db.execute(
             "SELECT * FROM events WHERE kind='job' AND job_id=? ORDER BY seq", (job_id,)
         )
-        return [e for e in map(_event_from_row, rows) if isinstance(e, JobEvent)]
+        events = [e for e in map(_event_from_row, rows) if isinstance(e, JobEvent)]
+        if self._unwritten and job_id.isdigit():
+            for batch in self._unwritten.values():
+                index = int(job_id) - batch.events.first_seq
+                if batch.written <= index < len(batch.events):
+                    events.append(batch.events[index])
+                    events.sort(key=lambda e: e.seq)
+        return events
 
     def events_after(self, seq: int, limit: int) -> list[Event]:
         rows = self._db.execute(
             "SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
         )
-        return [_event_from_row(r) for r in rows]
+        stored = [_event_from_row(r) for r in rows]
+        if not self._unwritten:
+            return stored
+        pending: list[Event] = []
+        for batch in self._unwritten.values():  # seqs the table cannot hold yet
+            start = max(batch.written, seq + 1 - batch.events.base)
+            pending.extend(batch.events[start:start + limit])
+        return list(islice(heapq.merge(stored, sorted(pending, key=lambda e: e.seq),
+                                       key=lambda e: e.seq), limit))
+
+    # staged batches ----------------------------------------------------------------------
+    def hide_batch(self, first_seq: int, last_seq: int) -> None:
+        """From now on no reader sees jobs ``first_seq``..``last_seq``: call before the first
+        of them is written (``open_batch``, in that write's transaction)."""
+        self._hidden[first_seq] = last_seq
+
+    def open_batch(self, first_seq: int, last_seq: int) -> None:
+        """Record the staged batch, so that a crash before it is published removes it."""
+        self._db.execute("INSERT INTO batches VALUES (?, ?, NULL)", (first_seq, last_seq))
+
+    def publish_batch(self, events: SubmittedEvents) -> None:
+        """Make the staged batch visible whole at this transaction's commit, with its
+        "submitted" events (answered from memory until they are written)."""
+        first_seq = events.first_seq
+        updated = self._db.execute(
+            "UPDATE batches SET event_base=? WHERE first_seq=? AND event_base IS NULL",
+            (events.base, first_seq)).rowcount
+        if updated != 1:
+            raise RuntimeError(f"batch {first_seq} is not staged")
+        batch = _UnwrittenEvents(self._hidden[first_seq], events)
+
+        def visible() -> None:
+            self._unwritten[first_seq] = batch
+            del self._hidden[first_seq]
+
+        self.after_commit(visible)
+
+    def write_batch_events(self, first_seq: int, count: int) -> bool:
+        """Write the next ``count`` events of a published batch (from its jobs rows, like
+        ``recover_batches``); True once they are all written and the batch is closed."""
+        batch = self._unwritten[first_seq]
+        start = batch.written
+        end = min(start + count, len(batch.events))
+        self._db.execute(_BATCH_EVENTS, (batch.events.base, first_seq, start + first_seq,
+                                         end - 1 + first_seq))
+        done = end == len(batch.events)
+        if done:
+            self._db.execute("DELETE FROM batches WHERE first_seq=?", (first_seq,))
+
+        def written() -> None:
+            batch.written = end
+            if done:
+                del self._unwritten[first_seq]
+
+        self.after_commit(written)
+        return done
+
+    def delete_staged_jobs(self, first_seq: int, count: int) -> bool:
+        """Delete up to ``count`` rows of a staged batch that failed, last first; True once
+        none is left and the batch is forgotten (its jobs stay hidden until then)."""
+        last = self._hidden[first_seq]
+        low = max(first_seq, last - count + 1)
+        self._db.execute("DELETE FROM attempts WHERE job_id IN "
+                         "(SELECT job_id FROM jobs WHERE seq BETWEEN ? AND ?)", (low, last))
+        self._db.execute("DELETE FROM jobs WHERE seq BETWEEN ? AND ?", (low, last))
+        done = low == first_seq
+        if done:
+            self._db.execute("DELETE FROM batches WHERE first_seq=?", (first_seq,))
+
+        def deleted() -> None:
+            if done:
+                del self._hidden[first_seq]
+            else:
+                self._hidden[first_seq] = low - 1
+
+        self.after_commit(deleted)
+        return done
+
+    def recover_batches(self) -> tuple[int, int]:
+        """After a crash (at scheduler start, before anything is read): delete the rows of
+        batches that were staged, write the events of those published; returns how many
+        batches of each. Not at open: ``apr-sched token`` opens the store beside a daemon."""
+        staged = published = 0
+        with self.transaction():
+            for first, last, base in self._db.execute(
+                    "SELECT first_seq, last_seq, event_base FROM batches").fetchall():
+                if base is None:
+                    self._db.execute("DELETE FROM attempts WHERE job_id IN "
+                                     "(SELECT job_id FROM jobs WHERE seq BETWEEN ? AND ?)",
+                                     (first, last))
+                    self._db.execute("DELETE FROM jobs WHERE seq BETWEEN ? AND ?",
+                                     (first, last))
+                    staged += 1
+                else:
+                    self._db.execute(_BATCH_EVENTS.replace("INSERT", "INSERT OR IGNORE", 1),
+                                     (base, first, first, last))
+                    published += 1
+            self._db.execute("DELETE FROM batches")
+        return staged, published
 
 
     # tokens ------------------------------------------------------------------------------
@@ -547,6 +740,58 @@ class Store:
 
     def delete_token(self, user: str) -> bool:
         return bool(self._db.execute("DELETE FROM tokens WHERE user=?", (user,)).rowcount)
+
+
+_BATCH_EVENTS = """
+INSERT INTO events (seq, time, kind, job_id, host_id, attempt, from_state, to_state, reason)
+SELECT ? + seq - ?, submitted_at, 'job', job_id, NULL, 1, NULL, 'PENDING', 'submitted'
+FROM jobs WHERE seq BETWEEN ? AND ? ORDER BY seq
+"""
+"""A published batch's "submitted" events, from its jobs rows: (event_base, first_seq,
+from seq, to seq). The same values the Scheduler gives them in memory."""
+
+
+class SubmittedEvents(Sequence[JobEvent]):
+    """A large batch's "submitted" events, made when read (10,000 of them are not built,
+    held and freed for nothing): event i is job ``first_seq`` + i's, numbered ``base`` + i,
+    the same values as ``_BATCH_EVENTS`` writes from the jobs rows."""
+
+    __slots__ = ("base", "first_seq", "size", "time")
+
+    def __init__(self, first_seq: int, size: int, base: int, time: datetime) -> None:
+        self.first_seq, self.size, self.base, self.time = first_seq, size, base, time
+
+    def __len__(self) -> int:
+        return self.size
+
+    @overload
+    def __getitem__(self, index: int) -> JobEvent: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[JobEvent]: ...
+    def __getitem__(self, index: int | slice) -> JobEvent | list[JobEvent]:
+        if isinstance(index, slice):
+            return [self._event(i) for i in range(*index.indices(self.size))]
+        if index < 0:
+            index += self.size
+        if not 0 <= index < self.size:
+            raise IndexError(index)
+        return self._event(index)
+
+    def _event(self, index: int) -> JobEvent:
+        return JobEvent.model_construct(
+            kind="job", seq=self.base + index, time=self.time,
+            job_id=str(self.first_seq + index), attempt=1, from_status=None,
+            to_status=JobStatus.PENDING, reason="submitted", host_id=None)
+
+
+@dataclass(slots=True)
+class _UnwrittenEvents:
+    """A published batch's events, answered from memory until all are in the table."""
+
+    last_seq: int
+    events: SubmittedEvents
+    written: int = 0
+    """Events ``[0, written)`` are in the events table."""
 
 
 def _event_row(event: Event, times: dict[datetime, str]) -> tuple[Any, ...]:
