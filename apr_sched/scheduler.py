@@ -392,7 +392,7 @@ class Scheduler:
             found = await run.executor.recover(job.job_id, job.attempt, files, job.pgid)
             if isinstance(found, ExitStatus):
                 self._runs.never_started(run)
-                if found.lost and job.pgid is None and not files.log.exists():
+                if found.lost and job.pgid is None and _nothing_written(files.log):
                     self._requeue_unstarted(run)
                 else:
                     self._finish(run, found, note="after scheduler restart")
@@ -1492,6 +1492,16 @@ class Scheduler:
 
     def _publish(self, events: Sequence[Event]) -> None:
         self._hub.publish(events)
+
+
+def _nothing_written(log: Path) -> bool:
+    """An attempt whose wrapper cannot be found and left no pgid, no rc and no output never
+    ran its command: the scheduler stopped between creating the log and spawning the
+    wrapper (or before either)."""
+    try:
+        return log.stat().st_size == 0
+    except FileNotFoundError:
+        return True
 
 
 def _attempt_number(job: Job, attempt: int | None) -> int:

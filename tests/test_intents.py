@@ -158,6 +158,34 @@ async def test_attempt_that_never_started_is_queued_again_without_a_retry(
     assert any("never started" in r for r in reasons), reasons
 
 
+async def test_attempt_killed_between_its_log_and_its_wrapper_is_queued_again(
+        make_scheduler, state_dir, tmp_path):
+    """The scheduler dies after creating the attempt's (empty) log, before the spawn: the
+    crash campaign found this one (a job FAILED "lost" that never ran)."""
+    ledger = tmp_path / "ledger"
+    child = CrashingScheduler(state_dir, f"""
+        import apr_sched.executors.local as local
+        def die_instead(*args, **kwargs):
+            os.kill(os.getpid(), signal.SIGKILL)  # the log exists, the wrapper does not
+        local.subprocess.Popen = die_instead
+        say(submitting=True)
+        job = await s.submit({{"command": "echo ran >> {ledger}", "retry_limit": 0}})
+    """)
+    assert child.read() == {"submitting": True}
+    child.proc.wait(20)
+    assert child.proc.returncode == -signal.SIGKILL
+    child.kill9()
+    logs = list((state_dir / "logs").rglob("*.log"))
+    assert logs and all(log.stat().st_size == 0 for log in logs), logs
+
+    s2 = await make_scheduler(hosts=[host("h1")])
+    (job,) = (await s2.list_jobs()).jobs
+    done = await s2.wait(job.job_id, 10)
+    assert done.status is JobStatus.SUCCEEDED, done
+    assert done.attempt == 1
+    assert ledger.read_text() == "ran\n"
+
+
 async def test_end_while_down_keeps_its_real_time(make_scheduler, tmp_path):
     gate = tmp_path / "gate"
     s1 = await make_scheduler()
