@@ -14,11 +14,12 @@ import contextlib
 import gc
 import logging
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, ClassVar
 
-from textual import work
+from textual import events, work
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.worker import Worker, WorkerState
@@ -28,6 +29,7 @@ from apr_sched.models import Host, JobEvent, MetricsSummary, current_user, utcno
 from apr_tui.backend import Backend, Feed, FeedClosed, Resync, Snapshot
 from apr_tui.book import JobBook
 from apr_tui.handoff import Handover
+from apr_tui.keyorder import settle, split_escape
 from apr_tui.screens.main import MainScreen
 from apr_tui.screens.quit import jobs_phrase
 
@@ -78,6 +80,8 @@ class AprTui(App[str]):
         """What to print on the terminal once the screen is gone."""
         self._fetch_lock = asyncio.Lock()
         self._main = MainScreen(backend)
+        self._resolved_keys: weakref.WeakSet[events.Key] = weakref.WeakSet()
+        """Keys whose bindings were looked up when typed (``on_event``), not again later."""
 
     @property
     def main(self) -> MainScreen:
@@ -93,6 +97,29 @@ class AprTui(App[str]):
         self.set_interval(self.reasons_interval, self._read_visible_reasons)
         if self._notice:
             self.notify(self._notice, timeout=8)
+
+    # keys, in order ------------------------------------------------------------------
+    async def on_event(self, event: events.Event) -> None:
+        """A typed key waits for the ones before it to be handled (``apr_tui.keyorder``)."""
+        if isinstance(event, events.Key) and not event.is_forwarded \
+                and self.screen.maximized is None:
+            for key in split_escape(event):
+                await self._key_in_order(key)
+            return
+        await super().on_event(event)
+
+    async def _key_in_order(self, event: events.Key) -> None:
+        await settle(self)
+        self.app_focus = True
+        if await self._check_bindings(event.key, priority=True) \
+                or await self._check_bindings(event.key):
+            return
+        self._resolved_keys.add(event)
+        (self.focused or self.screen)._forward_event(event)
+
+    async def _on_key(self, event: events.Key) -> None:
+        if event in self._resolved_keys:
+            event.prevent_default()  # bubbled back up: its bindings were already looked up
 
     # the feed ------------------------------------------------------------------------
     def start_following(self) -> None:

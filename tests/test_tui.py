@@ -28,6 +28,7 @@ from tests.test_tui_support import (
     select,
     sleep_job,
     start_scheduler,
+    type_at_once,
     wait_shown,
 )
 
@@ -405,3 +406,48 @@ async def test_a_scheduler_that_cannot_start_ends_the_app_with_its_reason(
     async with app.run_test(size=(80, 24)):
         await wait_until(lambda: not app.is_running, 10)
     assert app.return_code == 2
+
+
+async def test_n_form_typed_in_one_burst_lands_in_the_right_fields(make_scheduler: Any,
+                                                                   tmp_path: Path) -> None:
+    """``n``, three fields with Tab between them and enter, all queued before the app handles
+    the first key (as ``tmux send-keys`` delivers them): each key goes where the focus is
+    when it is its turn, not where it was when the burst arrived."""
+    scheduler = await start_scheduler(make_scheduler)
+    async with open_tui(InProcessBackend(scheduler)) as (app, _pilot, _):
+        command = "echo from-form $APR_HOST; sleep 20"
+        type_at_once(app, "n", *command, "tab", *str(tmp_path), "tab", *"burst-job", "enter")
+
+        async def submitted() -> Any:
+            return (await scheduler.list_jobs()).jobs
+
+        jobs = await wait_until(submitted, 10, message="the form was submitted")
+        assert (jobs[0].command, jobs[0].workdir, jobs[0].name) == (
+            command, str(tmp_path), "burst-job")
+        await wait_until(lambda: isinstance(app.screen, MainScreen), 5)
+        assert app.main.jobs.sort_column is None  # no letter reached the jobs table ("o")
+
+
+async def test_followed_log_keeps_following_after_a_resize(make_scheduler: Any,
+                                                           tmp_path: Path) -> None:
+    """160x48 -> 80x24 shortens the log pane: it must still show the newest lines as they
+    come, without pressing f (it used to stay where it was)."""
+    scheduler = await start_scheduler(make_scheduler)
+    job = await scheduler.submit({"command": "i=0; while [ $i -lt 3000 ]; do i=$((i+1)); "
+                                             "echo tick $i; sleep 0.02; done",
+                                  "workdir": str(tmp_path)})
+    async with open_tui(InProcessBackend(scheduler), size=(160, 48)) as (app, pilot, _):
+        await select(app, pilot, job.job_id)
+        view = app.main.log_pane.view
+
+        def at_end() -> bool:
+            return view.line_count > 0 and view.scroll_offset.y == view.max_scroll_y
+
+        await wait_until(lambda: view.line_count >= 30 and at_end(), 10, message="30 lines")
+        for size in ((80, 24), (160, 48), (80, 24)):
+            await pilot.resize_terminal(*size)
+            count = view.line_count
+            await wait_until(lambda count=count: view.line_count >= count + 10, 10,
+                             message="more lines after the resize")
+            await wait_until(at_end, 2, message=f"the newest line in view at {size}")
+            assert app.main.log_pane.follow

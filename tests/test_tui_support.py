@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from textual import events
+from textual.keys import _character_to_key
 from textual.message import Message
 from textual.notifications import Notify
 from textual.pilot import Pilot
@@ -91,3 +92,17 @@ async def start_scheduler(make_scheduler: Any, hosts: list[HostSpec] | None = No
     scheduler: Scheduler = await make_scheduler(
         hosts=[host("h1", slots=8, cpu=16, memory=64)] if hosts is None else hosts, **options)
     return scheduler
+
+
+def type_at_once(app: AprTui, *keys: str) -> None:
+    """Queue keys the way a terminal delivers a burst (``tmux send-keys``, a paste-fast
+    typist): all before the app handles the first. ``pilot.press`` waits between keys and
+    so hides ordering bugs. Single characters are typed as themselves."""
+    driver = app._driver
+    assert driver is not None
+    for key in keys:
+        if len(key) == 1:
+            driver.send_message(events.Key(_character_to_key(key), key))
+        else:
+            character = {"enter": "\r", "tab": "\t", "escape": "\x1b"}.get(key)
+            driver.send_message(events.Key(key, character))

@@ -37,7 +37,7 @@ class BatchScreen(ModalScreen[list[str] | None]):
             yield Static("", id="batch-error")
 
     def on_mount(self) -> None:
-        self.query_one("#batch-path", Input).focus()
+        self.set_focus(self.query_one("#batch-path", Input))
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -108,7 +108,7 @@ class MainScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.hosts.border_title = "hosts"
-        self.jobs.focus()
+        self.set_focus(self.jobs)
         self._update_title()
         self.update_summary()
         self.tui.start_following()
@@ -331,7 +331,7 @@ class MainScreen(Screen[None]):
     def action_filter(self) -> None:
         bar = self.filter_bar
         bar.add_class("-active")
-        bar.focus()
+        self.set_focus(bar)
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id != "filter":
@@ -352,7 +352,7 @@ class MainScreen(Screen[None]):
         if event.cleared or not bar.value:
             bar.remove_class("-active")
         self._apply_text_filter()
-        self.jobs.focus()
+        self.set_focus(self.jobs)
 
     def action_detail(self) -> None:
         from apr_tui.screens.detail import JobDetailScreen

@@ -54,7 +54,7 @@ class NewJobScreen(ModalScreen[Job | None]):
                 yield Button("Cancel", id="cancel", compact=True)
 
     def on_mount(self) -> None:
-        self.query_one("#field-command", Input).focus()
+        self.set_focus(self.query_one("#field-command", Input))
 
     def values(self) -> dict[str, str]:
         return {field.name: self.query_one(f"#field-{field.name}", Input).value
@@ -69,7 +69,7 @@ class NewJobScreen(ModalScreen[Job | None]):
         self.query_one("#form-error", Static).update(errors.get("", ""))
         first = next((f.name for f in FORM_FIELDS if f.name in errors), None)
         if first is not None:
-            self.query_one(f"#field-{first}", Input).focus()
+            self.set_focus(self.query_one(f"#field-{first}", Input))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()

@@ -57,7 +57,7 @@ class QuitScreen(ModalScreen[str]):
                 yield Button("Cancel (c)", id="cancel")
 
     def on_mount(self) -> None:
-        self.query_one("#detach", Button).focus()
+        self.set_focus(self.query_one("#detach", Button))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id or "cancel")

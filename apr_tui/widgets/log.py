@@ -91,7 +91,7 @@ class LogPane(Vertical):
             return
         self.view.auto_scroll = follow
         if follow:
-            self.view.scroll_end(animate=False)
+            self._to_end()
         self._update_title()
 
     def _update_title(self) -> None:
@@ -142,4 +142,15 @@ class LogPane(Vertical):
 
     def _write(self, lines: list[str]) -> None:
         if lines:
-            self.view.write_lines(lines, scroll_end=self.follow)
+            # Log.write_lines scrolls only when the view was at its end already, which a
+            # resize (a shorter pane) ends: following then froze. Following is ours to keep.
+            self.view.write_lines(lines, scroll_end=False)
+            if self.follow:
+                self._to_end()
+
+    def on_resize(self) -> None:
+        if self.follow:
+            self.call_after_refresh(self._to_end)
+
+    def _to_end(self) -> None:
+        self.view.scroll_end(animate=False, immediate=True, x_axis=False)

@@ -1,0 +1,151 @@
+"""apr-tui in a real terminal (tmux), attached to a real daemon process.
+
+What Pilot cannot show: how bytes reach the app. Keys arrive as bursts (``tmux send-keys``
+of a whole form is one write), a bare ESC is only an ESC after a pause (ESC then ``n`` in
+one read is alt+n), and a terminal resize comes as SIGWINCH. The daemon
+(``python -m apr_sched serve --port 0``) owns a temporary state dir with one local host;
+``python -m apr_tui --state-dir`` attaches to it over its Unix socket. Checks read the
+screen (``capture-pane``) and the daemon's API.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from apr_sched.client import SchedulerClient
+from apr_sched.statedir import read_owner
+from tests.conftest import wait_until_sync
+from tests.tmux import TMUX, Terminal
+
+pytestmark = pytest.mark.skipif(TMUX is None, reason="tmux is not installed (CI installs it)")
+
+CONFIG = textwrap.dedent("""
+    [scheduler]
+    stop_grace_sec = 2
+
+    [[hosts]]
+    host_id = "local"
+    total_slots = 4
+    total_cpu = 8
+    total_memory_gb = 16
+""")
+TICKER = "i=0; while [ $i -lt 3000 ]; do i=$((i+1)); echo tick $i; sleep 0.05; done"
+
+
+@dataclass
+class Daemon:
+    state_dir: Path
+    url: str
+    token: str
+
+    def client(self) -> SchedulerClient:
+        return SchedulerClient(self.url, self.token)
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items()
+            if k not in ("APR_SCHED_URL", "APR_SCHED_TOKEN", "APR_SCHED_HOME", "TMUX")}
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    config = tmp_path / "hosts.toml"
+    config.write_text(CONFIG)
+    state_dir = tmp_path / "state"
+    with open(tmp_path / "daemon.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "apr_sched", "serve", "--state-dir", str(state_dir),
+             "--config", str(config), "--port", "0", "--stop-jobs-on-exit"],
+            stdout=log, stderr=subprocess.STDOUT, env=clean_env())
+    try:
+        wait_until_sync(lambda: (read_owner(state_dir) or {}).get("url")
+                        or proc.poll() is not None, timeout=20)
+        assert proc.poll() is None, (tmp_path / "daemon.log").read_text()
+        url = str((read_owner(state_dir) or {})["url"])
+        yield Daemon(state_dir, url, (state_dir / "token").read_text().strip())
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def open_terminal(daemon: Daemon, width: int, height: int) -> Terminal:
+    """apr-tui attached to ``daemon``, once it shows its jobs table."""
+    terminal = Terminal([sys.executable, "-m", "apr_tui", "--state-dir", str(daemon.state_dir)],
+                        width=width, height=height, env=clean_env())
+    try:
+        terminal.wait_text("jobs ·", timeout=30)
+    except BaseException:
+        terminal.close()
+        raise
+    return terminal
+
+
+def ticks(screen: str) -> int:
+    """The highest ``tick N`` the screen shows (0: none)."""
+    return max((int(n) for n in re.findall(r"\btick (\d+)\b", screen)), default=0)
+
+
+def test_followed_log_keeps_following_after_a_resize(daemon: Daemon) -> None:
+    with daemon.client() as client:
+        client.submit({"command": TICKER, "name": "ticker", "timeout_sec": 600})
+        with open_terminal(daemon, 160, 48) as terminal:
+            terminal.wait_for(lambda screen: ticks(screen) >= 20, message="tick 20")
+            terminal.resize(80, 24)
+            screen = terminal.wait_for(lambda _: terminal.size() == (80, 24), message="80x24")
+            after = ticks(terminal.wait_for(lambda screen: ticks(screen) > 0,
+                                            message="ticks at 80x24"))
+            # following: new lines keep showing, without pressing f
+            terminal.wait_for(lambda screen: ticks(screen) >= after + 20, timeout=20,
+                              message=f"tick {after + 20} (the pane froze at {after})")
+            terminal.resize(160, 48)
+            screen = terminal.wait_for(lambda _: terminal.size() == (160, 48), message="160x48")
+            grown = ticks(screen)
+            terminal.wait_for(lambda screen: ticks(screen) >= grown + 20, timeout=20,
+                              message=f"tick {grown + 20} after growing back")
+
+
+def test_a_whole_form_sent_at_once_lands_in_its_fields(daemon: Daemon, tmp_path: Path) -> None:
+    command = "echo from-form $APR_HOST; sleep 20"
+    with daemon.client() as client, open_terminal(daemon, 160, 48) as terminal:
+        # n, then the fields with Tab between them, then enter: one burst, no waiting
+        terminal.keys("n", command, "Tab", str(tmp_path), "Tab", "formjob", "Enter")
+        found = wait_until_sync(lambda: client.jobs().jobs, timeout=15, interval=0.05,
+                                message="the form's job was submitted")
+        job = found[0]
+        assert (job.command, job.workdir, job.name) == (command, str(tmp_path), "formjob")
+        terminal.wait_for(lambda screen: "New job" not in screen and "formjob" in screen,
+                          message="back on the main screen with the new job")
+        client.stop(job.job_id)
+
+
+def test_escape_then_a_key_in_one_read_is_both_keys(daemon: Daemon) -> None:
+    """``/zzz``, ESC and ``n`` in one write: the terminal delivers ESC n together, which
+    reads as alt+n; the app takes it as ESC (clear the filter) then ``n`` (new job)."""
+    with daemon.client() as client:
+        client.submit({"command": "true", "name": "visible"})
+        with open_terminal(daemon, 120, 36) as terminal:
+            terminal.wait_text("1 shown of 1")
+            terminal.keys("/", "zzz")
+            terminal.wait_text("0 shown of 1")
+            terminal.keys("Escape", "n")
+            screen = terminal.wait_text("New job")
+            assert "zzz" not in screen
+            terminal.keys("Escape")  # alone: after the ESC delay it is a bare escape
+            screen = terminal.wait_for(lambda screen: "New job" not in screen,
+                                       message="the form closed")
+            assert "1 shown of 1" in screen
