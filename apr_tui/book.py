@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from apr_sched.models import FINAL_STATUSES, Job, JobEvent, JobStatus
+from apr_tui.rows import id_order
 
 _HELD_REASON = "held: resume to queue it again"
 _WAITING_REASON = "waiting for dispatch"
@@ -117,4 +118,4 @@ class JobBook:
 
 
 def _submit_order(job: Job) -> tuple[int, int, str]:
-    return (0, int(job.job_id), "") if job.job_id.isdigit() else (1, 0, job.job_id)
+    return id_order(job.job_id)

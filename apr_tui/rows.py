@@ -208,7 +208,8 @@ def job_cells(job: Job, since: datetime | None = None,
     )
 
 
-def _id_key(job_id: str) -> tuple[int, int, str]:
+def id_order(job_id: str) -> tuple[int, int, str]:
+    """Submit order from the id alone (ids are increasing numbers)."""
     return (0, int(job_id), "") if job_id.isdigit() else (1, 0, job_id)
 
 
@@ -222,7 +223,7 @@ def _time_key(job: Job, since: datetime | None) -> float:
 
 
 SORT_KEYS: dict[str, Callable[[Job, datetime | None], Any]] = {
-    "id": lambda job, since: _id_key(job.job_id),
+    "id": lambda job, since: id_order(job.job_id),
     "name": lambda job, since: display_name(job).lower(),
     "project": lambda job, since: job.project.lower(),
     "owner": lambda job, since: job.owner.lower(),
@@ -238,7 +239,7 @@ SORT_KEYS: dict[str, Callable[[Job, datetime | None], Any]] = {
 
 def sort_key(column: str, job: Job, since: datetime | None = None) -> tuple[Any, ...]:
     """Sort by ``column``, then by id so equal values keep submit order."""
-    return (SORT_KEYS[column](job, since), _id_key(job.job_id))
+    return (SORT_KEYS[column](job, since), id_order(job.job_id))
 
 
 @dataclass(frozen=True, slots=True)

@@ -451,3 +451,18 @@ async def test_followed_log_keeps_following_after_a_resize(make_scheduler: Any,
                              message="more lines after the resize")
             await wait_until(at_end, 2, message=f"the newest line in view at {size}")
             assert app.main.log_pane.follow
+
+
+async def test_a_batch_submitted_meanwhile_appears_in_submit_order(make_scheduler: Any) -> None:
+    scheduler = await start_scheduler(make_scheduler)
+    first = await scheduler.submit({"command": "true", "name": "before"})
+    async with open_tui(InProcessBackend(scheduler)) as (app, _pilot, _):
+        await wait_shown(app, first.job_id, "SUCCEEDED")
+        for size in (100, 20):  # paged in (a batch), and fetched by id (a few)
+            batch = await scheduler.submit_batch(
+                [{"command": "true", "name": f"blk{i:03d}",
+                  "resource_request": {"host_labels": {"no": "such"}}} for i in range(size)])
+            ids = [job.job_id for job in batch]
+            table = app.main.jobs
+            await wait_until(lambda ids=ids: all(table.has_row(i) for i in ids), 10)
+            assert table.keys == sorted(table.keys, key=int), table.keys[:20]

@@ -21,7 +21,14 @@ from textual.widgets import Footer, Input
 from apr_sched.errors import AprError
 from apr_sched.models import FINAL_STATUSES, Host, Job, JobStatus
 from apr_tui.backend import Backend
-from apr_tui.rows import JOB_COLUMNS, JobFilter, StatusFilter, job_cells, sort_key
+from apr_tui.rows import (
+    JOB_COLUMNS,
+    JobFilter,
+    StatusFilter,
+    id_order,
+    job_cells,
+    sort_key,
+)
 from apr_tui.widgets.filter import FilterBar
 from apr_tui.widgets.hosts import HostsPane
 from apr_tui.widgets.jobs import JobsTable, Row
@@ -132,11 +139,12 @@ class MainScreen(Screen[None]):
         self._after_change(None)
 
     def jobs_changed(self, job_ids: set[str]) -> None:
-        """Touch only the rows of these jobs: update, add or drop them."""
+        """Touch only the rows of these jobs: update, add or drop them. New rows are added
+        in submit order (``job_ids`` is a set: a batch came scrambled)."""
         book, table, match = self.tui.book, self.jobs, self.job_filter.matches
         upserts: list[tuple[str, Row]] = []
         removals: list[str] = []
-        for job_id in job_ids:
+        for job_id in sorted(job_ids, key=id_order):
             job = book.get(job_id)
             if job is not None and match(job):
                 upserts.append((job_id, self._cells(job)))
