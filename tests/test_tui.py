@@ -458,11 +458,11 @@ async def test_a_batch_submitted_meanwhile_appears_in_submit_order(make_schedule
     first = await scheduler.submit({"command": "true", "name": "before"})
     async with open_tui(InProcessBackend(scheduler)) as (app, _pilot, _):
         await wait_shown(app, first.job_id, "SUCCEEDED")
+        table = app.main.jobs
         for size in (100, 20):  # paged in (a batch), and fetched by id (a few)
             batch = await scheduler.submit_batch(
                 [{"command": "true", "name": f"blk{i:03d}",
                   "resource_request": {"host_labels": {"no": "such"}}} for i in range(size)])
             ids = [job.job_id for job in batch]
-            table = app.main.jobs
             await wait_until(lambda ids=ids: all(table.has_row(i) for i in ids), 10)
             assert table.keys == sorted(table.keys, key=int), table.keys[:20]
