@@ -262,10 +262,13 @@ class JobFilter:
         return any(needle in field.lower() for field in haystack)
 
     def describe(self) -> str:
-        parts = [] if self.status is StatusFilter.ALL else [self.status.value]
-        if self.text.strip():
-            parts.append(f"/{self.text.strip()}")
-        return " ".join(parts)
+        """For the jobs title: ``view running · filter /route (esc clears)``; empty when
+        every job is shown. Both parts are named, so a view key (1-5) never looks as if it
+        had dropped the filter."""
+        text = self.text.strip()
+        if not text:
+            return "" if self.status is StatusFilter.ALL else f"view {self.status.value}"
+        return f"view {self.status.value} · filter /{text} (esc clears)"
 
 
 def count_by_status(jobs: Iterable[Job]) -> dict[JobStatus, int]:

@@ -466,3 +466,32 @@ async def test_a_batch_submitted_meanwhile_appears_in_submit_order(make_schedule
             ids = [job.job_id for job in batch]
             await wait_until(lambda ids=ids: all(table.has_row(i) for i in ids), 10)
             assert table.keys == sorted(table.keys, key=int), table.keys[:20]
+
+
+async def test_views_and_the_text_filter_compose_visibly_and_esc_clears_the_filter(
+        make_scheduler: Any, tmp_path: Path) -> None:
+    scheduler = await start_scheduler(make_scheduler)
+    run_id, _ = await running_job(scheduler, tmp_path, "blk007-route")
+    done = await scheduler.submit({"command": "true", "name": "blk007-cts"})
+    other = await scheduler.submit({"command": "true", "name": "blk008-cts"})
+    async with open_tui(InProcessBackend(scheduler)) as (app, pilot, seen):
+        table = app.main.jobs
+        await wait_shown(app, other.job_id, "SUCCEEDED")
+        await wait_shown(app, done.job_id, "SUCCEEDED")
+        await pilot.press("slash", *"blk007", "enter")
+        await wait_until(lambda: set(table.keys) == {run_id, done.job_id}, 3)
+        await pilot.press("3")
+        assert set(table.keys) == {run_id}
+        title = str(table.border_title)
+        assert "view running" in title and "filter /blk007 (esc clears)" in title, title
+        await pilot.press("1")  # all states, the filter still applies, and says so
+        assert set(table.keys) == {run_id, done.job_id}
+        title = str(table.border_title)
+        assert "view all" in title and "filter /blk007 (esc clears)" in title, title
+        assert any("filter /blk007 still applies" in note for note in seen.notes)
+        await pilot.press("escape")  # one key: the filter is gone
+        assert set(table.keys) == {run_id, done.job_id, other.job_id}
+        assert "filter" not in str(table.border_title)
+        assert not app.main.filter_bar.has_class("-active") and app.main.filter_bar.value == ""
+        await pilot.press("space", "escape")  # with marks, esc clears the marks first
+        assert table.marked == set()

@@ -85,7 +85,12 @@ def test_filters_and_sort_keys() -> None:
                                                                    "10": c}[k])) == [
         "1", "2", "10"]
     assert sort_key("priority", b) < sort_key("priority", a)  # larger priority first
-    assert JobFilter(StatusFilter.PENDING, " route ").describe() == "pending /route"
+    assert JobFilter(StatusFilter.PENDING, " route ").describe() == \
+        "view pending · filter /route (esc clears)"
+    assert JobFilter(StatusFilter.ALL, "route").describe() == \
+        "view all · filter /route (esc clears)"
+    assert JobFilter(StatusFilter.FAILED).describe() == "view failed"
+    assert JobFilter().describe() == ""
 
 
 # book ----------------------------------------------------------------------------------

@@ -85,7 +85,7 @@ class MainScreen(Screen[None]):
         Binding("left_square_bracket", "attempt(-1)", "Log of the earlier attempt",
                 show=False),
         Binding("right_square_bracket", "attempt(1)", "Log of the later attempt", show=False),
-        Binding("escape", "clear_marks", "Clear marks", show=False),
+        Binding("escape", "clear", "Clear the marks, else the filter", show=False),
     ]
 
     def __init__(self, backend: Backend) -> None:
@@ -191,7 +191,7 @@ class MainScreen(Screen[None]):
         table = self.jobs
         title = f"jobs · {table.row_count:,} shown of {len(self.tui.book):,}"
         if view := self.job_filter.describe():
-            title += f" · view {view}"
+            title += f" · {view}"
         if table.sort_column:
             title += f" · sort {table.sort_column}{' desc' if table.sort_reverse else ''}"
         if table.marked:
@@ -247,8 +247,8 @@ class MainScreen(Screen[None]):
         if action == "attempt":
             job = self.cursor_job()
             return True if job is not None and job.attempt > 1 else None
-        if action == "clear_marks":
-            return True if self.jobs.marked else None
+        if action == "clear":
+            return True if self.jobs.marked or self.job_filter.text.strip() else None
         return True
 
     def _refresh_bindings_if_changed(self) -> None:
@@ -315,14 +315,31 @@ class MainScreen(Screen[None]):
         self._update_title()
         self._refresh_bindings_if_changed()
 
-    def action_clear_marks(self) -> None:
-        self.jobs.clear_marks()
-        self._update_title()
-        self._refresh_bindings_if_changed()
+    def action_clear(self) -> None:
+        """esc: the marks first (as before), then the text filter."""
+        if self.jobs.marked:
+            self.jobs.clear_marks()
+            self._update_title()
+            self._refresh_bindings_if_changed()
+        elif self.job_filter.text:
+            self.clear_filter()
+
+    def clear_filter(self) -> None:
+        bar = self.filter_bar
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+            self._filter_timer = None
+        with bar.prevent(Input.Changed):
+            bar.value = ""
+        bar.remove_class("-active")
+        self.job_filter = JobFilter(self.job_filter.status, "")
+        self.reload_jobs()
 
     def action_view(self, name: str) -> None:
         self.job_filter = JobFilter(StatusFilter(name), self.job_filter.text)
         self.reload_jobs()
+        if text := self.job_filter.text.strip():
+            self.notify(f"filter /{text} still applies (esc clears it)", timeout=3)
 
     def action_sort_next(self) -> None:
         table = self.jobs
@@ -359,6 +376,8 @@ class MainScreen(Screen[None]):
         bar = self.filter_bar
         if event.cleared or not bar.value:
             bar.remove_class("-active")
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
         self._apply_text_filter()
         self.set_focus(self.jobs)
 
