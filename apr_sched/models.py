@@ -281,6 +281,12 @@ class Job(JobSpec):
     signal: str | None = None
     pgid: int | None = None
     """Process-group id of the running attempt on its host (signals go to the whole group)."""
+    run_sec: float = 0.0
+    """Running time of the current attempt up to ``resumed_at`` (or in all, once it is
+    paused or finished): paused time excluded, as ``timeout_sec`` counts it."""
+    resumed_at: datetime | None = None
+    """When the current attempt last started or resumed running; None while it is paused
+    or not running. Running time now = ``run_sec`` + (now - ``resumed_at``)."""
     events: list[JobEvent] = Field(default_factory=list)
     attempts: list[Attempt] = Field(default_factory=list)
 
@@ -366,6 +372,7 @@ class MetricsSummary(BaseModel):
 _NEW_JOB_FIELDS: dict[str, Any] = {
     "status": JobStatus.PENDING, "attempt": 1, "host_id": None, "pending_reason": None,
     "started_at": None, "finished_at": None, "exit_code": None, "signal": None, "pgid": None,
+    "run_sec": 0.0, "resumed_at": None,
 }
 
 
@@ -410,7 +417,8 @@ def stored_job(spec: dict[str, Any], columns: Mapping[str, Any]) -> Job:
         "started_at": _time(columns["started_at"]),
         "finished_at": _time(columns["finished_at"]),
         "exit_code": columns["exit_code"], "signal": columns["signal"],
-        "pgid": columns["pgid"], "events": [], "attempts": [],
+        "pgid": columns["pgid"], "run_sec": _column(columns, "run_sec") or 0.0,
+        "resumed_at": _time(_column(columns, "resumed_at")), "events": [], "attempts": [],
     }
     values = {name: given[name] for name in _JOB_FIELD_ORDER}
     job = Job.__new__(Job)
@@ -419,6 +427,14 @@ def stored_job(spec: dict[str, Any], columns: Mapping[str, Any]) -> Job:
     object.__setattr__(job, "__pydantic_extra__", None)
     object.__setattr__(job, "__pydantic_private__", None)
     return job
+
+
+def _column(columns: Mapping[str, Any], name: str) -> Any:
+    """A column that older rows (and callers passing fewer columns) may lack: None."""
+    try:
+        return columns[name]
+    except (KeyError, IndexError):  # sqlite3.Row raises IndexError for an unknown name
+        return None
 
 
 def _time(value: str | None) -> datetime | None:

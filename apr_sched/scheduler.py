@@ -874,6 +874,9 @@ class Scheduler:
 
     def _job_view(self, job: Job) -> Job:
         view = job.model_copy()
+        book = self._books.get(job.job_id)
+        if book is not None:  # running time as the timeout counts it (apr_tui shows it)
+            view.run_sec, view.resumed_at = book.run_sec, book.resumed_at
         if job.status is JobStatus.PENDING:
             view.pending_reason = self._queue.reason(job.job_id) or "waiting for dispatch"
         elif job.status is JobStatus.HELD:

@@ -25,7 +25,14 @@ from textual.binding import Binding, BindingType
 from textual.worker import Worker, WorkerState
 
 from apr_sched.errors import AprError
-from apr_sched.models import Host, JobEvent, MetricsSummary, current_user, utcnow
+from apr_sched.models import (
+    FINAL_STATUSES,
+    Host,
+    JobEvent,
+    MetricsSummary,
+    current_user,
+    utcnow,
+)
 from apr_tui.backend import Backend, Feed, FeedClosed, Resync, Snapshot
 from apr_tui.book import JobBook
 from apr_tui.handoff import Handover
@@ -182,14 +189,19 @@ class AprTui(App[str]):
         events, self._inbox = self._inbox, []
         changed: set[str] = set()
         unknown: set[str] = set()
+        ended: set[str] = set()
         for event in events:
             if isinstance(event, JobEvent):
                 (changed if self.book.apply(event) else unknown).add(event.job_id)
+                if event.to_status in FINAL_STATUSES:
+                    ended.add(event.job_id)
             else:
                 self._hosts_wanted = True
         unknown -= changed
         if unknown:
             self._fetch_new(unknown)
+        if ended & changed:
+            self._read_run_times(sorted(ended & changed))
         if changed:
             self._hosts_wanted = True
             self.jobs_changed(changed)
@@ -268,6 +280,25 @@ class AprTui(App[str]):
         if changed:
             self.jobs_changed(changed)
 
+    @work(group="run-times", exit_on_error=False)
+    async def _read_run_times(self, job_ids: list[str]) -> None:
+        """Take the scheduler's running time of jobs that just ended: it counts to when the
+        process ended, the event is when the scheduler noticed."""
+        try:
+            jobs = await self.backend.get_jobs(job_ids)
+        except AprError:
+            return
+        changed = []
+        for job in jobs:
+            old = self.book.get(job.job_id)
+            if old is not None and (old.status, old.attempt) == (job.status, job.attempt) \
+                    and (old.run_sec, old.finished_at) != (job.run_sec, job.finished_at):
+                old.run_sec, old.resumed_at = job.run_sec, job.resumed_at
+                old.finished_at = job.finished_at
+                changed.append(job.job_id)
+        if changed:
+            self.jobs_changed(changed)
+
     def _set_connection(self, text: str) -> None:
         if text != self.connection:
             self.connection = text
@@ -313,7 +344,7 @@ class AprTui(App[str]):
         except Exception:  # leaving must not fail: log it, exit anyway
             log.exception("closing the backend failed")
         for worker in self.workers:
-            if worker.group in ("feed", "hosts", "reasons", "fetch-new"):
+            if worker.group in ("feed", "hosts", "reasons", "fetch-new", "run-times"):
                 worker.cancel()
         with contextlib.suppress(Exception):
             self.exit(choice, return_code=return_code)

@@ -80,18 +80,24 @@ class JobBook:
         self.notes[job.job_id] = event.reason
         if event.attempt != job.attempt:
             job.attempt = event.attempt
-            job.host_id = job.started_at = job.finished_at = None
+            job.host_id = job.started_at = job.finished_at = job.resumed_at = None
             job.exit_code = job.signal = None
+            job.run_sec = 0.0
         if to is not job.status:
             self.counts[job.status] -= 1
             self.counts[to] += 1
             self.since[job.job_id] = event.time
             if to is JobStatus.RUNNING and job.status is JobStatus.PENDING:
                 job.host_id = event.host_id
-                job.started_at = event.time
+                job.started_at = job.resumed_at = event.time
                 job.finished_at = None
-            elif to in FINAL_STATUSES:
-                job.finished_at = event.time
+                job.run_sec = 0.0
+            elif to is JobStatus.RUNNING:  # resumed
+                job.resumed_at = event.time
+            elif to is JobStatus.PAUSED or to in FINAL_STATUSES:
+                _stop_the_clock(job, event.time)
+                if to in FINAL_STATUSES:
+                    job.finished_at = event.time
             job.status = to
         if to is JobStatus.PENDING:
             job.pending_reason = job.pending_reason or _WAITING_REASON
@@ -115,6 +121,14 @@ class JobBook:
 
     def _bump(self, job_id: str) -> None:
         self.versions[job_id] = self.versions.get(job_id, 0) + 1
+
+
+def _stop_the_clock(job: Job, at: datetime) -> None:
+    """Paused or ended at ``at``: fold the running stretch into ``run_sec`` (the scheduler
+    does the same; its figure replaces this one when the job is next read)."""
+    if job.resumed_at is not None:
+        job.run_sec += max(0.0, (at - job.resumed_at).total_seconds())
+        job.resumed_at = None
 
 
 def _submit_order(job: Job) -> tuple[int, int, str]:

@@ -32,6 +32,8 @@ from apr_tui.backend import Backend, Feed, FeedClosed, Snapshot
 
 DEMO_NOW = datetime(2025, 3, 14, 9, 30, 0, tzinfo=UTC)
 DEMO_OWNER = "cad"
+PAUSED_MIN = 4
+"""The demo's paused job was paused this many minutes ago."""
 
 
 def demo_clock() -> datetime:
@@ -117,12 +119,18 @@ def _demo_job(row: tuple[Any, ...]) -> Job:
                    resource_request=ResourceRequest(cpu=cpu, memory_gb=float(mem),
                                                     host_labels={"tool": tool}))
     exit_code = {"SUCCEEDED": 0, "FAILED": 1}.get(status_name)
+    # running time as the scheduler counts it: running ones have run since they started,
+    # the paused one stopped PAUSED_MIN ago
+    run_sec = {JobStatus.RUNNING: 0.0, JobStatus.PAUSED: 60.0 * (ran - PAUSED_MIN)}.get(
+        status, 60.0 * ran)
+    resumed_at = started if status is JobStatus.RUNNING else None
     return Job(**spec.model_dump(), job_id=job_id, status=status, attempt=attempt,
                host_id=host_id, pending_reason=reason if status in (JobStatus.PENDING,
                                                                      JobStatus.HELD) else None,
                submitted_at=submitted, started_at=started, finished_at=ended,
                exit_code=exit_code, signal="SIGTERM" if status is JobStatus.TIMEOUT else None,
-               pgid=41000 + int(job_id) if status.is_active else None)
+               pgid=41000 + int(job_id) if status.is_active else None,
+               run_sec=run_sec if started else 0.0, resumed_at=resumed_at)
 
 
 def _timeline(job: Job, seq: int) -> tuple[list[JobEvent], list[Attempt]]:
@@ -155,7 +163,7 @@ def _timeline(job: Job, seq: int) -> tuple[list[JobEvent], list[Attempt]]:
         event(job.started_at, JobStatus.PENDING, JobStatus.RUNNING,
               f"dispatched to {job.host_id}", job.attempt, job.host_id)
     if job.status is JobStatus.PAUSED:
-        event(DEMO_NOW - timedelta(minutes=4), JobStatus.RUNNING, JobStatus.PAUSED,
+        event(DEMO_NOW - timedelta(minutes=PAUSED_MIN), JobStatus.RUNNING, JobStatus.PAUSED,
               "paused by request (SIGSTOP)", job.attempt, job.host_id)
     if job.status.is_final and job.finished_at is not None:
         reason = {"SUCCEEDED": "exit code 0", "FAILED": "exit code 1",

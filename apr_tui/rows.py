@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, NamedTuple
 
@@ -174,16 +174,36 @@ def outcome(job: Job) -> str:
     return ""
 
 
+def run_seconds(job: Job, now: datetime) -> float:
+    """The current attempt's running time as the scheduler's timeout counts it: paused
+    time excluded (``Job.run_sec`` + time since ``resumed_at``)."""
+    if job.resumed_at is None:
+        return job.run_sec
+    return job.run_sec + max(0.0, (now - job.resumed_at).total_seconds())
+
+
 def time_cell(job: Job, since: datetime | None) -> CellValue:
-    """Waiting jobs count up from when they (re)entered the queue; running ones from their
-    start; finished ones show how long they ran."""
+    """Waiting jobs count up from when they (re)entered the queue; running ones count their
+    running time; paused and finished ones show it, standing still (paused time is not
+    running time, as for the timeout)."""
     if job.status in (JobStatus.PENDING, JobStatus.HELD):
         return Since(since or job.submitted_at, "w ", "dim")
-    if job.status.is_active:
-        return Since(job.started_at or since or job.submitted_at, "r ")
-    if job.started_at and job.finished_at:
-        return Cell("r " + format_duration((job.finished_at - job.started_at).total_seconds()))
-    return Cell("-", "dim")
+    if job.status is JobStatus.RUNNING:
+        if job.resumed_at is not None:
+            return Since(job.resumed_at - timedelta(seconds=job.run_sec), "r ")
+        return Since(job.started_at or since or job.submitted_at, "r ")  # an older daemon
+    if job.started_at is None:
+        return Cell("-", "dim")
+    return Cell("r " + format_duration(_still_run_sec(job)))
+
+
+def _still_run_sec(job: Job) -> float:
+    """Running time of a paused or finished attempt (an older daemon sends no ``run_sec``:
+    then finish - start)."""
+    if job.run_sec or job.status is JobStatus.PAUSED or not (job.finished_at and
+                                                             job.started_at):
+        return job.run_sec
+    return (job.finished_at - job.started_at).total_seconds()
 
 
 def job_cells(job: Job, since: datetime | None = None,
@@ -217,9 +237,9 @@ def _time_key(job: Job, since: datetime | None) -> float:
     cell = time_cell(job, since)
     if isinstance(cell, Since):
         return -cell.start.timestamp()  # earlier start = longer duration
-    if job.started_at and job.finished_at:
-        return -(job.finished_at - job.started_at).total_seconds() - 1e12
-    return 1e13
+    if job.started_at is None:
+        return 1e13
+    return -_still_run_sec(job) - 1e12
 
 
 SORT_KEYS: dict[str, Callable[[Job, datetime | None], Any]] = {

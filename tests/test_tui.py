@@ -4,14 +4,17 @@ running real jobs (``sleep``), checked in the scheduler and in /proc, not only o
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from textual.widgets import DataTable
 
 from apr_sched import JobStatus, Scheduler
+from apr_sched.models import utcnow
 from apr_tui.app import make_app
 from apr_tui.backend import InProcessBackend
+from apr_tui.rows import format_duration
 from apr_tui.screens.batch import BatchScreen
 from apr_tui.screens.confirm import ConfirmScreen
 from apr_tui.screens.detail import JobDetailScreen
@@ -495,3 +498,38 @@ async def test_views_and_the_text_filter_compose_visibly_and_esc_clears_the_filt
         assert not app.main.filter_bar.has_class("-active") and app.main.filter_bar.value == ""
         await pilot.press("space", "escape")  # with marks, esc clears the marks first
         assert table.marked == set()
+
+
+async def test_paused_run_time_stands_still_and_matches_the_scheduler(
+        make_scheduler: Any, tmp_path: Path) -> None:
+    """The TUI's clock is moved on by hand (75 s while paused): the paused run time stands
+    still at the scheduler's ``run_sec``; running again, it is the scheduler's ``run_sec``
+    + time since ``resumed_at`` (paused time left out, as the timeout counts it)."""
+    scheduler = await start_scheduler(make_scheduler)
+    job_id, _ = await running_job(scheduler, tmp_path)
+    ahead = [timedelta(0)]
+
+    def clock() -> datetime:
+        return utcnow() + ahead[0]
+
+    async with open_tui(InProcessBackend(scheduler), clock=clock) as (app, pilot, _):
+        table = app.main.jobs
+        await select(app, pilot, job_id)
+        await pilot.press("p")
+        await wait_shown(app, job_id, "PAUSED")
+        paused = await scheduler.get_job(job_id)
+        assert paused.resumed_at is None and paused.run_sec > 0
+        shown = "r " + format_duration(paused.run_sec)
+        await wait_until(lambda: table.cell_text(job_id, "time") == shown, 5)
+        ahead[0] = timedelta(seconds=75)
+        app.main.tick(app.clock())
+        assert table.cell_text(job_id, "time") == shown  # not r 1m15s
+        await pilot.press("r")
+        await wait_shown(app, job_id, "RUNNING")
+        resumed = await scheduler.get_job(job_id)
+        assert resumed.resumed_at is not None and resumed.run_sec == paused.run_sec
+        ahead[0] = timedelta(seconds=150)
+        now = app.clock()
+        app.main.tick(now)
+        ran = resumed.run_sec + (now - resumed.resumed_at).total_seconds()
+        assert table.cell_text(job_id, "time") == "r " + format_duration(ran)

@@ -200,3 +200,43 @@ async def test_table_changes_only_rows_whose_cells_changed() -> None:
         assert "1500" not in table.keys and table.keys[0] == "1999"
         await pilot.press("end")
         assert table.cursor_key == table.keys[-1] == "1"
+
+
+def test_run_time_excludes_paused_time_as_the_timeout_does() -> None:
+    """Dispatched at 0 min, paused at 1, resumed at 3, stopped at 4: it ran 2 minutes.
+    Wall-clock since the start would say 4."""
+    book = JobBook()
+    book.replace_all([job("1")])
+    R, P, S = JobStatus.RUNNING, JobStatus.PAUSED, JobStatus.STOPPED  # noqa: N806
+    column = [c.key for c in JOB_COLUMNS].index("time")
+
+    def shown(at_minutes: float) -> str:
+        cell = job_cells(book.jobs["1"])[column]
+        now = T0 + timedelta(minutes=at_minutes)
+        return (cell.render(now) if isinstance(cell, Since) else cell).text
+
+    book.apply(event(1, "1", R, JobStatus.PENDING, host="h1", minutes=0))
+    assert shown(0.5) == "r 30s"
+    book.apply(event(2, "1", P, R, minutes=1))
+    assert shown(1) == shown(2.9) == "r 1m00s"  # stands still while paused
+    book.apply(event(3, "1", R, P, minutes=3))
+    assert shown(3.5) == "r 1m30s"
+    book.apply(event(4, "1", S, R, minutes=4))
+    assert shown(60) == "r 2m00s"
+    assert book.jobs["1"].run_sec == 120.0
+
+
+def test_run_time_cells_from_the_scheduler_fields() -> None:
+    column = [c.key for c in JOB_COLUMNS].index("time")
+    started = T0 + timedelta(minutes=1)
+    running = job("1", JobStatus.RUNNING, started_at=started, run_sec=59.0,
+                  resumed_at=T0 + timedelta(minutes=5))
+    cell = job_cells(running)[column]
+    assert isinstance(cell, Since)
+    assert cell.render(T0 + timedelta(minutes=6)).text == "r 1m59s"
+    paused = job("2", JobStatus.PAUSED, started_at=started, run_sec=59.0)
+    assert job_cells(paused)[column] == Cell("r 59s")
+    # an older daemon sends no run_sec: wall clock from the start, as before
+    old = job("3", JobStatus.SUCCEEDED, started_at=started,
+              finished_at=started + timedelta(seconds=75))
+    assert job_cells(old)[column] == Cell("r 1m15s")
