@@ -207,7 +207,7 @@ def test_run_time_excludes_paused_time_as_the_timeout_does() -> None:
     Wall-clock since the start would say 4."""
     book = JobBook()
     book.replace_all([job("1")])
-    R, P, S = JobStatus.RUNNING, JobStatus.PAUSED, JobStatus.STOPPED  # noqa: N806
+    R, P, S = JobStatus.RUNNING, JobStatus.PAUSED, JobStatus.STOPPED
     column = [c.key for c in JOB_COLUMNS].index("time")
 
     def shown(at_minutes: float) -> str:
