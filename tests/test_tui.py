@@ -533,3 +533,21 @@ async def test_paused_run_time_stands_still_and_matches_the_scheduler(
         app.main.tick(now)
         ran = resumed.run_sec + (now - resumed.resumed_at).total_seconds()
         assert table.cell_text(job_id, "time") == "r " + format_duration(ran)
+
+
+async def test_a_mouse_sort_on_a_header_is_named_in_the_title(make_scheduler: Any) -> None:
+    scheduler = await start_scheduler(make_scheduler)
+    for name in ("b-job", "a-job"):
+        await scheduler.submit({"command": "true", "name": name})
+    async with open_tui(InProcessBackend(scheduler)) as (app, pilot, _):
+        table = app.main.jobs
+        await wait_until(lambda: table.row_count == 2, 5)
+        await pilot.press("o")  # sort by id from the keyboard first
+        assert "sort id" in str(table.border_title)
+        name = (1 + 2 + 6 + 2, 1)  # header line: border, gutter, ID and a space, into NAME
+        await pilot.click(JobsTable, offset=name)
+        assert table.sort_column == "name"
+        assert "sort name" in str(table.border_title) and "sort id" not in str(
+            table.border_title)
+        await pilot.click(JobsTable, offset=name)
+        assert table.sort_reverse and "sort name desc" in str(table.border_title)

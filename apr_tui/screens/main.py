@@ -215,6 +215,9 @@ class MainScreen(Screen[None]):
         self._show_log(now=False)
         self._refresh_bindings_if_changed()
 
+    def on_jobs_table_sorted(self, event: JobsTable.Sorted) -> None:
+        self._update_title()
+
     def on_jobs_table_selected(self, event: JobsTable.Selected) -> None:
         self.action_detail()
 

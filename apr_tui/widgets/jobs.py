@@ -10,7 +10,7 @@ occupy are refreshed; a key press redraws two lines.
 Rows are tuples of ``Cell``/``Since`` (``apr_tui.rows``). ``Since`` cells are formatted at
 render time against ``now``, so a ticking clock repaints only what is visible.
 Messages up: ``Highlighted`` when the cursor lands on another job, ``Selected`` on a
-double click.
+double click, ``Sorted`` when the sort changed (the title names it).
 """
 
 from __future__ import annotations
@@ -86,6 +86,9 @@ class JobsTable(ScrollView, can_focus=True):
         def __init__(self, job_id: str | None) -> None:
             super().__init__()
             self.job_id = job_id
+
+    class Sorted(Message):
+        """The sort changed (a header was clicked, or ``sort_by`` was called)."""
 
     class Selected(Message):
         """A job was double-clicked."""
@@ -218,6 +221,7 @@ class JobsTable(ScrollView, can_focus=True):
         self._reorder = True
         self._strips.clear()
         self._settle(full=True)
+        self.post_message(self.Sorted())
 
     def toggle_mark(self, key: str) -> None:
         if key in self.marked:
