@@ -8,12 +8,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Footer
 
 from apr_sched import JobStatus, Scheduler
-from apr_sched.models import utcnow
+from apr_sched.models import Host, utcnow
 from apr_tui.app import make_app
 from apr_tui.backend import InProcessBackend
+from apr_tui.demo import StaticBackend, demo_clock, demo_hosts
 from apr_tui.rows import format_duration
 from apr_tui.screens.batch import BatchScreen
 from apr_tui.screens.confirm import ConfirmScreen
@@ -551,3 +552,63 @@ async def test_a_mouse_sort_on_a_header_is_named_in_the_title(make_scheduler: An
             table.border_title)
         await pilot.click(JobsTable, offset=name)
         assert table.sort_reverse and "sort name desc" in str(table.border_title)
+
+
+def seven_hosts() -> list[Host]:
+    """The demo's four hosts and three more; pnr-04 is OFFLINE with its reason."""
+    hosts = demo_hosts()
+    for index in range(5, 8):
+        extra = hosts[0].model_copy()
+        extra.host_id = f"pnr-{index:02d}"
+        hosts.append(extra)
+    hosts[3].state_reason = "missed heartbeats: last seen 95 s ago"  # not the demo's own
+    return hosts
+
+
+async def test_hosts_pane_fits_its_hosts_and_shows_why_one_is_offline() -> None:
+    for size in ((160, 48), (250, 60)):
+        backend = StaticBackend(hosts=seven_hosts())
+        async with open_tui(backend, size=size, clock=demo_clock) as (app, pilot, _):
+            pane = app.main.query_one(HostsPane)
+            await wait_until(lambda pane=pane: pane.row_count == 7, 5)
+            await pilot.pause()
+            assert pane.max_scroll_y == 0, f"a host hides behind the scrollbar at {size}"
+            assert str(pane.get_cell("pnr-04", "reason")) == \
+                "missed heartbeats: last seen 95 s ago"
+            assert "pnr-04 OFFLINE: missed heartbeats" in str(pane.border_subtitle)
+            assert "7 hosts" in str(pane.border_title) and "1 offline" in str(
+                pane.border_title)
+
+
+async def test_at_80x24_every_key_shows_and_jobs_and_log_get_the_room() -> None:
+    """The footer keeps every key (two lines when one is too narrow), the hosts pane
+    folds away (h brings it back; the summary still counts hosts and names trouble), at
+    least 9 job rows and 6 log lines fit, and a cut pending reason is shown whole in the
+    log pane."""
+    backend = StaticBackend(hosts=seven_hosts())
+    async with open_tui(backend, size=(80, 24), clock=demo_clock) as (app, pilot, _):
+        main = app.main
+        await wait_until(lambda: main.log_pane.lines, 5)
+        await pilot.pause()
+        footer = main.query_one(Footer)
+        shown = {key.key_display: key.description  # type: ignore[attr-defined]
+                 for key in footer.query("FooterKey")
+                 if key.region.width and footer.region.contains_region(key.region)}
+        for key, description in (("p", "Pause"), ("s", "Stop"), ("n", "New"),
+                                 ("b", "Batch"), ("q", "Quit"), ("?", "Help"),
+                                 ("h", "Hosts"), ("/", "Filter")):
+            assert shown.get(key) == description, (key, shown)
+        hosts = main.query_one(HostsPane)
+        assert not hosts.display
+        summary = str(main.summary.render())
+        assert "1 offline" in summary and "pnr-04" in summary
+        assert main.jobs.size.height - 1 >= 9, main.jobs.size
+        assert main.log_pane.view.size.height >= 6, main.log_pane.view.size
+        await select(app, pilot, "16")  # its reason does not fit the REASON column
+        reason = app.book.jobs["16"].pending_reason
+        assert reason is not None and len(reason) > main.jobs.column_width("reason")
+        await wait_until(lambda: " ".join(main.log_pane.lines).endswith(reason), 5)
+        await pilot.press("h")
+        assert hosts.display and hosts.size.height >= 2
+        await pilot.press("h")
+        assert not hosts.display

@@ -16,7 +16,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Input
+from textual.widgets import Input
 
 from apr_sched.errors import AprError
 from apr_sched.models import FINAL_STATUSES, Host, Job, JobStatus
@@ -27,10 +27,12 @@ from apr_tui.rows import (
     StatusFilter,
     id_order,
     job_cells,
+    outcome,
     sort_key,
 )
 from apr_tui.widgets.filter import FilterBar
-from apr_tui.widgets.hosts import HostsPane
+from apr_tui.widgets.footer import KeysFooter
+from apr_tui.widgets.hosts import HostsPane, hosts_trouble
 from apr_tui.widgets.jobs import JobsTable, Row
 from apr_tui.widgets.log import LogPane
 from apr_tui.widgets.summary import SummaryData, SummaryHeader
@@ -60,7 +62,7 @@ class MainScreen(Screen[None]):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]  # noqa: RUF012
     VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]  # noqa: RUF012
     BINDINGS: ClassVar[list[BindingType]] = [
-        # footer order = importance: on 80 columns the last ones (n, b) fall off the end
+        # footer order = importance; narrow terminals show it on two lines (app.tcss)
         Binding("p", "control('pause')", "Pause", tooltip="Pause: hold a pending job, "
                 "SIGSTOP a running one"),
         Binding("r", "control('resume')", "Resume", tooltip="Resume a held or paused job"),
@@ -75,6 +77,8 @@ class MainScreen(Screen[None]):
         Binding("slash", "filter", "Filter", tooltip="Filter jobs by text"),
         Binding("n", "new_job", "New", tooltip="Submit a new job"),
         Binding("b", "batch", "Batch", tooltip="Submit a batch of jobs from a JSON file"),
+        Binding("h", "toggle_hosts", "Hosts", tooltip="Show or hide the hosts pane (hidden "
+                "at first on short terminals)"),
         Binding("1", "view('all')", "View all jobs", show=False),
         Binding("2", "view('pending')", "View pending and held jobs", show=False),
         Binding("3", "view('running')", "View running and paused jobs", show=False),
@@ -111,10 +115,11 @@ class MainScreen(Screen[None]):
         yield self.jobs
         yield self.log_pane
         yield self.filter_bar
-        yield Footer(show_command_palette=False, compact=True)
+        yield KeysFooter(show_command_palette=False, compact=True)
 
     def on_mount(self) -> None:
         self.hosts.border_title = "hosts"
+        self.hosts.border_subtitle = ""
         self.set_focus(self.jobs)
         self._update_title()
         self.update_summary()
@@ -175,6 +180,7 @@ class MainScreen(Screen[None]):
             counts=dict(tui.book.counts),
             metrics=tui.metrics,
             connection=tui.connection,
+            host_trouble=hosts_trouble(tui.hosts),
         )
 
     def tick(self, now: datetime) -> None:
@@ -235,9 +241,22 @@ class MainScreen(Screen[None]):
         job = self.cursor_job()
         if job is None:
             self.log_pane.show(None, 0, False)
+        elif job.status in (JobStatus.PENDING, JobStatus.HELD) and job.attempt == 1:
+            # no log yet: the pane says in full why it waits (the REASON cell may be cut)
+            self.log_pane.show_note(job.job_id, f"{job.status.value}: "
+                                    f"{job.pending_reason or 'waiting for dispatch'}")
         else:
             live = not job.status.is_final and job.status is not JobStatus.HELD
             self.log_pane.show(job.job_id, job.attempt, live)
+        self.log_pane.border_subtitle = self._state_line(job)
+
+    def _state_line(self, job: Job | None) -> str:
+        """The cursor job's state and why, uncut by column widths (the log's lower border)."""
+        if job is None:
+            return ""
+        reason = job.pending_reason if job.status in (JobStatus.PENDING, JobStatus.HELD) \
+            else self.tui.book.notes.get(job.job_id) or outcome(job)
+        return f"job {job.job_id} {job.status.value}" + (f": {reason}" if reason else "")
 
     # keys that apply ---------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -390,6 +409,11 @@ class MainScreen(Screen[None]):
         job = self.cursor_job()
         if job is not None:
             self.app.push_screen(JobDetailScreen(job.job_id))
+
+    def action_toggle_hosts(self) -> None:
+        shown = self.hosts.display
+        self.set_class(not shown, "-show-hosts")
+        self.set_class(shown, "-hide-hosts")
 
     def action_follow(self) -> None:
         pane = self.log_pane

@@ -1,4 +1,8 @@
-"""The hosts pane: one keyed row per host, cells updated in place when they change."""
+"""The hosts pane: one keyed row per host, cells updated in place when they change.
+
+Why a host is not ONLINE (bad host key, unreachable, missed heartbeats) is its REASON
+cell, and the pane's bottom border names it too, so it shows even where the table is cut.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ HOST_STATE_STYLE: dict[HostState, str] = {
 HOST_COLUMNS = (
     ("host", "HOST"), ("state", "STATE"), ("slots", "SLOTS"), ("cpu", "CPU"),
     ("memory", "MEM GB"), ("load", "LOAD"), ("jobs", "JOBS"), ("labels", "LABELS"),
+    ("reason", "REASON"),
 )
 BAR_WIDTH = 8
 
@@ -55,7 +60,37 @@ def host_cells(host: Host) -> tuple[Text | str, ...]:
         load,
         str(host.running_jobs),
         labels or "-",
+        host_reason(host),
     )
+
+
+def host_reason(host: Host) -> str:
+    """Why the host is in its state; nothing for an ONLINE host."""
+    return "" if host.state is HostState.ONLINE else host.state_reason or ""
+
+
+def hosts_title(hosts: Sequence[Host]) -> str:
+    """``hosts · 7 hosts · 6 online · 1 offline``."""
+    parts = ["hosts", f"{len(hosts)} host{'' if len(hosts) == 1 else 's'}"]
+    counts = {state: count for state in HostState
+              if (count := sum(1 for host in hosts if host.state is state))}
+    if set(counts) != {HostState.ONLINE}:  # all online needs no saying
+        parts += [f"{count} {state.value.lower()}" for state, count in counts.items()]
+    return " · ".join(parts)
+
+
+def hosts_trouble(hosts: Sequence[Host]) -> str:
+    """``pnr-04 OFFLINE: missed heartbeats (+1 more)``: the first host that is not ONLINE."""
+    troubled = [host for host in hosts if host.state is not HostState.ONLINE]
+    if not troubled:
+        return ""
+    first = troubled[0]
+    text = f"{first.host_id} {first.state.value}"
+    if reason := host_reason(first):
+        text += f": {reason}"
+    if len(troubled) > 1:
+        text += f" (+{len(troubled) - 1} more)"
+    return text
 
 
 class HostsPane(DataTable[Text | str]):
@@ -85,3 +120,5 @@ class HostsPane(DataTable[Text | str]):
         for host_id in set(self._cells) - seen:
             self.remove_row(host_id)
             del self._cells[host_id]
+        self.border_title = hosts_title(hosts)
+        self.border_subtitle = hosts_trouble(hosts)

@@ -154,6 +154,10 @@ class JobsTable(ScrollView, can_focus=True):
         cell = self._rows[key][self._column_index[column]]
         return (cell.render(self.now) if isinstance(cell, Since) else cell).text
 
+    def column_width(self, column: str) -> int:
+        """Cells the column has at the current width (0: hidden)."""
+        return self._widths[self._column_index[column]]
+
     def visible_keys(self) -> list[str]:
         top = int(self.scroll_offset.y)
         return self._order[top: top + max(0, self.size.height - 1)]

@@ -7,6 +7,8 @@ Earlier attempts are one key away (``[`` and ``]``).
 
 from __future__ import annotations
 
+import textwrap
+
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -38,6 +40,8 @@ class LogPane(Vertical):
         self._generation = 0
         self._drained = False
         self._loading = False
+        self.note: str | None = None
+        """Shown instead of a log, wrapped to the pane (a waiting job has none yet)."""
         self.view = Log(max_lines=MAX_LINES, auto_scroll=True, id="log-lines")
 
     def compose(self) -> ComposeResult:
@@ -55,6 +59,9 @@ class LogPane(Vertical):
              attempt: int | None = None) -> None:
         """Show ``attempt`` (default: the latest) of ``job_id``; reload only when that
         changes. ``live`` says whether the attempt may still grow."""
+        if self.note is not None:
+            self.note = None
+            self.job_id = None  # a log is wanted now: load it
         self.live = live
         wanted = attempt or latest_attempt
         following_latest = self.attempt == self.latest_attempt
@@ -74,6 +81,21 @@ class LogPane(Vertical):
         self._update_title()
         if job_id is not None:
             self._load(self._generation, job_id, wanted)
+
+    def show_note(self, job_id: str, note: str) -> None:
+        """Show ``note`` for ``job_id`` instead of a log (it has none yet); nothing is read."""
+        if (job_id, note) == (self.job_id, self.note):
+            return
+        self.job_id, self.note, self.attempt, self.latest_attempt = job_id, note, 0, 0
+        self.live = False
+        self._generation += 1
+        self._write_note()
+        self._update_title()
+
+    def _write_note(self) -> None:
+        self.view.clear()
+        width = max(20, self.view.scrollable_content_region.width - 1)
+        self.view.write_lines(textwrap.wrap(self.note or "", width) or [""])
 
     def step_attempt(self, delta: int) -> bool:
         """Show the previous (-1) or next (+1) attempt; False when there is none."""
@@ -97,6 +119,9 @@ class LogPane(Vertical):
     def _update_title(self) -> None:
         if self.job_id is None:
             self.border_title = "log"
+            return
+        if self.note is not None:
+            self.border_title = f"log · job {self.job_id} · no log yet"
             return
         title = f"log · job {self.job_id} · attempt {self.attempt}"
         if self.latest_attempt > 1:
@@ -122,7 +147,8 @@ class LogPane(Vertical):
         self._write(tail.lines)
 
     def _poll(self) -> None:
-        if self.job_id is None or self._loading or (self._drained and not self.live):
+        if self.job_id is None or self.note is not None or self._loading \
+                or (self._drained and not self.live):
             return
         self._read_more(self._generation, self.job_id, self.attempt, self._offset)
 
@@ -149,7 +175,9 @@ class LogPane(Vertical):
                 self._to_end()
 
     def on_resize(self) -> None:
-        if self.follow:
+        if self.note is not None:
+            self.call_after_refresh(self._write_note)
+        elif self.follow:
             self.call_after_refresh(self._to_end)
 
     def _to_end(self) -> None:

@@ -25,6 +25,8 @@ class SummaryData:
     metrics: MetricsSummary | None = None
     connection: str = ""
     """Empty when all is well; else what is wrong (``disconnected: retrying``)."""
+    host_trouble: str = ""
+    """The first host that is not ONLINE and why (``pnr-04 OFFLINE: missed heartbeats``)."""
 
 
 def _gb(value: float) -> str:
@@ -32,18 +34,20 @@ def _gb(value: float) -> str:
 
 
 def summary_text(data: SummaryData) -> Text:
+    """Three lines: where and how (the clock before the location, which may be long),
+    jobs per state, hosts (and the first in trouble) then capacity."""
     line = Text()
     line.append("apr_sched ", style="bold")
     line.append(f"{data.mode}  ", style="bold cyan")
+    if data.connection:
+        line.append(f"{data.connection}  ", style="bold red")
+    if data.metrics is not None and data.metrics.degraded_reason:
+        line.append(f"DEGRADED: {data.metrics.degraded_reason}  ", style="bold red")
+    if data.now is not None:
+        line.append(f"{data.now:%Y-%m-%d %H:%M:%S} UTC  ", style="dim")
     line.append(data.where, style="dim")
     if data.http_url:
         line.append(f"  serving {data.http_url}", style="dim")
-    if data.connection:
-        line.append(f"  {data.connection}", style="bold red")
-    if data.metrics is not None and data.metrics.degraded_reason:
-        line.append(f"  DEGRADED: {data.metrics.degraded_reason}", style="bold red")
-    if data.now is not None:
-        line.append(f"  {data.now:%Y-%m-%d %H:%M:%S} UTC", style="dim")
     line.append("\n")
     shown = [s for s in JobStatus if data.counts.get(s, 0)]
     if not shown:
@@ -54,15 +58,17 @@ def summary_text(data: SummaryData) -> Text:
     metrics = data.metrics
     if metrics is not None:
         line.append("\n")
-        line.append(f"slots {metrics.slots.used:g}/{metrics.slots.total:g}  "
-                    f"cpu {metrics.cpu.used:g}/{metrics.cpu.total:g}  "
-                    f"mem {_gb(metrics.memory_gb.used)}/{_gb(metrics.memory_gb.total)} GB")
-        line.append("  hosts ")
+        line.append("hosts ")
         line.append(f"{metrics.hosts_online} online", style="green")
         line.append(" ")
         line.append(f"{metrics.hosts_offline} offline",
                     style="bold red" if metrics.hosts_offline else "dim")
-        line.append(f"  {metrics.finished_last_hour} finished (1h)")
+        if data.host_trouble:  # first: on a narrow screen the figures after it are cut
+            line.append(f" ({data.host_trouble})", style="red")
+        line.append(f"  slots {metrics.slots.used:g}/{metrics.slots.total:g}  "
+                    f"cpu {metrics.cpu.used:g}/{metrics.cpu.total:g}  "
+                    f"mem {_gb(metrics.memory_gb.used)}/{_gb(metrics.memory_gb.total)} GB"
+                    f"  {metrics.finished_last_hour} finished (1h)")
     return line
 
 
@@ -80,4 +86,6 @@ class SummaryHeader(Widget):
     data: reactive[SummaryData] = reactive(SummaryData, layout=False)
 
     def render(self) -> Text:
-        return summary_text(self.data)
+        text = summary_text(self.data)
+        text.no_wrap, text.overflow = True, "ellipsis"  # a line too long is cut, not wrapped
+        return text
