@@ -58,7 +58,7 @@ JOB_COLUMNS: tuple[ColumnSpec, ...] = (
     ColumnSpec("project", "PROJECT", 9, drop=2),
     ColumnSpec("owner", "OWNER", 9, drop=1),
     ColumnSpec("priority", "PRI", 4, "right", drop=3),
-    ColumnSpec("status", "STATUS", 9),
+    ColumnSpec("status", "STATUS", 11),
     ColumnSpec("host", "HOST", 9, drop=5),
     ColumnSpec("attempt", "ATT", 3, "right", drop=4),
     ColumnSpec("time", "WAIT/RAN", 9, "right", drop=6),
@@ -66,16 +66,50 @@ JOB_COLUMNS: tuple[ColumnSpec, ...] = (
 )
 COLUMN_KEYS = tuple(c.key for c in JOB_COLUMNS)
 
-STATUS_STYLE: dict[JobStatus, str] = {
-    JobStatus.PENDING: "cyan",
-    JobStatus.HELD: "magenta",
-    JobStatus.RUNNING: "bold green",
-    JobStatus.PAUSED: "bold yellow",
-    JobStatus.SUCCEEDED: "green",
-    JobStatus.FAILED: "bold red",
-    JobStatus.TIMEOUT: "red",
-    JobStatus.STOPPED: "dark_orange",
+@dataclass(frozen=True, slots=True)
+class StatusLook:
+    """How a state is drawn: a symbol (so it reads without colour, beside its name) and a
+    colour for dark and one for light themes (WCAG contrast >= 3 on both; checked by
+    tests/test_tui_units.py)."""
+
+    symbol: str
+    dark: str
+    light: str
+    bold: bool = False
+
+
+STATUS_LOOK: dict[JobStatus, StatusLook] = {
+    JobStatus.PENDING: StatusLook("◦", "#5fb3f0", "#1f5fa8"),  # blue: waiting
+    JobStatus.HELD: StatusLook("⊘", "#c49bf2", "#7b3fb8"),  # violet: held back
+    JobStatus.RUNNING: StatusLook("►", "#5ad16a", "#1e7a2e", bold=True),  # green
+    JobStatus.PAUSED: StatusLook("‖", "#f0b429", "#8a5a00", bold=True),  # amber
+    JobStatus.SUCCEEDED: StatusLook("✓", "#4fd1c5", "#0e6e6a"),  # teal: done, fine
+    JobStatus.FAILED: StatusLook("✗", "#ff6b6b", "#b3261e", bold=True),  # red
+    JobStatus.TIMEOUT: StatusLook("!", "#ff79c6", "#a3246a", bold=True),  # magenta
+    JobStatus.STOPPED: StatusLook("■", "#a8a8a8", "#5c5c5c"),  # grey: ended by request
 }
+STATUS_STYLE_PREFIX = "status:"
+"""A cell style ``status:RUNNING`` is resolved when drawn, for the theme of the moment."""
+
+
+def status_style(status: JobStatus, *, dark: bool = True) -> str:
+    """The Rich style of ``status`` on a dark (or light) theme."""
+    look = STATUS_LOOK[status]
+    return f"{'bold ' if look.bold else ''}{look.dark if dark else look.light}"
+
+
+def status_label(status: JobStatus) -> str:
+    """``✓ SUCCEEDED``: symbol and name."""
+    return f"{STATUS_LOOK[status].symbol} {status.value}"
+
+
+def resolve_style(spec: str, *, dark: bool) -> str:
+    """A cell's style for drawing: ``status:...`` becomes that state's colour."""
+    if spec.startswith(STATUS_STYLE_PREFIX):
+        return status_style(JobStatus(spec[len(STATUS_STYLE_PREFIX):]), dark=dark)
+    return spec
+
+
 STATUS_ORDER = {status: index for index, status in enumerate(JobStatus)}
 
 
@@ -220,7 +254,7 @@ def job_cells(job: Job, since: datetime | None = None,
         Cell(job.project),
         Cell(job.owner),
         Cell(str(job.priority)),
-        Cell(job.status.value, STATUS_STYLE[job.status]),
+        Cell(status_label(job.status), STATUS_STYLE_PREFIX + job.status.value),
         Cell(job.host_id or "-", "" if job.host_id else "dim"),
         Cell(str(job.attempt)),
         time_cell(job, since),

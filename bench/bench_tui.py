@@ -39,7 +39,7 @@ from textual.widgets import DataTable
 from apr_sched import HostSpec, JobStatus, Scheduler
 from apr_tui.app import AprTui, make_app
 from apr_tui.backend import InProcessBackend
-from apr_tui.rows import JOB_COLUMNS
+from apr_tui.rows import JOB_COLUMNS, status_label
 
 BENCH = "tui"
 SIZE = (160, 48)
@@ -146,7 +146,8 @@ async def measure_ours(scheduler: Scheduler, ids: list[str], keys: int) -> None:
         for job_id in changed:
             await scheduler.pause(job_id)
         t1 = time.perf_counter()
-        await wait_for(lambda: all(table.cell_text(k, "status") == JobStatus.HELD.value
+        held = status_label(JobStatus.HELD)
+        await wait_for(lambda: all(table.cell_text(k, "status") == held
                                    for k in changed))
         t2 = await painted.until(lambda seen: True, time.perf_counter())
         emit(BENCH, "ours/apply_1000_s", t2 - t0, ui_lag_s=t2 - t1, scheduler_s=t1 - t0)

@@ -1,5 +1,6 @@
-"""Snapshot tests of the main screen, job detail, the new-job form with errors, and help,
-at 80x24 and 160x48, on frozen demo data with a frozen clock (``apr_tui.demo``).
+"""Snapshot tests of the main screen (80x24, 160x48 and 250x60), job detail, the new-job
+form with errors, and help (80x24, 160x48), on frozen demo data with a frozen clock
+(``apr_tui.demo``).
 
 Plain ``def`` tests (pytest-textual-snapshot runs the app itself). After an intended change
 of the look, review the report, then ``pytest tests/test_tui_snapshots.py --snapshot-update``.
@@ -19,6 +20,7 @@ from apr_tui.screens.detail import JobDetailScreen
 from tests.conftest import wait_until
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((160, 48), id="160x48")]
+MAIN_SIZES = [*SIZES, pytest.param((250, 60), id="250x60")]
 
 
 def demo_app() -> AprTui:
@@ -33,7 +35,7 @@ async def loaded(pilot: Pilot[Any]) -> None:
     await pilot.pause()
 
 
-@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("size", MAIN_SIZES)
 def test_main_screen(snap_compare: Any, size: tuple[int, int]) -> None:
     assert snap_compare(demo_app(), terminal_size=size, run_before=loaded)
 

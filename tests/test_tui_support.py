@@ -64,9 +64,10 @@ def press_to_exit(app: AprTui, key: str) -> None:
 
 
 def status_of(app: AprTui, job_id: str) -> str | None:
-    """The status the jobs table shows for a job (None when the row is not shown)."""
+    """The status the jobs table shows for a job, without its symbol (None when the row is
+    not shown)."""
     table = app.main.jobs
-    return table.cell_text(job_id, "status") if table.has_row(job_id) else None
+    return table.cell_text(job_id, "status").split()[-1] if table.has_row(job_id) else None
 
 
 async def wait_shown(app: AprTui, job_id: str, status: JobStatus | str,

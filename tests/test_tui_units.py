@@ -8,7 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.cells import cell_len
+from rich.style import Style
 from textual.app import App, ComposeResult
+from textual.color import Color
 
 from apr_sched.models import Job, JobEvent, JobStatus
 from apr_tui.book import JobBook
@@ -23,6 +26,8 @@ from apr_tui.rows import (
     job_cells,
     layout_widths,
     sort_key,
+    status_label,
+    status_style,
 )
 from apr_tui.widgets.jobs import JobsTable
 
@@ -60,7 +65,7 @@ def test_columns_fit_80_and_use_160() -> None:
 def test_cells_show_waiting_running_and_finished_jobs() -> None:
     waiting = job("1", pending_reason="no host has label tool=x")
     cells = job_cells(waiting)
-    assert cells[5] == Cell("PENDING", "cyan")
+    assert cells[5] == Cell("◦ PENDING", "status:PENDING")
     assert cells[-1].text == "no host has label tool=x"  # type: ignore[union-attr]
     assert isinstance(cells[8], Since) and cells[8].render(T0 + timedelta(seconds=90)).text \
         == "w 1m30s"
@@ -191,7 +196,7 @@ async def test_table_changes_only_rows_whose_cells_changed() -> None:
         jobs["6"] = job("6", JobStatus.HELD, name="job00006")
         table.upsert_rows([(k, job_cells(jobs[k])) for k in ("5", "6")])
         assert (table.row_version("5"), table.row_version("6")) == (0, 1)
-        assert table.cell_text("6", "status") == "HELD"
+        assert table.cell_text("6", "status") == "⊘ HELD"
         table.move_cursor_to_key("1500")
         table.sort_by("name", reverse=True)  # the cursor stays on its job
         assert table.cursor_key == "1500" and table.keys[0] == "2000"
@@ -240,3 +245,43 @@ def test_run_time_cells_from_the_scheduler_fields() -> None:
     old = job("3", JobStatus.SUCCEEDED, started_at=started,
               finished_at=started + timedelta(seconds=75))
     assert job_cells(old)[column] == Cell("r 1m15s")
+
+
+def _luminance(color: Color) -> float:
+    def channel(value: int) -> float:
+        v = value / 255
+        return v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4
+
+    return 0.2126 * channel(color.r) + 0.7152 * channel(color.g) + 0.0722 * channel(color.b)
+
+
+def _contrast(a: Color, b: Color) -> float:
+    high, low = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+async def test_each_state_has_its_own_colour_and_symbol_readable_on_dark_and_light() -> None:
+    """Eight states, eight colours per theme (not one red for HELD, FAILED and TIMEOUT),
+    each with a symbol and its name, so it reads without colour; WCAG contrast >= 3 on
+    the backgrounds a state is drawn on (table surface, header panel, screen) of Textual's
+    dark and light themes."""
+    symbols = {status_label(s).split()[0] for s in JobStatus}
+    assert len(symbols) == len(JobStatus)
+    for status in JobStatus:
+        label = status_label(status)
+        assert label.endswith(status.value) and cell_len(label) == len(status.value) + 2
+    app: App[None] = App()
+    async with app.run_test() as pilot:
+        for theme, dark in (("textual-dark", True), ("textual-light", False)):
+            app.theme = theme
+            await pilot.pause()
+            assert app.current_theme.dark is dark
+            variables = app.get_css_variables()
+            colours = {s: Style.parse(status_style(s, dark=dark)).color for s in JobStatus}
+            assert len({c.triplet for c in colours.values() if c}) == len(JobStatus), theme
+            for background in ("surface", "panel", "background"):
+                behind = Color.parse(variables[background])
+                for status, colour in colours.items():
+                    assert colour is not None and colour.triplet is not None
+                    ours = Color(*colour.triplet)
+                    assert _contrast(ours, behind) >= 3.0, (theme, background, status)

@@ -18,8 +18,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from apr_sched.errors import AprError
-from apr_sched.models import Job
-from apr_tui.rows import STATUS_STYLE, display_name, format_duration
+from apr_sched.models import Job, JobStatus
+from apr_tui.rows import display_name, format_duration, status_label, status_style
 
 if TYPE_CHECKING:
     from apr_tui.app import AprTui
@@ -103,10 +103,14 @@ class JobDetailScreen(Screen[None]):
         self.job = job
         self._render_job(job)
 
+    def _state(self, status: JobStatus) -> Text:
+        return Text(status_label(status), style=status_style(
+            status, dark=self.app.current_theme.dark))
+
     def _render_job(self, job: Job) -> None:
         title = Text(f"job {job.job_id}  ", style="bold")
         title.append(display_name(job) + "  ")
-        title.append(job.status.value, style=STATUS_STYLE[job.status])
+        title.append(self._state(job.status))
         if job.host_id:
             title.append(f" on {job.host_id}")
         title.append(f"  attempt {job.attempt}")
@@ -122,7 +126,7 @@ class JobDetailScreen(Screen[None]):
             if attempt.signal:
                 exit_text += f" {attempt.signal}"
             attempts.add_row(str(attempt.attempt), attempt.host_id or "-",
-                             Text(attempt.status.value, style=STATUS_STYLE[attempt.status]),
+                             self._state(attempt.status),
                              _time(attempt.started_at), _time(attempt.finished_at), ran,
                              exit_text, attempt.reason or "")
         events = self.query_one("#detail-events", DataTable)
@@ -130,5 +134,5 @@ class JobDetailScreen(Screen[None]):
         for event in job.events:
             events.add_row(str(event.seq), _time(event.time), str(event.attempt),
                            event.from_status.value if event.from_status else "-",
-                           Text(event.to_status.value, style=STATUS_STYLE[event.to_status]),
+                           self._state(event.to_status),
                            event.host_id or "-", event.reason)

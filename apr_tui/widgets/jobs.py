@@ -30,7 +30,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from apr_tui.rows import Cell, CellValue, ColumnSpec, Since, layout_widths
+from apr_tui.rows import Cell, CellValue, ColumnSpec, Since, layout_widths, resolve_style
 
 Row = tuple[CellValue, ...]
 SortKey = Callable[[str, str], Any]
@@ -346,8 +346,18 @@ class JobsTable(ScrollView, can_focus=True):
     def _style(self, spec: str) -> Style:
         style = self._styles.get(spec)
         if style is None:
-            style = self._styles[spec] = Style.parse(spec) if spec else Style()
+            resolved = resolve_style(spec, dark=self.app.current_theme.dark)
+            style = self._styles[spec] = Style.parse(resolved) if resolved else Style()
         return style
+
+    def on_mount(self) -> None:
+        self.app.theme_changed_signal.subscribe(self, self._theme_changed)
+
+    def _theme_changed(self, _theme: object) -> None:
+        """State colours differ between dark and light themes: draw every row again."""
+        self._styles.clear()
+        self._strips.clear()
+        self.refresh()
 
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset

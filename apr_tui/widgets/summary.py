@@ -10,7 +10,7 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 from apr_sched.models import JobStatus, MetricsSummary
-from apr_tui.rows import STATUS_STYLE
+from apr_tui.rows import status_style
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +33,7 @@ def _gb(value: float) -> str:
     return f"{value:,.0f}" if value >= 10 else f"{value:g}"
 
 
-def summary_text(data: SummaryData) -> Text:
+def summary_text(data: SummaryData, *, dark: bool = True) -> Text:
     """Three lines: where and how (the clock before the location, which may be long),
     jobs per state, hosts (and the first in trouble) then capacity."""
     line = Text()
@@ -53,7 +53,7 @@ def summary_text(data: SummaryData) -> Text:
     if not shown:
         line.append("no jobs", style="dim")
     for index, status in enumerate(shown):
-        line.append(f"{data.counts[status]:,} ", style=STATUS_STYLE[status])
+        line.append(f"{data.counts[status]:,} ", style=status_style(status, dark=dark))
         line.append(status.value.lower() + (" " if index < len(shown) - 1 else ""))
     metrics = data.metrics
     if metrics is not None:
@@ -86,6 +86,6 @@ class SummaryHeader(Widget):
     data: reactive[SummaryData] = reactive(SummaryData, layout=False)
 
     def render(self) -> Text:
-        text = summary_text(self.data)
+        text = summary_text(self.data, dark=self.app.current_theme.dark)
         text.no_wrap, text.overflow = True, "ellipsis"  # a line too long is cut, not wrapped
         return text
