@@ -106,9 +106,11 @@ def test_followed_log_keeps_following_after_a_resize(daemon: Daemon) -> None:
         with open_terminal(daemon, 160, 48) as terminal:
             terminal.wait_for(lambda screen: ticks(screen) >= 20, message="tick 20")
             terminal.resize(80, 24)
-            screen = terminal.wait_for(lambda _: terminal.size() == (80, 24), message="80x24")
-            after = ticks(terminal.wait_for(lambda screen: ticks(screen) > 0,
-                                            message="ticks at 80x24"))
+            terminal.wait_for(lambda _: terminal.size() == (80, 24), message="80x24")
+            screen = terminal.wait_for(lambda screen: ticks(screen) > 0 and "b Batch" in screen,
+                                       message="ticks and the footer at 80x24")
+            assert "n New" in screen and "q Quit" in screen  # every key still on screen
+            after = ticks(screen)
             # following: new lines keep showing, without pressing f
             terminal.wait_for(lambda screen: ticks(screen) >= after + 20, timeout=20,
                               message=f"tick {after + 20} (the pane froze at {after})")
