@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 from typing import Any
 
-from textual import events
+from textual import events, messages
 from textual.app import App
 from textual.dom import DOMNode
 from textual.keys import _character_to_key
@@ -35,8 +35,24 @@ SETTLE_ROUNDS = 4
 """Settling may move the focus (a dialog closed, a field focused): look again this often."""
 
 
+PAINTING = (messages.Update, messages.Layout, messages.UpdateScroll, messages.Prompt)
+"""Queued to a screen for the next repaint: they move no focus, so keys need not wait."""
+
+
+def idle(node: MessagePump) -> bool:
+    """True when nothing but repaint requests is queued to ``node``: then a key costs no
+    round trip through it. (A handler of its own cannot be running: the app runs now.)"""
+    queue = getattr(node, "_message_queue", None)
+    values = getattr(queue, "values", None)  # Textual's own queue: a deque
+    if values is None:
+        return node.message_queue_size == 0
+    return all(isinstance(message, PAINTING) for message in values)
+
+
 async def processed(node: MessagePump, timeout: float = SETTLE_TIMEOUT_SEC) -> None:
     """Return once ``node`` has handled every message queued to it before this call."""
+    if idle(node):
+        return
     done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def mark() -> None:
