@@ -8,12 +8,14 @@ formats against its clock at render time, so ticking clocks never rewrite rows).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, NamedTuple
 
 from apr_sched.models import FINAL_STATUSES, Job, JobStatus
+from apr_tui.query import Term, parse_query
+from apr_tui.query import matches as query_matches
 
 
 class Cell(NamedTuple):
@@ -240,6 +242,13 @@ def _still_run_sec(job: Job) -> float:
     return (job.finished_at - job.started_at).total_seconds()
 
 
+def reason_text(job: Job, note: str | None = None) -> str:
+    """What the REASON column says: why a job waits, else its latest event or outcome."""
+    if job.status in (JobStatus.PENDING, JobStatus.HELD):
+        return job.pending_reason or ""
+    return note or outcome(job)
+
+
 def job_cells(job: Job, since: datetime | None = None,
               note: str | None = None) -> tuple[CellValue, ...]:
     """The row for ``job`` in ``JOB_COLUMNS`` order. ``note`` is the reason of its latest
@@ -298,22 +307,23 @@ def sort_key(column: str, job: Job, since: datetime | None = None) -> tuple[Any,
 
 @dataclass(frozen=True, slots=True)
 class JobFilter:
-    """Which jobs the table shows: a status view and a case-insensitive text filter over
-    id, name, project, design, owner and host."""
+    """Which jobs the table shows: a status view (keys 1-5) and the ``/`` filter text
+    (``apr_tui.query``: ``status:FAILED owner:alice !blk007 route``). Building one from
+    text that cannot be read raises ``QueryError``."""
 
     status: StatusFilter = StatusFilter.ALL
     text: str = ""
+    terms: tuple[Term, ...] = field(init=False, repr=False, compare=False, default=())
 
-    def matches(self, job: Job) -> bool:
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "terms", parse_query(self.text.strip()))
+
+    def matches(self, job: Job, note: str | None = None) -> bool:
+        """``note``: the reason of the job's latest event, as its REASON cell shows it."""
         statuses = self.status.statuses
         if statuses is not None and job.status not in statuses:
             return False
-        needle = self.text.strip().lower()
-        if not needle:
-            return True
-        haystack = (job.job_id, job.name or "", job.project, job.design, job.owner,
-                    job.host_id or "")
-        return any(needle in field.lower() for field in haystack)
+        return not self.terms or query_matches(self.terms, job, reason_text(job, note))
 
     def describe(self) -> str:
         """For the jobs title: ``view running · filter /route (esc clears)``; empty when

@@ -612,3 +612,32 @@ async def test_at_80x24_every_key_shows_and_jobs_and_log_get_the_room() -> None:
         assert hosts.display and hosts.size.height >= 2
         await pilot.press("h")
         assert not hosts.display
+
+
+async def test_filter_fields_negation_errors_and_a_filter_that_matches_nothing() -> None:
+    async with open_tui(StaticBackend(), clock=demo_clock) as (app, pilot, _):
+        main, table = app.main, app.main.jobs
+        await wait_until(lambda: table.row_count == 16, 5)
+
+        async def filter_by(text: str, bad: bool = False) -> None:
+            main.filter_bar.value = text
+            await wait_until(lambda: bool(main.filter_error) if bad
+                             else main.job_filter.text == text and not main.filter_error, 3)
+            await pilot.pause()
+
+        await pilot.press("slash")
+        await filter_by("status:fail,time owner:mei")
+        assert table.keys == ["7"]
+        await filter_by("owner:arjun !status:pending")
+        assert table.keys == ["3", "11", "12", "15"]
+        await filter_by("stat:FAILED", bad=True)  # a typo: says so, and keeps the last good filter
+        assert table.keys == ["3", "11", "12", "15"]
+        assert "filter error: no filter field 'stat'" in str(table.border_title)
+        assert main.filter_bar.has_class("-invalid")
+        await filter_by("nosuchthing")
+        assert table.row_count == 0 and "filter error" not in str(table.border_title)
+        assert table.empty_message == "no job matches /nosuchthing (esc clears the filter)"
+        rendered = "".join(segment.text for segment in table.render_line(1))
+        assert "no job matches /nosuchthing" in rendered
+        await pilot.press("escape")
+        assert table.row_count == 16

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from textual.color import Color
 from apr_sched.models import Job, JobEvent, JobStatus
 from apr_tui.book import JobBook
 from apr_tui.forms import load_batch_file, parse_form, parse_pairs
+from apr_tui.query import QueryError
 from apr_tui.rows import (
     JOB_COLUMNS,
     Cell,
@@ -285,3 +287,41 @@ async def test_each_state_has_its_own_colour_and_symbol_readable_on_dark_and_lig
                     assert colour is not None and colour.triplet is not None
                     ours = Color(*colour.triplet)
                     assert _contrast(ours, behind) >= 3.0, (theme, background, status)
+
+
+def test_filter_language_fields_free_text_and_negation() -> None:
+    jobs = {
+        "1": job("1", JobStatus.FAILED, name="blk007_route", owner="alice", host_id="apr03",
+                 project="P1", started_at=T0, exit_code=2),
+        "2": job("2", JobStatus.RUNNING, name="blk008_cts", owner="bob", host_id="apr03",
+                 project="P2", command="innovus -init cts.tcl", started_at=T0),
+        "3": job("3", JobStatus.PENDING, name="blk007_place", owner="alicia", design="soc",
+                 pending_reason="no host has label tool=icc2"),
+        "4": job("4", JobStatus.TIMEOUT, name="blk009", owner="alice", host_id="apr031"),
+    }
+
+    def shown(text: str) -> list[str]:
+        wanted = JobFilter(text=text)
+        return [k for k, j in jobs.items() if wanted.matches(j)]
+
+    assert shown("status:FAILED") == ["1"]
+    assert shown("status:fail,time") == ["1", "4"]  # prefixes, comma separated
+    assert shown("owner:alice") == ["1", "4"]  # whole value: not alicia
+    assert shown("host:apr03") == ["1", "2"]  # not apr031
+    assert shown("blk007") == ["1", "3"]
+    assert shown("blk007 !status:pending") == ["1"]
+    assert shown("!owner:alice !owner:bob") == ["3"]
+    assert shown("innovus") == ["2"]  # the command
+    assert shown("tool=icc2") == ["3"]  # the reason
+    assert shown("cts innovus") == ["2"]  # each word somewhere (name, command)
+    assert shown('"cts innovus"') == []  # quoted: one phrase, in one field
+    assert shown('"exit code 2"') == ["1"]  # the outcome the REASON column shows
+    assert JobFilter(StatusFilter.RUNNING, "apr03").matches(jobs["2"])
+    assert not JobFilter(StatusFilter.PENDING, "apr03").matches(jobs["2"])
+    for bad, says in (("stat:FAILED", "no filter field 'stat'"),
+                      ("status:nope", "status:nope is no state"),
+                      ("status:s", "matches SUCCEEDED and STOPPED"),
+                      ("owner:", "owner: needs a value"), ("!", "! needs a word"),
+                      ('"open', "cannot read")):
+        with pytest.raises(QueryError, match=re.escape(says)):
+            JobFilter(text=bad)

@@ -21,6 +21,7 @@ from textual.widgets import Input
 from apr_sched.errors import AprError
 from apr_sched.models import FINAL_STATUSES, Host, Job, JobStatus
 from apr_tui.backend import Backend
+from apr_tui.query import QueryError
 from apr_tui.rows import (
     JOB_COLUMNS,
     JobFilter,
@@ -74,7 +75,9 @@ class MainScreen(Screen[None]):
         Binding("f", "follow", "Follow", tooltip="Follow the end of the log, or stop"),
         Binding("question_mark", "help", "Help", tooltip="Every key"),
         Binding("q", "quit", "Quit", tooltip="Quit (asks when jobs are running or pending)"),
-        Binding("slash", "filter", "Filter", tooltip="Filter jobs by text"),
+        Binding("slash", "filter", "Filter", tooltip="Filter: words (name, project, "
+                "design, reason, command...), status:FAILED owner:alice host:apr03, "
+                "!word excludes"),
         Binding("n", "new_job", "New", tooltip="Submit a new job"),
         Binding("b", "batch", "Batch", tooltip="Submit a batch of jobs from a JSON file"),
         Binding("h", "toggle_hosts", "Hosts", tooltip="Show or hide the hosts pane (hidden "
@@ -101,6 +104,8 @@ class MainScreen(Screen[None]):
         self.log_pane = LogPane(backend, id="log")
         self.filter_bar = FilterBar(id="filter")
         self.job_filter = JobFilter()
+        self.filter_error = ""
+        """Why the filter bar's text cannot be read (the table keeps the last filter)."""
         self._log_timer: Timer | None = None
         self._filter_timer: Timer | None = None
         self._bindings_signature: tuple[object, ...] = ()
@@ -137,10 +142,10 @@ class MainScreen(Screen[None]):
     # data in (called by the app) -----------------------------------------------------
     def reload_jobs(self) -> None:
         """Show every job of the book that passes the filter (load, or a new filter)."""
-        match = self.job_filter.matches
+        match, notes = self.job_filter.matches, self.tui.book.notes
         self.jobs.set_now(self.tui.clock())
-        self.jobs.set_rows((job.job_id, self._cells(job))
-                           for job in self.tui.book.jobs.values() if match(job))
+        self.jobs.set_rows((job.job_id, self._cells(job)) for job in
+                           self.tui.book.jobs.values() if match(job, notes.get(job.job_id)))
         self._after_change(None)
 
     def jobs_changed(self, job_ids: set[str]) -> None:
@@ -151,7 +156,7 @@ class MainScreen(Screen[None]):
         removals: list[str] = []
         for job_id in sorted(job_ids, key=id_order):
             job = book.get(job_id)
-            if job is not None and match(job):
+            if job is not None and match(job, book.notes.get(job_id)):
                 upserts.append((job_id, self._cells(job)))
             elif table.has_row(job_id):
                 removals.append(job_id)
@@ -202,7 +207,21 @@ class MainScreen(Screen[None]):
             title += f" · sort {table.sort_column}{' desc' if table.sort_reverse else ''}"
         if table.marked:
             title += f" · {len(table.marked)} marked"
+        if self.filter_error:
+            title += f" · filter error: {self.filter_error}"
         table.border_title = title
+        table.empty_message = self._empty_message()
+
+    def _empty_message(self) -> str:
+        """What an empty table says, so a filter that matches nothing says so."""
+        if not len(self.tui.book):
+            return "no jobs yet: n submits one, b a batch from a JSON file"
+        text = self.job_filter.text.strip()
+        view = self.job_filter.status
+        if text:
+            where = "" if view is StatusFilter.ALL else f" among {view.value} jobs"
+            return f"no job matches /{text}{where} (esc clears the filter)"
+        return f"no {view.value} jobs (1 shows all)"
 
     # selection -----------------------------------------------------------------------
     def target_jobs(self) -> list[Job]:
@@ -353,7 +372,8 @@ class MainScreen(Screen[None]):
             self._filter_timer = None
         with bar.prevent(Input.Changed):
             bar.value = ""
-        bar.remove_class("-active")
+        bar.remove_class("-active", "-invalid")
+        self.filter_error = ""
         self.job_filter = JobFilter(self.job_filter.status, "")
         self.reload_jobs()
 
@@ -388,11 +408,21 @@ class MainScreen(Screen[None]):
         self._filter_timer = self.set_timer(FILTER_DELAY, self._apply_text_filter)
 
     def _apply_text_filter(self) -> None:
+        """Take the filter bar's text; text that cannot be read keeps the last filter and
+        says what is wrong (title and bar)."""
         self._filter_timer = None
         text = self.filter_bar.value
-        if text != self.job_filter.text:
-            self.job_filter = JobFilter(self.job_filter.status, text)
-            self.reload_jobs()
+        try:
+            wanted = JobFilter(self.job_filter.status, text)
+        except QueryError as exc:
+            self.filter_error = str(exc)
+        else:
+            self.filter_error = ""
+            if text != self.job_filter.text:
+                self.job_filter = wanted
+                self.reload_jobs()
+        self.filter_bar.set_class(bool(self.filter_error), "-invalid")
+        self._update_title()
 
     def on_filter_bar_closed(self, event: FilterBar.Closed) -> None:
         bar = self.filter_bar

@@ -1,4 +1,5 @@
-"""The ``/`` filter bar: text typed here narrows the jobs table as you type."""
+"""The ``/`` filter bar: text typed here narrows the jobs table as you type
+(``apr_tui.query`` reads it)."""
 
 from __future__ import annotations
 
@@ -24,8 +25,9 @@ class FilterBar(Input):
             self.cleared = cleared
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(placeholder="filter: id, name, project, design, owner, host "
-                                     "(enter keeps, esc clears)", id=id)
+        super().__init__(placeholder="filter: words, status:FAILED owner:alice host:apr03 "
+                                     "project: design: name: id:, !negates (enter keeps, "
+                                     "esc clears)", id=id)
 
     def action_clear_filter(self) -> None:
         self.value = ""

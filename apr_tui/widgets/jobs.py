@@ -120,6 +120,8 @@ class JobsTable(ScrollView, can_focus=True):
         self._styles: dict[str, Style] = {}
         self._now_second = 0
         self._laid_out_for = -1
+        self.empty_message = ""
+        """Shown (dim) where the first row would be when there is none."""
 
     # reading ---------------------------------------------------------------------------
     @property
@@ -368,6 +370,10 @@ class JobsTable(ScrollView, can_focus=True):
             strip = self._header_strip()
         else:
             index = scroll_y + y - 1
+            if not self._order and y == 1 and self.empty_message:
+                return Strip([Segment("  " + self.empty_message,
+                                      self.rich_style + Style(dim=True))]).crop_extend(
+                    0, width, self.rich_style)
             if index >= len(self._order):
                 return Strip.blank(width, self.rich_style)
             strip = self._row_strip(index)
