@@ -29,6 +29,7 @@ from apr_sched.models import (
     FINAL_STATUSES,
     Host,
     JobEvent,
+    JobStatus,
     MetricsSummary,
     current_user,
     utcnow,
@@ -318,8 +319,8 @@ class AprTui(App[str]):
 
     def leave(self, choice: str) -> None:
         """Quit once: ``detach`` (jobs go on: in-process, a background daemon takes them
-        over), ``stop`` (stop every unfinished job first), or ``disconnect`` (attached).
-        Asking again while leaving changes nothing."""
+        over), ``stop`` (stop every unfinished job first; attached, the user's own), or
+        ``disconnect`` (attached). Asking again while leaving changes nothing."""
         if self._leaving:
             return
         self._leaving = True
@@ -329,7 +330,10 @@ class AprTui(App[str]):
     async def _leave_now(self, choice: str) -> None:
         return_code = 0
         try:
-            if choice == "stop":
+            if choice == "stop" and self.backend.attached:
+                await self._stop_mine()
+                await self.backend.close()
+            elif choice == "stop":
                 self.notify(f"stopping {jobs_phrase(*self.unfinished_counts())}…", timeout=30)
                 await self.backend.close(stop_jobs=True)
             elif choice == "detach" and not self.backend.attached:
@@ -349,9 +353,27 @@ class AprTui(App[str]):
         with contextlib.suppress(Exception):
             self.exit(choice, return_code=return_code)
 
-    def unfinished_counts(self) -> tuple[int, int]:
-        """(running or paused, pending or held) as this TUI last saw them."""
-        return self.book.active_count(), self.book.waiting_count()
+    def unfinished_counts(self, owner: str | None = None) -> tuple[int, int]:
+        """(running or paused, pending or held) as this TUI last saw them; of ``owner``'s
+        jobs only, when given."""
+        if owner is None:
+            return self.book.active_count(), self.book.waiting_count()
+        mine = [job for job in self.book.jobs.values() if job.owner == owner]
+        return (sum(1 for job in mine if job.status.is_active),
+                sum(1 for job in mine if job.status in (JobStatus.PENDING, JobStatus.HELD)))
+
+    async def _stop_mine(self) -> None:
+        """Attached: ask the daemon to stop this user's unfinished jobs (it carries the stops
+        out after we are gone: they are persisted intents there)."""
+        mine = [job.job_id for job in self.book.jobs.values()
+                if job.owner == self.default_owner and not job.status.is_final]
+        self.notify(f"stopping {jobs_phrase(*self.unfinished_counts(self.default_owner))}…",
+                    timeout=30)
+        for job_id in mine:
+            try:
+                await self.backend.control("stop", job_id)
+            except AprError as exc:  # e.g. it ended meanwhile
+                log.warning("could not stop job %s on quit: %s", job_id, exc.message)
 
 
 def make_app(backend: Backend, *, clock: Clock | None = None, notice: str | None = None,

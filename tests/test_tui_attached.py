@@ -17,6 +17,8 @@ from apr_sched.http.service import HttpService
 from apr_tui.backend import AttachedBackend, InProcessBackend
 from apr_tui.cli import build_parser, open_backend, parse_http
 from apr_tui.screens.confirm import ConfirmScreen
+from apr_tui.screens.main import MainScreen
+from apr_tui.screens.quit import QuitScreen
 from tests.conftest import group_members, proc_state, wait_until
 from tests.test_tui_support import (
     open_tui,
@@ -113,17 +115,61 @@ async def test_attached_new_job_and_refusal_notification(daemon: Any, tmp_path: 
         assert f"cannot pause job {done.job_id}: it is SUCCEEDED" in seen.errors[-1]
 
 
-async def test_attached_quit_only_disconnects(daemon: Any, tmp_path: Path) -> None:
+async def test_attached_quit_asks_like_in_process_and_detach_only_disconnects(
+        daemon: Any, tmp_path: Path) -> None:
     scheduler, service = daemon
     job = await scheduler.submit(sleep_job(tmp_path))
     pgid = await pgid_of(scheduler, job.job_id)
-    async with open_tui(attached(scheduler, service)) as (app, _pilot, _):
+    async with open_tui(attached(scheduler, service)) as (app, pilot, _):
         await wait_shown(app, job.job_id, "RUNNING")
-        press_to_exit(app, "q")  # no question: the daemon keeps the jobs
+        await pilot.press("q")
+        dialog = app.screen
+        assert isinstance(dialog, QuitScreen)  # the same question as in-process
+        question = dialog.question()
+        assert f"The scheduler at {service.url} still has 1 running job" in question
+        assert "Detach: they go on" in question and "Stop mine: stop your 1 running job" \
+            in question
+        await pilot.press("c")
+        assert isinstance(app.screen, MainScreen) and app.is_running
+        await pilot.press("q")
+        assert app.focused is not None and app.focused.id == "detach"  # the default
+        press_to_exit(app, "d")
         await wait_until(lambda: not app.is_running, 5)
     assert app.return_value == "disconnect"
     assert proc_state(pgid) in ("S", "R")
     assert (await scheduler.get_job(job.job_id)).status is JobStatus.RUNNING
+
+
+async def test_attached_stop_mine_stops_only_my_jobs(daemon: Any, tmp_path: Path) -> None:
+    scheduler, service = daemon
+    mine = await scheduler.submit(sleep_job(tmp_path, "mine"))
+    theirs = await scheduler.submit(sleep_job(tmp_path, "theirs", owner="somebody-else"))
+    waiting = await scheduler.submit({"command": "true", "name": "never",
+                                      "resource_request": {"host_labels": {"no": "such"}}})
+    pgid = await pgid_of(scheduler, mine.job_id)
+    await pgid_of(scheduler, theirs.job_id)
+    async with open_tui(attached(scheduler, service)) as (app, pilot, _):
+        await wait_shown(app, theirs.job_id, "RUNNING")
+        await wait_shown(app, waiting.job_id, "PENDING")
+        await pilot.press("q")
+        dialog = app.screen
+        assert isinstance(dialog, QuitScreen)
+        assert "Stop mine: stop your 1 running and 1 pending jobs" in dialog.question()
+        press_to_exit(app, "s")
+        await wait_until(lambda: not app.is_running, 10)
+    assert app.return_value == "stop"
+
+    async def status(job_id: str) -> JobStatus:
+        return (await scheduler.get_job(job_id)).status
+
+    async def mine_stopped() -> bool:
+        return await status(mine.job_id) is JobStatus.STOPPED
+
+    await wait_until(mine_stopped, 10, message="my running job stopped")
+    await wait_until(lambda: not group_members(pgid), 10)
+    assert await status(waiting.job_id) is JobStatus.STOPPED
+    assert await status(theirs.job_id) is JobStatus.RUNNING
+    await scheduler.stop(theirs.job_id)
 
 
 async def test_attached_survives_the_daemon_going_away(daemon: Any, tmp_path: Path) -> None:

@@ -485,23 +485,26 @@ class MainScreen(Screen[None]):
         self.request_quit()
 
     def request_quit(self) -> None:
-        """Attached: just disconnect. In-process with jobs running or pending: ask."""
+        """With jobs running or pending, ask (in-process and attached alike); else quit.
+        Attached, detaching only disconnects, and stopping stops the user's own jobs."""
         from apr_tui.screens.quit import QuitScreen
 
         tui = self.tui
         if isinstance(self.app.screen, QuitScreen):
             return
-        if tui.backend.attached:
-            tui.leave("disconnect")
-            return
+        attached = tui.backend.attached
         running, waiting = tui.unfinished_counts()
         if not running and not waiting:
-            tui.leave("detach")
+            tui.leave("disconnect" if attached else "detach")
             return
 
         def decided(choice: str | None) -> None:
-            if choice in ("detach", "stop"):
-                tui.leave(choice)
+            if choice == "detach":
+                tui.leave("disconnect" if attached else "detach")
+            elif choice == "stop":
+                tui.leave("stop")
 
-        self.app.push_screen(QuitScreen(running, waiting, hands_off=tui.backend.hands_off),
-                             decided)
+        self.app.push_screen(QuitScreen(
+            running, waiting, hands_off=tui.backend.hands_off,
+            attached_to=tui.backend.description if attached else None,
+            mine=tui.unfinished_counts(tui.default_owner)), decided)

@@ -1,4 +1,8 @@
-"""Quitting with jobs running or pending: detach (the default), stop them all, or stay."""
+"""Quitting with jobs running or pending: detach (the default), stop them, or stay.
+
+The same dialog in-process and attached: in-process, Stop all stops every job of this
+scheduler; attached, the daemon runs other people's jobs too, so Stop mine stops yours.
+"""
 
 from __future__ import annotations
 
@@ -28,15 +32,26 @@ class QuitScreen(ModalScreen[str]):
         Binding("c,escape", "choose('cancel')", "Cancel"),
     ]
 
-    def __init__(self, running: int, waiting: int = 0, *, hands_off: bool = False) -> None:
+    def __init__(self, running: int, waiting: int = 0, *, hands_off: bool = False,
+                 attached_to: str | None = None, mine: tuple[int, int] = (0, 0)) -> None:
         super().__init__(classes="dialog-screen")
         self.running = running
         self.waiting = waiting
         self.hands_off = hands_off
         """Detach starts a background daemon (in-process mode with a state dir to hand)."""
+        self.attached_to = attached_to
+        """The daemon's address when attached: quitting only disconnects from it."""
+        self.mine = mine
+        """(running or paused, pending or held) of the unfinished jobs that are yours."""
+
+    @property
+    def can_stop(self) -> bool:
+        return self.attached_to is None or any(self.mine)
 
     def question(self) -> str:
         unfinished = jobs_phrase(self.running, self.waiting)
+        if self.attached_to is not None:
+            return self._attached_question(unfinished)
         if self.hands_off:
             detach = ("Detach: a background scheduler (apr-sched serve) takes them over: "
                       "running jobs go on, pending ones start as hosts free up; plain "
@@ -48,12 +63,25 @@ class QuitScreen(ModalScreen[str]):
                 f"Stop all: stop all {unfinished} (SIGTERM to running ones, SIGKILL after "
                 "the grace period; pending ones never start), then quit.")
 
+    def _attached_question(self, unfinished: str) -> str:
+        question = (f"The scheduler at {self.attached_to} still has {unfinished}.\n\n"
+                    "Detach: they go on; that scheduler keeps running them and starts "
+                    "pending ones as hosts free up (apr-tui attaches to it again).")
+        if not self.can_stop:
+            return question + "\n\nNone of them is yours to stop."
+        yours = jobs_phrase(*self.mine)
+        return (f"{question}\n\nStop mine: stop your {yours} (SIGTERM to running ones, "
+                "SIGKILL after the grace period; pending ones never start), then quit. "
+                "Other people's jobs are left alone.")
+
     def compose(self) -> ComposeResult:
+        stop = "Stop all (s)" if self.attached_to is None else "Stop mine (s)"
         with Vertical(classes="dialog"):
             yield Static(self.question(), classes="question")
             with Horizontal(classes="buttons"):
                 yield Button("Detach (d)", variant="primary", id="detach")
-                yield Button("Stop all (s)", variant="error", id="stop")
+                if self.can_stop:
+                    yield Button(stop, variant="error", id="stop")
                 yield Button("Cancel (c)", id="cancel")
 
     def on_mount(self) -> None:
@@ -63,4 +91,6 @@ class QuitScreen(ModalScreen[str]):
         self.dismiss(event.button.id or "cancel")
 
     def action_choose(self, choice: str) -> None:
+        if choice == "stop" and not self.can_stop:
+            return
         self.dismiss(choice)
