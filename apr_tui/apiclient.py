@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,8 @@ class ApiClient:
         self.timeout = timeout
         self._idle: list[_Connection] = []
         self._busy: set[asyncio.StreamWriter] = set()
+        self.last_answer: float | None = None
+        """``time.monotonic()`` of the last reply of any kind (None: none yet)."""
 
     async def request(self, method: str, path: str, *, query: Mapping[str, Any] | None = None,
                       body: Any = None, timeout: float | None = None) -> Any:
@@ -75,6 +78,7 @@ class ApiClient:
         except TimeoutError:
             raise DaemonUnreachable(f"no reply from apr_sched at {self.url} in time",
                                     {"url": self.url, "reason": "timeout"}) from None
+        self.last_answer = time.monotonic()
         if status >= 400:
             raise error_from_reply(status, data)
         return data

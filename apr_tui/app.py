@@ -45,6 +45,9 @@ log = logging.getLogger("apr_tui")
 
 Clock = Callable[[], datetime]
 
+STALE_AFTER_SEC = 10.0
+"""An attached daemon answers at least every hosts_interval (5 s) while all is well: this
+long without an answer, the screen is marked stale and the feed reconnects."""
 NEW_JOBS_BY_ID = 50
 """Fetch up to this many unknown jobs one by one; more means a batch: page them in."""
 
@@ -61,6 +64,7 @@ class AprTui(App[str]):
     def __init__(self, backend: Backend, *, clock: Clock | None = None,
                  flush_interval: float = 0.05, tick_interval: float = 1.0,
                  hosts_interval: float = 5.0, reasons_interval: float = 2.0,
+                 stale_after: float = STALE_AFTER_SEC,
                  notice: str | None = None, owner: str | None = None) -> None:
         super().__init__()
         self.backend = backend
@@ -77,6 +81,10 @@ class AprTui(App[str]):
         self.tick_interval = tick_interval
         self.hosts_interval = hosts_interval
         self.reasons_interval = reasons_interval
+        self.stale_after = stale_after
+        self.stale = ""
+        """Empty while the scheduler answers; else how long it has not (attached)."""
+        self._reconnecting = False
         self._notice = notice
         self._inbox: list[Any] = []
         self._hosts_wanted = False
@@ -144,6 +152,7 @@ class AprTui(App[str]):
                 await self.backend.start()
                 feed = await self.backend.open_feed()
                 self._load(await self.backend.snapshot())
+                self._reconnecting = False
                 self._set_connection("")
                 delay = 0.5
                 while True:
@@ -236,7 +245,23 @@ class AprTui(App[str]):
 
     # slower facts --------------------------------------------------------------------
     def _tick(self) -> None:
+        self._check_stale()
         self.main.tick(self.clock())
+
+    def _check_stale(self) -> None:
+        """Attached and no answer for ``stale_after``: say so, and reconnect once (a new
+        feed: a health probe with a short timeout, then a fresh snapshot)."""
+        heard = self.backend.last_answer
+        quiet = 0.0 if heard is None or self._leaving else time.monotonic() - heard
+        if quiet <= self.stale_after:
+            self.stale = ""
+            return
+        self.stale = f"STALE: no answer for {quiet:.0f} s, reconnecting"
+        if not self._reconnecting:
+            self._reconnecting = True
+            log.warning("no answer from %s for %.0f s: reconnecting",
+                        self.backend.description, quiet)
+            self._follow()  # exclusive: replaces the feed that waits on a silent daemon
 
     def _maybe_read_hosts(self) -> None:
         stale = time.monotonic() - self._hosts_read_at > self.hosts_interval

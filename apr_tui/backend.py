@@ -42,6 +42,7 @@ from apr_tui.handoff import DaemonHandoff, Handover
 log = logging.getLogger("apr_tui")
 
 LONG_POLL_SEC = 20.0
+PROBE_TIMEOUT_SEC = 5.0
 EVENT_PAGE = 1000
 
 
@@ -93,6 +94,12 @@ class Backend(ABC):
     def hands_off(self) -> bool:
         """True when ``detach`` starts a background daemon that takes the jobs over."""
         return False
+
+    @property
+    def last_answer(self) -> float | None:
+        """``time.monotonic()`` of the scheduler's last answer; None when it cannot go
+        quiet (in-process) or has not answered yet."""
+        return None
 
     @abstractmethod
     async def start(self) -> None:
@@ -346,16 +353,24 @@ class AttachedBackend(Backend):
     mode = "attached"
 
     def __init__(self, url: str, token: str | None = None, timeout: float = 30.0, *,
-                 long_poll_sec: float = LONG_POLL_SEC) -> None:
+                 long_poll_sec: float = LONG_POLL_SEC,
+                 probe_timeout: float = PROBE_TIMEOUT_SEC) -> None:
         self.client = ApiClient(url, token, timeout)
         self.long_poll_sec = long_poll_sec
+        self.probe_timeout = probe_timeout
 
     @property
     def description(self) -> str:
         return self.client.url
 
+    @property
+    def last_answer(self) -> float | None:
+        return self.client.last_answer
+
     async def start(self) -> None:
-        await self.client.request("GET", "/health")
+        """Is it there? Asked with a short timeout: reconnecting to a daemon that has
+        stopped answering must not wait as long as a request may."""
+        await self.client.request("GET", "/health", timeout=self.probe_timeout)
 
     async def close(self, *, stop_jobs: bool = False) -> None:
         await self.client.close()

@@ -3,6 +3,7 @@ same screens and keys, events through the long-poll; and how ``apr-tui`` picks a
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from apr_tui.screens.main import MainScreen
 from apr_tui.screens.quit import QuitScreen
 from tests.conftest import group_members, proc_state, wait_until
 from tests.test_tui_support import (
+    daemon_process,
     open_tui,
     press_to_exit,
     select,
@@ -249,3 +251,30 @@ def test_python_dash_m_apr_tui_help() -> None:
     assert result.returncode == 0
     for option in ("--state-dir", "--config", "--http", "--connect", "--token"):
         assert option in result.stdout
+
+
+async def test_a_daemon_that_stops_answering_is_marked_stale_then_reconnected(
+        tmp_path: Path) -> None:
+    """The daemon process is frozen (SIGSTOP): connections are accepted, nothing answers.
+    The header says STALE within stale_after, the app stays responsive, and once the
+    daemon runs again (SIGCONT) the marker goes and new jobs show up by themselves."""
+    with daemon_process(tmp_path) as daemon:
+        backend = AttachedBackend(daemon.url, daemon.token, long_poll_sec=0.5,
+                                  probe_timeout=0.5)
+        options = {"hosts_interval": 0.3, "tick_interval": 0.2, "stale_after": 1.5}
+        async with open_tui(backend, **options) as (app, pilot, _):
+            summary = app.main.summary
+            daemon.proc.send_signal(signal.SIGSTOP)
+            try:
+                await wait_until(lambda: "STALE: no answer for" in str(summary.render()), 10,
+                                 message="the stale marker")
+                await pilot.press("o")  # the screen still takes keys
+                assert app.main.jobs.sort_column == "id"
+            finally:
+                daemon.proc.send_signal(signal.SIGCONT)
+            await wait_until(lambda: not app.stale and not app.connection, 20,
+                             message="reconnected")
+            assert "STALE" not in str(summary.render())
+            with daemon.client() as client:
+                job = client.submit({"command": "true", "name": "after-the-freeze"})
+            await wait_shown(app, job.job_id, "SUCCEEDED", timeout=15)

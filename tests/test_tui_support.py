@@ -6,8 +6,13 @@ No tests here; the TUI test modules import these. Waits are bounded polls
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,9 +24,11 @@ from textual.notifications import Notify
 from textual.pilot import Pilot
 
 from apr_sched import HostSpec, JobStatus, Scheduler
+from apr_sched.client import SchedulerClient
+from apr_sched.statedir import read_owner
 from apr_tui.app import AprTui, make_app
 from apr_tui.backend import Backend
-from tests.conftest import host, wait_until
+from tests.conftest import host, wait_until, wait_until_sync
 
 SIZE = (120, 36)
 
@@ -107,3 +114,63 @@ def type_at_once(app: AprTui, *keys: str) -> None:
         else:
             character = {"enter": "\r", "tab": "\t", "escape": "\x1b"}.get(key)
             driver.send_message(events.Key(key, character))
+
+
+DAEMON_CONFIG = textwrap.dedent("""
+    [scheduler]
+    stop_grace_sec = 2
+
+    [[hosts]]
+    host_id = "local"
+    total_slots = 4
+    total_cpu = 8
+    total_memory_gb = 16
+""")
+
+
+@dataclass
+class Daemon:
+    """A daemon process (``python -m apr_sched serve``) on a temporary state dir."""
+
+    proc: subprocess.Popen[bytes]
+    state_dir: Path
+    url: str
+    token: str
+
+    def client(self) -> SchedulerClient:
+        return SchedulerClient(self.url, self.token)
+
+
+def clean_env() -> dict[str, str]:
+    """This environment without anything that would point a client at another daemon."""
+    return {k: v for k, v in os.environ.items()
+            if k not in ("APR_SCHED_URL", "APR_SCHED_TOKEN", "APR_SCHED_HOME", "TMUX")}
+
+
+@contextmanager
+def daemon_process(root: Path) -> Iterator[Daemon]:
+    """A daemon with one local host, serving HTTP on 127.0.0.1 (a free port) and its Unix
+    socket; stopped (SIGCONT first, in case a test stopped it) on the way out."""
+    config = root / "hosts.toml"
+    config.write_text(DAEMON_CONFIG)
+    state_dir = root / "state"
+    with open(root / "daemon.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "apr_sched", "serve", "--state-dir", str(state_dir),
+             "--config", str(config), "--port", "0", "--stop-jobs-on-exit"],
+            stdout=log, stderr=subprocess.STDOUT, env=clean_env())
+    try:
+        wait_until_sync(lambda: (read_owner(state_dir) or {}).get("url")
+                        or proc.poll() is not None, timeout=20)
+        assert proc.poll() is None, (root / "daemon.log").read_text()
+        url = str((read_owner(state_dir) or {})["url"])
+        yield Daemon(proc, state_dir, url, (state_dir / "token").read_text().strip())
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

@@ -10,77 +10,26 @@ screen (``capture-pane``) and the daemon's API.
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
 import sys
-import textwrap
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from apr_sched.client import SchedulerClient
-from apr_sched.statedir import read_owner
 from tests.conftest import wait_until_sync
+from tests.test_tui_support import Daemon, clean_env, daemon_process
 from tests.tmux import TMUX, Terminal
 
 pytestmark = pytest.mark.skipif(TMUX is None, reason="tmux is not installed (CI installs it)")
 
-CONFIG = textwrap.dedent("""
-    [scheduler]
-    stop_grace_sec = 2
-
-    [[hosts]]
-    host_id = "local"
-    total_slots = 4
-    total_cpu = 8
-    total_memory_gb = 16
-""")
 TICKER = "i=0; while [ $i -lt 3000 ]; do i=$((i+1)); echo tick $i; sleep 0.05; done"
-
-
-@dataclass
-class Daemon:
-    state_dir: Path
-    url: str
-    token: str
-
-    def client(self) -> SchedulerClient:
-        return SchedulerClient(self.url, self.token)
-
-
-def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items()
-            if k not in ("APR_SCHED_URL", "APR_SCHED_TOKEN", "APR_SCHED_HOME", "TMUX")}
 
 
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[Daemon]:
-    config = tmp_path / "hosts.toml"
-    config.write_text(CONFIG)
-    state_dir = tmp_path / "state"
-    with open(tmp_path / "daemon.log", "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "apr_sched", "serve", "--state-dir", str(state_dir),
-             "--config", str(config), "--port", "0", "--stop-jobs-on-exit"],
-            stdout=log, stderr=subprocess.STDOUT, env=clean_env())
-    try:
-        wait_until_sync(lambda: (read_owner(state_dir) or {}).get("url")
-                        or proc.poll() is not None, timeout=20)
-        assert proc.poll() is None, (tmp_path / "daemon.log").read_text()
-        url = str((read_owner(state_dir) or {})["url"])
-        yield Daemon(state_dir, url, (state_dir / "token").read_text().strip())
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with daemon_process(tmp_path) as running:
+        yield running
 
 
 def open_terminal(daemon: Daemon, width: int, height: int) -> Terminal:

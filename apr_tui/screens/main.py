@@ -185,6 +185,7 @@ class MainScreen(Screen[None]):
             counts=dict(tui.book.counts),
             metrics=tui.metrics,
             connection=tui.connection,
+            stale=tui.stale,
             host_trouble=hosts_trouble(tui.hosts),
         )
 

@@ -25,6 +25,8 @@ class SummaryData:
     metrics: MetricsSummary | None = None
     connection: str = ""
     """Empty when all is well; else what is wrong (``disconnected: retrying``)."""
+    stale: str = ""
+    """Empty while the scheduler answers; else ``STALE: no answer for 12 s, ...``."""
     host_trouble: str = ""
     """The first host that is not ONLINE and why (``pnr-04 OFFLINE: missed heartbeats``)."""
 
@@ -41,6 +43,8 @@ def summary_text(data: SummaryData, *, dark: bool = True) -> Text:
     line.append(f"{data.mode}  ", style="bold cyan")
     if data.connection:
         line.append(f"{data.connection}  ", style="bold red")
+    elif data.stale:
+        line.append(f"{data.stale}  ", style="bold reverse")
     if data.metrics is not None and data.metrics.degraded_reason:
         line.append(f"DEGRADED: {data.metrics.degraded_reason}  ", style="bold red")
     if data.now is not None:
