@@ -181,9 +181,11 @@ async def test_detach_hands_running_and_pending_jobs_to_a_background_daemon(
             assert again.description == f"unix:{state_dir / 'apr_sched.sock'}"
             assert note is not None and f"pid {handover.pid}" in note
             again.long_poll_sec = 0.5
-            async with open_tui(again) as (attached, _pilot, _seen):
+            async with open_tui(again) as (attached, attached_pilot, _seen):
                 await wait_shown(attached, pending[-1], "PENDING")
-                press_to_exit(attached, "q")  # no question: the daemon keeps the jobs
+                await attached_pilot.press("q")  # the same question; detach disconnects
+                assert isinstance(attached.screen, QuitScreen)
+                press_to_exit(attached, "d")
                 await wait_until(lambda: not attached.is_running, 10, message="TUI exited")
             assert attached.return_value == "disconnect" and attached.handover is None
             assert (read_owner(state_dir) or {}).get("pid") == handover.pid
