@@ -123,7 +123,8 @@ async def bench_ours(jobs: int, keys: int) -> None:
         await scheduler.start()
         try:
             specs = [{"command": "true", "name": f"block_{i:05d}_route", "project": "P1",
-                      "resource_request": {"host_labels": {"tool": "none"}}}
+                      "resource_request": {"host_labels": {"tool": "none"}},
+                      "allow_pending": True}  # no host has the label: they stay pending
                      for i in range(jobs)]
             ids = [job.job_id for job in await scheduler.submit_batch(specs)]
             await measure_ours(scheduler, ids, keys)

@@ -465,7 +465,7 @@ async def test_a_batch_submitted_meanwhile_appears_in_submit_order(make_schedule
         table = app.main.jobs
         for size in (100, 20):  # paged in (a batch), and fetched by id (a few)
             batch = await scheduler.submit_batch(
-                [{"command": "true", "name": f"blk{i:03d}",
+                [{"command": "true", "name": f"blk{i:03d}", "allow_pending": True,
                   "resource_request": {"host_labels": {"no": "such"}}} for i in range(size)])
             ids = [job.job_id for job in batch]
             await wait_until(lambda ids=ids: all(table.has_row(i) for i in ids), 10)

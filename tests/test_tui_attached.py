@@ -147,7 +147,8 @@ async def test_attached_stop_mine_stops_only_my_jobs(daemon: Any, tmp_path: Path
     mine = await scheduler.submit(sleep_job(tmp_path, "mine"))
     theirs = await scheduler.submit(sleep_job(tmp_path, "theirs", owner="somebody-else"))
     waiting = await scheduler.submit({"command": "true", "name": "never",
-                                      "resource_request": {"host_labels": {"no": "such"}}})
+                                      "resource_request": {"host_labels": {"no": "such"}},
+                                      "allow_pending": True})
     pgid = await pgid_of(scheduler, mine.job_id)
     await pgid_of(scheduler, theirs.job_id)
     async with open_tui(attached(scheduler, service)) as (app, pilot, _):
