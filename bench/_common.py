@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import resource
+import signal
+import subprocess
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -44,3 +50,39 @@ class CpuSnapshot:
     def since(self, start: CpuSnapshot) -> CpuSnapshot:
         return CpuSnapshot(self.wall - start.wall, self.self_cpu - start.self_cpu,
                            self.children_cpu - start.children_cpu)
+
+
+LOCAL_HOST = """
+[[hosts]]
+host_id = "local"
+total_slots = 8
+total_cpu = 8
+total_memory_gb = 16
+"""
+
+
+@contextlib.contextmanager
+def cli_daemon(root: Path) -> Iterator[tuple[Path, dict[str, str]]]:
+    """A real daemon on ``root/state`` with one 8-slot local host (loopback only), and the
+    environment a user's shell would have to reach it: ``APR_SCHED_HOME`` set and this
+    interpreter's ``apr-sched`` first on PATH. Stopped by SIGTERM at the end."""
+    (root / "hosts.toml").write_text(LOCAL_HOST)
+    state = root / "state"
+    env = {k: v for k, v in os.environ.items() if k not in ("APR_SCHED_URL", "APR_SCHED_TOKEN")}
+    env["APR_SCHED_HOME"] = str(state)
+    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "apr_sched", "serve", "--state-dir", str(state),
+         "--config", str(root / "hosts.toml"), "--port", "0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        owner = state / "scheduler.json"
+        while not owner.exists() or '"url"' not in owner.read_text():
+            if time.monotonic() > deadline or daemon.poll() is not None:
+                raise SystemExit("the daemon did not start")
+            time.sleep(0.05)
+        yield state, env
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=30)

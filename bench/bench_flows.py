@@ -14,8 +14,6 @@ The daemon is a real subprocess on a temp state dir with one local host (loopbac
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -24,15 +22,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import emit
+from _common import cli_daemon, emit
 
-HOSTS = """
-[[hosts]]
-host_id = "local"
-total_slots = 8
-total_cpu = 8
-total_memory_gb = 16
-"""
 STAGES = ("synth", "place", "route")
 DESIGNS = ("a", "b", "c", "d")
 
@@ -63,50 +54,31 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=0.5, help="each recipe's sleep")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, cli_daemon(Path(tmp)) as (_, env):
         root = Path(tmp)
-        (root / "hosts.toml").write_text(HOSTS)
-        state = root / "state"
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("APR_SCHED_URL", "APR_SCHED_TOKEN")}
-        env["APR_SCHED_HOME"] = str(state)
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "apr_sched", "serve", "--state-dir", str(state),
-             "--config", str(root / "hosts.toml"), "--port", "0"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-        try:
-            deadline = time.monotonic() + 30
-            while not (state / "apr_sched.sock").exists():
-                if time.monotonic() > deadline or daemon.poll() is not None:
-                    raise SystemExit("the daemon did not start")
-                time.sleep(0.05)
-            subprocess.run([sys.executable, "-m", "apr_sched", "lsf-shims", str(root / "bin")],
-                           check=True, stdout=subprocess.DEVNULL, env=env)
-            env["PATH"] = f"{root / 'bin'}:{Path(sys.executable).parent}:{env['PATH']}"
-            work = root / "work"
-            work.mkdir()
-            ways = {"plain": "", "bsub -K": "bsub -K "}
-            has_wait = subprocess.run(
-                ["apr-sched", "submit", "--help"], capture_output=True, text=True,
-                env=env).stdout
-            if "--wait" in has_wait:
-                ways["submit --wait"] = "apr-sched submit --wait --quiet -- "
-            walls: dict[str, list[float]] = {way: [] for way in ways}
-            for _ in range(args.rounds):
-                for way, run in ways.items():
-                    walls[way].append(flow_wall(work, makefile(run, args.seconds), env))
-            jobs = len(STAGES) * len(DESIGNS)
-            plain = statistics.median(walls["plain"])
-            for way, values in walls.items():
-                wall = statistics.median(values)
-                emit("flows", "make_flow_wall_s", wall, way=way, jobs=jobs,
-                     recipe_s=args.seconds, rounds=args.rounds)
-                if way != "plain":
-                    emit("flows", "overhead_per_job_s", (wall - plain) / jobs, way=way,
-                         goal_s=0.3)
-        finally:
-            daemon.send_signal(signal.SIGTERM)
-            daemon.wait(timeout=30)
+        subprocess.run([sys.executable, "-m", "apr_sched", "lsf-shims", str(root / "bin")],
+                       check=True, stdout=subprocess.DEVNULL, env=env)
+        env["PATH"] = f"{root / 'bin'}:{env['PATH']}"
+        work = root / "work"
+        work.mkdir()
+        ways = {"plain": "", "bsub -K": "bsub -K "}
+        has_wait = subprocess.run(["apr-sched", "submit", "--help"], capture_output=True,
+                                  text=True, env=env).stdout
+        if "--wait" in has_wait:
+            ways["submit --wait"] = "apr-sched submit --wait --quiet -- "
+        walls: dict[str, list[float]] = {way: [] for way in ways}
+        for _ in range(args.rounds):
+            for way, run in ways.items():
+                walls[way].append(flow_wall(work, makefile(run, args.seconds), env))
+        jobs = len(STAGES) * len(DESIGNS)
+        plain = statistics.median(walls["plain"])
+        for way, values in walls.items():
+            wall = statistics.median(values)
+            emit("flows", "make_flow_wall_s", wall, way=way, jobs=jobs,
+                 recipe_s=args.seconds, rounds=args.rounds)
+            if way != "plain":
+                emit("flows", "overhead_per_job_s", (wall - plain) / jobs, way=way,
+                     goal_s=0.3)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -21,15 +20,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import emit
+from _common import cli_daemon, emit
 
-HOSTS = """
-[[hosts]]
-host_id = "local"
-total_slots = 8
-total_cpu = 8
-total_memory_gb = 16
-"""
 FINAL = {"SUCCEEDED", "FAILED", "TIMEOUT", "STOPPED"}
 
 
@@ -64,38 +56,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        (root / "hosts.toml").write_text(HOSTS)
-        state = root / "state"
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("APR_SCHED_URL", "APR_SCHED_TOKEN")}
-        env["APR_SCHED_HOME"] = str(state)
-        env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "apr_sched", "serve", "--state-dir", str(state),
-             "--config", str(root / "hosts.toml"), "--port", "0"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-        try:
-            deadline = time.monotonic() + 30
-            owner = state / "scheduler.json"
-            while not owner.exists() or "url" not in owner.read_text():
-                if time.monotonic() > deadline or daemon.poll() is not None:
-                    raise SystemExit("the daemon did not start")
-                time.sleep(0.05)
-            url = json.loads(owner.read_text())["url"]
-            token = (state / "token").read_text().strip()
-            curl, ours = [], []
-            for _ in range(args.rounds):
-                curl.append(by_curl(url, token))
-                ours.append(by_cli(env))
-            peer, mine = statistics.median(curl), statistics.median(ours)
-            emit("wait", "curl_submit_and_long_poll_ms", peer * 1000, rounds=args.rounds)
-            emit("wait", "submit_wait_ms", mine * 1000, ratio_to_curl=mine / peer,
-                 goal_ratio=2.0, met=mine / peer <= 2.0, load_avg_1m=os.getloadavg()[0])
-        finally:
-            daemon.send_signal(signal.SIGTERM)
-            daemon.wait(timeout=30)
+    with tempfile.TemporaryDirectory() as tmp, cli_daemon(Path(tmp)) as (state, env):
+        url = json.loads((state / "scheduler.json").read_text())["url"]
+        token = (state / "token").read_text().strip()
+        curl, ours = [], []
+        for _ in range(args.rounds):
+            curl.append(by_curl(url, token))
+            ours.append(by_cli(env))
+        peer, mine = statistics.median(curl), statistics.median(ours)
+        emit("wait", "curl_submit_and_long_poll_ms", peer * 1000, rounds=args.rounds)
+        emit("wait", "submit_wait_ms", mine * 1000, ratio_to_curl=mine / peer,
+             goal_ratio=2.0, met=mine / peer <= 2.0, load_avg_1m=os.getloadavg()[0])
 
 
 if __name__ == "__main__":

@@ -64,11 +64,13 @@ def test_the_make_flow_orders_stages_and_reports_the_failing_one(
     assert all(job.status.is_final for job in jobs)
 
 
-def test_ctrl_c_to_make_stops_the_jobs_it_waits_for(daemon: Daemon, tmp_path: Path  # noqa: F811
-                                                   ) -> None:
-    (tmp_path / "Makefile").write_text(
-        "all: one two\none two:\n\tapr-sched submit --wait --name int-$@ -- sleep 60\n")
-    make = subprocess.Popen(["make", "-j2"], cwd=tmp_path, env=flow_env(daemon), text=True,
+@pytest.mark.parametrize("submit", ["apr-sched submit --wait --name int-$@ --",
+                                    "bsub -K -J int-$@"])
+def test_ctrl_c_to_make_stops_the_jobs_it_waits_for(daemon: Daemon, tmp_path: Path,  # noqa: F811
+                                                   submit: str) -> None:
+    shims = write_shims(daemon, tmp_path / "bin") if submit.startswith("bsub") else None
+    (tmp_path / "Makefile").write_text(f"all: one two\none two:\n\t{submit} sleep 60\n")
+    make = subprocess.Popen(["make", "-j2"], cwd=tmp_path, env=flow_env(daemon, shims), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)
     with daemon.client() as client:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import textwrap
@@ -18,7 +17,6 @@ from apr_sched.lsf.bsub import LsfUsageError, parse_bsub
 from apr_sched.lsf.commands import COMMANDS
 from apr_sched.lsf.conditions import parse_condition
 from apr_sched.models import JobSpec, JobStatus
-from tests.conftest import wait_until_sync
 from tests.test_client_cli import Daemon, clean_env, daemon  # noqa: F401  (fixture)
 
 SUBMITTED = re.compile(r"^Job <(\d+)> is submitted to queue <(\w+)>\.$", re.MULTILINE)
@@ -218,25 +216,6 @@ def test_bwait_knows_when_a_condition_can_never_hold(lsf: Shell) -> None:
     never = lsf(f'bwait -w "done({failed})"')
     assert never.returncode == 1 and "never satisfied" in never.stderr
     assert lsf(f'bwait -w "exit({failed})"').returncode == 0
-
-
-def test_interrupting_make_stops_the_jobs_it_waits_for(
-        lsf: Shell, daemon: Daemon, tmp_path: Path,  # noqa: F811
-) -> None:
-    (tmp_path / "Makefile").write_text(
-        "all: one two\none two:\n\tbsub -K -J int-$@ sleep 60\n")
-    make = subprocess.Popen(["make", "-j2"], cwd=tmp_path, env=lsf.env(), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
-    with daemon.client() as client:
-        def running() -> list[str]:
-            return [j.job_id for j in client.jobs(status="RUNNING", limit=5000).jobs
-                    if j.name in ("int-one", "int-two")]
-        ids = wait_until_sync(lambda: len(running()) == 2 and running(), timeout=20)
-        os.killpg(make.pid, signal.SIGINT)  # Ctrl-C at the terminal: the whole group
-        make.communicate(timeout=30)
-        for job_id in ids:
-            assert daemon.wait_status(job_id, JobStatus.STOPPED).status is JobStatus.STOPPED
 
 
 def test_bsub_o_and_e_write_files_in_the_working_directory(lsf: Shell, tmp_path: Path) -> None:
