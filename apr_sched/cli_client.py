@@ -20,8 +20,10 @@ import contextlib
 import json
 import os
 import shlex
+import signal
 import sys
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -571,6 +573,11 @@ def _status(ctx: _Context, args: argparse.Namespace) -> int:
 
 # logs ------------------------------------------------------------------------------------
 def _logs(ctx: _Context, args: argparse.Namespace) -> int:
+    with _interruptible() if args.follow else contextlib.nullcontext():
+        return _show_log(ctx, args)
+
+
+def _show_log(ctx: _Context, args: argparse.Namespace) -> int:
     reply = ctx.client.logs(args.job_id, tail=args.tail, attempt=args.attempt)
     _emit_log(reply, args.json)
     if not args.follow:
@@ -578,6 +585,21 @@ def _logs(ctx: _Context, args: argparse.Namespace) -> int:
     return follow_log(ctx.client, args.job_id, int(reply["attempt"]), int(reply["offset"]),
                       output=sys.stdout, pinned=args.attempt is not None,
                       json_lines=args.json)
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    """Let Ctrl-C end a follow from its first read, even when we were started with SIGINT
+    ignored (a shell starts ``cmd &`` so, and nohup-style launchers and test runners pass it
+    on): between the first read and the follow's own handlers a SIGINT would be lost."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _emit_log(reply: dict[str, Any], as_json: bool) -> None:

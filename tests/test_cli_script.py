@@ -185,9 +185,12 @@ def test_ctrl_c_while_starting_prints_no_traceback(tmp_path: Path) -> None:
         server.listen()
         server.settimeout(30)
         url = f"http://127.0.0.1:{server.getsockname()[1]}"
+        # Ctrl-C at a terminal reaches a foreground command with SIGINT at its default,
+        # whatever the test runner was started with (a background `&` ignores it)
         proc = subprocess.Popen([*APR_SCHED, "status", "1", "--url", url, "--token", "t"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=clean_env())
+                                env=clean_env(),
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         conn, _ = server.accept()
         with conn:
             proc.send_signal(signal.SIGINT)
