@@ -11,15 +11,19 @@ same user), and the other way round.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from apr_sched.client import encode_json
 from apr_sched.errors import InvalidInput
-from apr_sched.http.api import _IDEMPOTENCY_KEY, IdempotencyKeyReused, _batch_reply, _submit_reply
+from apr_sched.http.api import (
+    _IDEMPOTENCY_KEY,
+    _batch_reply,
+    _submit_reply,
+    idempotency_fingerprint,
+    stored_reply,
+)
 from apr_sched.models import Job, JobSpec, current_user
 from apr_sched.scheduler import Scheduler
 from apr_sched.store import IdempotencyKey
@@ -54,18 +58,12 @@ def _key(action: str, body: Any, key: str, reply: Any) -> IdempotencyKey:
                            "key, no spaces), e.g. a UUID",
                            [{"field": "idempotency_key",
                              "message": "1 to 255 visible ASCII characters"}])
-    digest = hashlib.sha256(action.encode() + b"\n" + encode_json(body)).hexdigest()
-    return IdempotencyKey(current_user(), key.strip(), digest, reply)
+    return IdempotencyKey(current_user(), key.strip(),
+                          idempotency_fingerprint(action, encode_json(body)), reply)
 
 
 def _replayed(scheduler: Scheduler, key: IdempotencyKey) -> bytes | None:
     """The stored reply body for this key, None if it is new; refused for another request."""
-    stored = scheduler.store.idempotent_reply(key.caller, key.key)
-    if stored is None:
-        return None
-    if not hmac.compare_digest(stored.fingerprint, key.fingerprint):
-        raise IdempotencyKeyReused(
-            f"idempotency_key {key.key!r} was used for a different request (another spec or "
-            "batch); use a new key for a new submit",
-            {"field": "idempotency_key", "key": key.key})
-    return stored.body
+    stored = stored_reply(scheduler.store, key, field="idempotency_key",
+                          other="spec or batch")
+    return None if stored is None else stored.body

@@ -39,7 +39,7 @@ from apr_sched.http.server import Admission, Request, Response, error_response
 from apr_sched.identity import NO_AUTH, Identity, daemon_user, redacted_env, socket_identity
 from apr_sched.models import Event, Host, Job, JobStatus, is_valid_id
 from apr_sched.scheduler import Scheduler
-from apr_sched.store import IdempotencyKey
+from apr_sched.store import IdempotencyKey, Store, StoredReply
 from apr_sched.tokens import identify_token
 
 PREFIX = "/scheduler"
@@ -363,19 +363,15 @@ class SchedulerApi:
                                "(one key, no spaces), e.g. a UUID",
                                [{"field": "Idempotency-Key",
                                  "message": "1 to 255 visible ASCII characters"}])
-        digest = hashlib.sha256(action.encode() + b"\n" + request.body).hexdigest()
-        return IdempotencyKey(self._caller(request).user, key, digest, reply)
+        return IdempotencyKey(self._caller(request).user, key,
+                              idempotency_fingerprint(action, request.body), reply)
 
     def _replay(self, key: IdempotencyKey) -> Response | None:
         """The first reply to this key, if there was one; refused for another request."""
-        stored = self.scheduler.store.idempotent_reply(key.caller, key.key)
+        stored = stored_reply(self.scheduler.store, key, field="Idempotency-Key",
+                              other="body or endpoint")
         if stored is None:
             return None
-        if not hmac.compare_digest(stored.fingerprint, key.fingerprint):
-            raise IdempotencyKeyReused(
-                f"Idempotency-Key {key.key!r} was used for a different request (another "
-                "body or endpoint); use a new key for a new submit",
-                {"field": "Idempotency-Key", "key": key.key})
         return Response(stored.status, stored.body,
                         headers=[("Idempotent-Replayed", "true")])
 
@@ -504,6 +500,23 @@ def _json_bytes(data: Any) -> bytes:
 
 def _submit_reply(jobs: list[Job]) -> tuple[int, bytes]:
     return 201, _json_bytes(job_json(jobs[0]))
+
+
+def idempotency_fingerprint(action: str, body: bytes) -> str:
+    """What a key is bound to: the action and the exact request body."""
+    return hashlib.sha256(action.encode() + b"\n" + body).hexdigest()
+
+
+def stored_reply(store: Store, key: IdempotencyKey, *, field: str,
+                 other: str) -> StoredReply | None:
+    """The first reply to ``key`` (None if the key is new); a key used for a different
+    request (``other`` says what differed) is refused, naming ``field``."""
+    stored = store.idempotent_reply(key.caller, key.key)
+    if stored is not None and not hmac.compare_digest(stored.fingerprint, key.fingerprint):
+        raise IdempotencyKeyReused(
+            f"{field} {key.key!r} was used for a different request (another {other}); use "
+            "a new key for a new submit", {"field": field, "key": key.key})
+    return stored
 
 
 def _batch_reply(jobs: list[Job]) -> tuple[int, bytes]:

@@ -5,8 +5,8 @@ again, and a daemon restart is ridden out (its event numbers continue from its d
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, TypeVar
 
 from apr_sched.client import MAX_POLL_SEC, DaemonUnreachable, SchedulerClient
 
@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # annotations only: pydantic loads with the first reply
 __all__ = ["JobWatch"]
 
 RECONNECT_MAX_SEC = 2.0
+T = TypeVar("T")
 
 
 class JobWatch:
@@ -35,42 +36,30 @@ class JobWatch:
             raise TimeoutError("the jobs did not end in time")
         return min(most, left)
 
-    def _retrying(self, call: str, *args: object) -> object:
+    def _retrying(self, call: Callable[[], T]) -> T:
         """A client call, retried across a daemon restart until the deadline."""
         pause = 0.1
         while True:
             try:
-                return getattr(self.client, call)(*args)
+                return call()
             except DaemonUnreachable:
                 time.sleep(min(pause, self._left(RECONNECT_MAX_SEC)))
                 pause = min(pause * 2, RECONNECT_MAX_SEC)
 
     def _events(self, wait: float) -> set[str]:
         """Ids of watched jobs with events after ``since`` (waits up to ``wait``)."""
-        pause = 0.1
-        while True:
-            try:
-                page = self.client.events(since=self.since, wait=wait)
-                break
-            except DaemonUnreachable:
-                time.sleep(min(pause, self._left(RECONNECT_MAX_SEC)))
-                pause = min(pause * 2, RECONNECT_MAX_SEC)
+        page = self._retrying(lambda: self.client.events(since=self.since, wait=wait))
         self.since = int(page.get("last_seq", self.since))
         watched = set(self.job_ids)
         return {e["job_id"] for e in page.get("events", [])
                 if e.get("job_id") in watched}
 
     def _job(self, job_id: str) -> Job:
-        from apr_sched.models import Job
-
-        job = self._retrying("job", job_id)
-        assert isinstance(job, Job)
-        return job
+        return self._retrying(lambda: self.client.get_job(job_id))
 
     def changes(self) -> Iterator[Job]:
         """Each job now, then again whenever it changes, until every one is final."""
-        health = self._retrying("health")
-        assert isinstance(health, dict)
+        health = self._retrying(self.client.health)
         self.since = int(health.get("last_event_seq", 0))
         open_ids = set()
         for job_id in self.job_ids:
