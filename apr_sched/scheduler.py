@@ -19,8 +19,8 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -53,12 +53,12 @@ from apr_sched.executors.ssh import HostUnavailable, SshExecutor
 from apr_sched.executors.ssh_target import ssh_target
 from apr_sched.hosts import HostLiveness
 from apr_sched.identity import local_account
+from apr_sched.journal import Journal
 from apr_sched.logs import attempt_files, read_lines_from, tail_with_offset
 from apr_sched.metrics import TimingSamples
 from apr_sched.models import (
     Event,
     Host,
-    HostEvent,
     HostLoad,
     HostSpec,
     HostState,
@@ -197,10 +197,9 @@ class Scheduler:
         self._batches = BatchWriter(lambda: self.store)
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._samples = TimingSamples()
-        self._status_counts = dict.fromkeys(JobStatus, 0)
+        self._journal = Journal(lambda: self.store, self._hub)
         self._job_seq = 0
         self._queue_seq = 0
-        self._event_seq = 0
         self._dispatch_scheduled = False
         self._unsaved_pgids: list[str] = []
         self._unrecorded: dict[str, tuple[Run, ExitStatus, str | None]] = {}
@@ -210,8 +209,6 @@ class Scheduler:
         self._started = False
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._pending_status: dict[str, JobStatus] | None = None
-        """Inside a transaction: each touched job's status as it will be after COMMIT."""
 
     @classmethod
     def from_config(cls, config: SchedulerConfig, **overrides: Any) -> Scheduler:
@@ -333,10 +330,7 @@ class Scheduler:
             self._add_host(host)
         self._job_seq = store.max_job_seq()
         self._queue_seq = store.max_queue_seq()
-        self._event_seq = store.max_event_seq()
-        self._hub.last_seq = self._event_seq
-        for status, count in store.count_by_status().items():
-            self._status_counts[JobStatus(status)] = count
+        self._journal.restore(store)
         for row in store.load_unfinished_jobs():  # finished jobs are read on demand
             job, book = self._install(row)
             if job.status is JobStatus.PENDING:
@@ -399,7 +393,7 @@ class Scheduler:
                 continue
             job.pgid = found.pgid
             self._runs.adopt(run, found)
-            self._record(job, job.status, "found running again after scheduler restart")
+            self._journal.record(job, job.status, "found running again after scheduler restart")
             book = self._books[job.job_id]
             run.ending, run.term_sent_at = book.ending, book.term_sent_at
             if run.ending is None:
@@ -409,7 +403,7 @@ class Scheduler:
                 self._runs.spawn(self._runs.keep_trying(self._send_term, run))
             else:
                 due = self.stop_grace_sec - _seconds_between(run.term_sent_at, utcnow())
-                self._record(job, job.status, f"{run.ending} under way before the restart: "
+                self._journal.record(job, job.status, f"{run.ending} under way before the restart: "
                                               f"SIGKILL in {max(0.0, due):.3g}s")
                 self._runs.kill_after(run, due)
 
@@ -419,7 +413,7 @@ class Scheduler:
         job, book = self._jobs[run.job_id], self._books[run.job_id]
         self._runs.discard(run)
         self._pool.release(run.host_id, run.request)
-        self._record(job, JobStatus.PENDING,
+        self._journal.record(job, JobStatus.PENDING,
                      f"never started on {run.host_id} before the scheduler stopped: queued "
                      f"again (no retry spent)",
                      job_cols={"host_id": None, "started_at": None, "resumed_at": None},
@@ -491,12 +485,13 @@ class Scheduler:
             reason = f"{reason}; connecting to {target.describe()}"
         elif host.state is not HostState.ONLINE and host.state_reason:
             reason = f"{reason}; {host.state_reason}"
-        event = self._host_event(host.host_id, old.state if old else None, host.state, reason)
-        with self._transaction():
+        event = self._journal.host_event(host.host_id, old.state if old else None, host.state,
+                                         reason)
+        with self._journal.transaction():
             self.store.save_host(host)
             self.store.insert_events([event])
         self._add_host(host)
-        self._publish([event])
+        self._journal.publish([event])
         self._wake()
         return self._host_view(host.host_id), old is None
 
@@ -515,7 +510,7 @@ class Scheduler:
             self._set_host_state(host, HostState.ONLINE, "heartbeat received",
                                  last_heartbeat=utcnow())
         elif first:
-            with self._transaction():
+            with self._journal.transaction():
                 self.store.save_host(host.model_copy(update={"last_heartbeat": utcnow()}))
         host.last_heartbeat = utcnow()
         if figures is not None:
@@ -531,16 +526,16 @@ class Scheduler:
         if host.state is state:
             host.state_reason = reason
             return
-        event = self._host_event(host.host_id, host.state, state, reason)
+        event = self._journal.host_event(host.host_id, host.state, state, reason)
         update: dict[str, Any] = {"state": state, "state_reason": reason}
         if last_heartbeat is not None:
             update["last_heartbeat"] = last_heartbeat
-        with self._transaction():
+        with self._journal.transaction():
             self.store.save_host(host.model_copy(update=update))
             self.store.insert_events([event])
         host.state, host.state_reason = state, reason
         self._pool.set_accepting(host.host_id, state is HostState.ONLINE)
-        self._publish([event])
+        self._journal.publish([event])
         self._watch_reachability(host)
         if state is HostState.ONLINE:
             self._wake()
@@ -602,15 +597,15 @@ class Scheduler:
                 {"host_id": host_id, "running_jobs": running},
             )
         view = self._host_view(host_id)
-        event = self._host_event(host_id, host.state, None, "unregistered")
-        with self._transaction():
+        event = self._journal.host_event(host_id, host.state, None, "unregistered")
+        with self._journal.transaction():
             self.store.delete_host(host_id)
             self.store.insert_events([event])
         del self._hosts[host_id]
         self._liveness.forget(host_id)
         await self._executors.pop(host_id).close()
         self._pool.remove(host_id)
-        self._publish([event])
+        self._journal.publish([event])
         self._wake()
         return view
 
@@ -709,7 +704,7 @@ class Scheduler:
         now_iso = now.isoformat()
         jobs, books, events, rows = [], [], [], []
         seq, queue_seq = self._job_seq, self._queue_seq
-        with self._transaction():
+        with self._journal.transaction():
             for spec in specs:
                 seq += 1
                 queue_seq += 1
@@ -718,19 +713,20 @@ class Scheduler:
                 jobs.append(job)
                 books.append(_Book(seq=seq, queue_seq=queue_seq, queued_at=now))
                 rows.append(pending_job_row(seq, spec, now_iso, queue_seq))
-                events.append(self._job_event(job, None, JobStatus.PENDING, "submitted", now))
+                events.append(self._journal.job_event(job, None, JobStatus.PENDING, "submitted",
+                                                      now))
             self.store.insert_jobs(rows)
             self.store.insert_first_attempts([job.job_id for job in jobs], now_iso)
             self.store.insert_events(events)
             if idempotency_key is not None:
                 self.store.save_idempotent_reply(idempotency_key, jobs)
         self._job_seq, self._queue_seq = seq, queue_seq
-        self._status_counts[JobStatus.PENDING] += len(jobs)
+        self._journal.counts[JobStatus.PENDING] += len(jobs)
         for job, book in zip(jobs, books, strict=True):
             self._jobs[job.job_id] = job
             self._books[job.job_id] = book
             self._queue.push(job.job_id, job.priority, book.queue_seq, job.resource_request)
-        self._publish(events)
+        self._journal.publish(events)
         self._wake()
         return jobs
 
@@ -743,9 +739,9 @@ class Scheduler:
         self._queue_seq += len(specs)
         batch = await self._batches.stage(specs, first, first_queue, utcnow(), self._new_book)
         try:
-            with self._transaction():
-                events = self._batches.publish(batch, self._event_seq + 1, idempotency_key)
-                self._event_seq += len(events)
+            with self._journal.transaction():
+                events = self._batches.publish(batch, self._journal.last_seq + 1, idempotency_key)
+                self._journal.last_seq += len(events)
         except BaseException:
             self._batches.discard(batch)
             raise
@@ -762,8 +758,8 @@ class Scheduler:
         every job is known at once; they are queued in steps while dispatch waits."""
         self._jobs.update(batch.jobs)
         self._books.update(batch.books)
-        self._status_counts[JobStatus.PENDING] += len(batch.jobs)
-        self._publish(events)
+        self._journal.counts[JobStatus.PENDING] += len(batch.jobs)
+        self._journal.publish(events)
         self._batches.settle(batch, self._queue_published, self._wake)
 
     def _queue_published(self, jobs: Sequence[Job]) -> None:
@@ -886,11 +882,11 @@ class Scheduler:
     @property
     def last_event_seq(self) -> int:
         """The newest event's sequence number: follow from here with ``events_since``."""
-        return self._event_seq
+        return self._journal.last_seq
 
     def job_counts(self) -> dict[JobStatus, int]:
         """Jobs per status, kept as transitions happen (cheap enough for a health check)."""
-        return dict(self._status_counts)
+        return dict(self._journal.counts)
 
     def hosts_online(self) -> int:
         return sum(1 for h in self._hosts.values() if h.state is HostState.ONLINE)
@@ -954,7 +950,7 @@ class Scheduler:
         job = self._get_job(job_id)
         transitions.require("pause", job)
         if job.status is JobStatus.PENDING:
-            self._record(job, JobStatus.HELD, "held by request")
+            self._journal.record(job, JobStatus.HELD, "held by request")
             self._queue.remove(job_id)
             return self._job_view(job)
         run = self._control_target("pause", job)
@@ -964,7 +960,7 @@ class Scheduler:
         book = self._books[job_id]
         run_sec = book.run_sec + _seconds_between(book.resumed_at, utcnow())
         try:
-            self._record(job, JobStatus.PAUSED, "paused by request (SIGSTOP)",
+            self._journal.record(job, JobStatus.PAUSED, "paused by request (SIGSTOP)",
                          job_cols={"run_sec": run_sec, "resumed_at": None})
         except StoreUnavailable:
             await self._runs.signal(run, signal.SIGCONT)  # as it was: running
@@ -979,7 +975,7 @@ class Scheduler:
         transitions.require("resume", job)
         if job.status is JobStatus.HELD:
             book = self._books[job_id]
-            self._record(job, JobStatus.PENDING, "released by request")
+            self._journal.record(job, JobStatus.PENDING, "released by request")
             self._queue.push(job_id, job.priority, book.queue_seq, job.resource_request)
             self._wake()
             return self._job_view(job)
@@ -991,7 +987,7 @@ class Scheduler:
             raise transitions.illegal("resume", job)
         now = utcnow()
         try:
-            self._record(job, JobStatus.RUNNING, "resumed by request (SIGCONT)",
+            self._journal.record(job, JobStatus.RUNNING, "resumed by request (SIGCONT)",
                          job_cols={"resumed_at": now})
         except StoreUnavailable:
             await self._runs.signal(run, signal.SIGSTOP)  # as it was: paused
@@ -1028,7 +1024,7 @@ class Scheduler:
         transitions.require("stop", job)
         if job.status in (JobStatus.PENDING, JobStatus.HELD):
             now = utcnow()
-            self._record(job, JobStatus.STOPPED, "stopped by request before it ran",
+            self._journal.record(job, JobStatus.STOPPED, "stopped by request before it ran",
                          job_cols={"finished_at": now})
             job.finished_at = now
             self._queue.remove(job_id)
@@ -1043,7 +1039,7 @@ class Scheduler:
 
     async def _stop_running(self, job: Job, run: Run) -> None:
         if run.ending == transitions.STOP:
-            self._record(job, job.status, "stop requested again: SIGKILL sent")
+            self._journal.record(job, job.status, "stop requested again: SIGKILL sent")
             await self._runs.kill(run)
             return
         if isinstance(run.executor, SshExecutor) and not run.executor.is_reachable():
@@ -1063,7 +1059,7 @@ class Scheduler:
 
     def _set_ending(self, job: Job, run: Run, ending: str | None, reason: str) -> None:
         """Persist (with its event) that this attempt is being ended, or no longer is."""
-        self._record(job, job.status, reason,
+        self._journal.record(job, job.status, reason,
                      job_cols={"ending": ending, "term_sent_at": None})
         book = self._books[job.job_id]
         run.ending = book.ending = ending
@@ -1078,7 +1074,7 @@ class Scheduler:
             return  # it ended meanwhile
         now = utcnow()
         run.term_sent_at = book.term_sent_at = now
-        with suppress(StoreUnavailable), self._transaction():  # lost: a restart resends
+        with suppress(StoreUnavailable), self._journal.transaction():  # lost: a restart resends
             self.store.update_job(run.job_id, term_sent_at=now)
 
     async def rerun(self, job_id: str) -> Job:
@@ -1109,7 +1105,7 @@ class Scheduler:
                    "queue_seq": queue_seq, "retries_used": retries_used,
                    "run_sec": 0.0, "resumed_at": None, "pgid": None, "ending": None,
                    "term_sent_at": None}
-        self._record(job, JobStatus.PENDING, reason, job_cols=columns,
+        self._journal.record(job, JobStatus.PENDING, reason, job_cols=columns,
                      attempt_cols={"queued_at": now}, attempt=attempt)
 
         def apply() -> None:
@@ -1140,7 +1136,7 @@ class Scheduler:
             return
         now = utcnow()
         try:
-            with self._transaction():
+            with self._journal.transaction():
                 for job_id, host_id in placements:
                     self._record_start(self._jobs[job_id], host_id, now)
         except StoreUnavailable as exc:
@@ -1156,7 +1152,7 @@ class Scheduler:
             self._launch(self._jobs[job_id], host_id)
 
     def _record_start(self, job: Job, host_id: str, now: datetime) -> None:
-        self._record(job, JobStatus.RUNNING, f"dispatched to {host_id}",
+        self._journal.record(job, JobStatus.RUNNING, f"dispatched to {host_id}",
                      job_cols={"host_id": host_id, "started_at": now, "run_sec": 0.0,
                                "resumed_at": now, "pgid": None},
                      attempt_cols={"host_id": host_id, "started_at": now},
@@ -1192,7 +1188,7 @@ class Scheduler:
             return
         log.info("job %s attempt %d: %s", run.job_id, run.attempt, text)
         try:
-            self._record(job, job.status, text)
+            self._journal.record(job, job.status, text)
         except StoreUnavailable as exc:
             log.warning("job %s: note not recorded: %s", run.job_id, exc.message)
 
@@ -1236,8 +1232,8 @@ class Scheduler:
             job.pgid = None
 
         try:
-            with self._transaction():
-                self._record(job, final, reason,
+            with self._journal.transaction():
+                self._journal.record(job, final, reason,
                              job_cols={"finished_at": end, "exit_code": status.exit_code,
                                        "signal": status.signal, "run_sec": run_sec,
                                        "resumed_at": None, "pgid": None},
@@ -1292,15 +1288,15 @@ class Scheduler:
                      if job_id not in self._jobs]
             if not found:
                 break
-            with self._transaction():
+            with self._journal.transaction():
                 self.store.delete_jobs([job_id for job_id, _ in found])
             for _, status in found:
-                self._status_counts[JobStatus(status)] -= 1
+                self._journal.counts[JobStatus(status)] -= 1
             jobs += len(found)
             await asyncio.to_thread(self._remove_logs, [job_id for job_id, _ in found])
         events = 0
         if host_events:
-            with self._transaction():
+            with self._journal.transaction():
                 events = self.store.delete_host_events_before(cutoff)
         if jobs or events:
             log.info("purged %d finished jobs and %d host events from before %s", jobs,
@@ -1331,7 +1327,7 @@ class Scheduler:
                                      host_events=False)
                 if self.retention.host_event_days is not None:
                     cutoff = now - timedelta(days=self.retention.host_event_days)
-                    with self._transaction():
+                    with self._journal.transaction():
                         self.store.delete_host_events_before(cutoff.isoformat())
             except StoreUnavailable as exc:
                 log.warning("purge postponed: %s", exc.message)
@@ -1392,7 +1388,7 @@ class Scheduler:
 
     def _probe_store(self) -> None:
         """A harmless write, to learn whether the store accepts writes again."""
-        with suppress(StoreUnavailable), self._transaction():
+        with suppress(StoreUnavailable), self._journal.transaction():
             self.store.touch()
 
     def _save_pgid_soon(self, job_id: str) -> None:
@@ -1412,7 +1408,7 @@ class Scheduler:
     def _save_pgids(self) -> None:
         if self._store is None or not self._unsaved_pgids:
             return
-        with self._transaction():
+        with self._journal.transaction():
             for job_id in self._unsaved_pgids:
                 job = self._jobs.get(job_id)  # None: ended (and left memory) already
                 pgid = None if job is None else job.pgid
@@ -1424,77 +1420,6 @@ class Scheduler:
         for future in self._waiters.pop(job.job_id, []):
             if not future.done():
                 future.set_result(None)
-
-    # recording ---------------------------------------------------------------------------
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        """A store transaction that also undoes our event numbering if it fails."""
-        if self._pending_status is not None:  # joined an outer one
-            yield
-            return
-        event_seq = self._event_seq
-        self._pending_status = {}
-        try:
-            with self.store.transaction():
-                yield
-        except BaseException:
-            self._event_seq = event_seq
-            raise
-        finally:
-            self._pending_status = None
-
-    def _record(
-        self,
-        job: Job,
-        to_status: JobStatus,
-        reason: str,
-        *,
-        job_cols: dict[str, Any] | None = None,
-        attempt_cols: dict[str, Any] | None = None,
-        attempt: int | None = None,
-        host_id: str | None = None,
-    ) -> None:
-        """Write a transition (or a same-state note) with its event; the status changes in
-        memory, and the event is published, only once the write has committed. The
-        attempt's row follows the job's status; ``attempt_cols`` adds to it."""
-        with self._transaction():
-            assert self._pending_status is not None
-            from_status = self._pending_status.get(job.job_id, job.status)
-            transitions.check(from_status, to_status)
-            event = self._job_event(job, from_status, to_status, reason, utcnow(),
-                                    attempt=attempt, host_id=host_id)
-            columns = {"status": to_status.value, **(job_cols or {})}
-            self.store.update_job(job.job_id, **columns)
-            if to_status is not from_status or attempt_cols is not None:
-                self.store.save_attempt(job.job_id, attempt or job.attempt,
-                                        status=to_status.value, **(attempt_cols or {}))
-            self.store.insert_events([event])
-            self._pending_status[job.job_id] = to_status
-
-            def apply() -> None:
-                self._status_counts[job.status] -= 1
-                self._status_counts[to_status] += 1
-                job.status = to_status
-                self._publish([event])
-
-            self.store.after_commit(apply)
-
-    def _job_event(self, job: Job, from_status: JobStatus | None, to_status: JobStatus,
-                   reason: str, now: datetime, *, attempt: int | None = None,
-                   host_id: str | None = None) -> JobEvent:
-        self._event_seq += 1
-        return JobEvent(seq=self._event_seq, time=now, job_id=job.job_id,
-                        attempt=attempt or job.attempt, from_status=from_status,
-                        to_status=to_status, reason=reason, host_id=host_id or job.host_id)
-
-    def _host_event(self, host_id: str, from_state: HostState | None,
-                    to_state: HostState | None, reason: str) -> HostEvent:
-        self._event_seq += 1
-        return HostEvent(seq=self._event_seq, time=utcnow(), host_id=host_id,
-                         from_state=from_state, to_state=to_state, reason=reason)
-
-    def _publish(self, events: Sequence[Event]) -> None:
-        self._hub.publish(events)
 
 
 def _nothing_written(log: Path) -> bool:
