@@ -13,7 +13,6 @@ pass on the next loop iteration (coalesced), never a polling sleep.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import shutil
@@ -21,13 +20,12 @@ import signal
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from apr_sched import transitions
+from apr_sched import reading, transitions
 from apr_sched.batches import STAGE_ABOVE, BatchWriter, LongLivedObjects, StagedBatch
 from apr_sched.config import (
     LogsConfig,
@@ -53,8 +51,9 @@ from apr_sched.executors.ssh import HostUnavailable, SshExecutor
 from apr_sched.executors.ssh_target import ssh_target
 from apr_sched.hosts import HostLiveness
 from apr_sched.identity import local_account
+from apr_sched.jobs import Book, JobTable, seconds_between
 from apr_sched.journal import Journal
-from apr_sched.logs import attempt_files, read_lines_from, tail_with_offset
+from apr_sched.logs import attempt_files
 from apr_sched.metrics import TimingSamples
 from apr_sched.models import (
     Event,
@@ -73,50 +72,23 @@ from apr_sched.models import (
     Usage,
     is_valid_id,
     new_pending_job,
-    parse_statuses,
-    stored_job,
     utcnow,
 )
 from apr_sched.placement import HostCapacity, HostPool, check_runnable
 from apr_sched.queue import PendingQueue
 from apr_sched.runs import Run, RunSupervisor
 from apr_sched.statedir import StateDirLock
-from apr_sched.store import IdempotencyKey, Store, job_filter, parse_time, pending_job_row
+from apr_sched.store import IdempotencyKey, Store, parse_time, pending_job_row
 
 log = logging.getLogger("apr_sched")
 
 DB_NAME = "apr_sched.db"
 PURGE_CHUNK = 1000
 """Finished jobs deleted per transaction by a purge."""
-LIST_CHUNK = 200
-"""Jobs built per step of a listing; the loop runs other work between steps."""
 VALIDATE_CHUNK = 200
 """Specs of a batch validated per step (a large batch is then written in steps too)."""
 STORE_RETRY_SEC = 2.0
 """While the store refuses writes, how often to retry recording attempts that ended."""
-
-
-@dataclass(slots=True)
-class _Book:
-    """Per-job bookkeeping that is not part of the public Job model."""
-
-    seq: int
-    queue_seq: int
-    queued_at: datetime
-    retries_used: int = 0
-    run_sec: float = 0.0
-    """Running time of the current attempt accumulated before ``resumed_at``."""
-    resumed_at: datetime | None = None
-    """When the current attempt last started or resumed running (None while paused)."""
-    ending: str | None = None
-    """A stop or timeout intent for the current attempt, as persisted."""
-    term_sent_at: datetime | None = None
-
-
-def _seconds_between(start: datetime | None, end: datetime | None) -> float:
-    if start is None or end is None:
-        return 0.0
-    return max(0.0, (end - start).total_seconds())
 
 
 class Scheduler:
@@ -180,8 +152,8 @@ class Scheduler:
         self._lock = StateDirLock(self.state_dir)
         self._lock_info = dict(lock_info or {})
         self._store: Store | None = None
-        self._jobs: dict[str, Job] = {}
-        self._books: dict[str, _Book] = {}
+        self._table = JobTable(lambda: self.store, self._pending_reason)
+        self._jobs, self._books = self._table.jobs, self._table.books  # the same dicts
         self._hosts: dict[str, Host] = {}
         self._executors: dict[str, Executor] = {}
         self.logs = logs or LogsConfig()
@@ -198,7 +170,6 @@ class Scheduler:
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._samples = TimingSamples()
         self._journal = Journal(lambda: self.store, self._hub)
-        self._job_seq = 0
         self._queue_seq = 0
         self._dispatch_scheduled = False
         self._unsaved_pgids: list[str] = []
@@ -328,44 +299,22 @@ class Scheduler:
                      "published one(s) written", staged, published)
         for host in store.load_hosts():
             self._add_host(host)
-        self._job_seq = store.max_job_seq()
+        self._table.last_seq = store.max_job_seq()
         self._queue_seq = store.max_queue_seq()
         self._journal.restore(store)
         for row in store.load_unfinished_jobs():  # finished jobs are read on demand
-            job, book = self._install(row)
+            job, book = self._table.install(row)
             if job.status is JobStatus.PENDING:
                 self._queue.push(job.job_id, job.priority, book.queue_seq,
                                  job.resource_request)
         for row in store.recent_attempt_times(self._samples.run_sec.maxlen or 10_000):
             queued, started = parse_time(row["queued_at"]), parse_time(row["started_at"])
-            self._samples.started(_seconds_between(queued, started))
+            self._samples.started(seconds_between(queued, started))
             if row["finished_at"] is not None:
                 self._samples.finished(row["run_sec"] or 0.0)
 
-    @staticmethod
-    def _job_from_row(row: Any) -> Job:
-        """A stored job, built without validating it again (restart and listings build
-        thousands: the spec was validated at submit, the columns are ours)."""
-        return stored_job(json.loads(row["spec"]), row)
 
-    def _install(self, row: Any) -> tuple[Job, _Book]:
-        """Keep a stored job in memory (unfinished, or about to run again)."""
-        job = self._job_from_row(row)
-        book = _Book(
-            seq=row["seq"], queue_seq=row["queue_seq"], queued_at=job.submitted_at,
-            retries_used=row["retries_used"], run_sec=row["run_sec"],
-            resumed_at=parse_time(row["resumed_at"]), ending=row["ending"],
-            term_sent_at=parse_time(row["term_sent_at"]),
-        )
-        self._jobs[job.job_id] = job
-        self._books[job.job_id] = book
-        return job, book
 
-    def _forget(self, job: Job) -> None:
-        """A final job leaves memory: it lives on in the store, read on demand."""
-        if job.status.is_final:
-            self._jobs.pop(job.job_id, None)
-            self._books.pop(job.job_id, None)
 
     async def _recover_runs(self) -> None:
         """Find again every attempt that was running when the last scheduler stopped, and
@@ -402,7 +351,7 @@ class Scheduler:
             elif run.term_sent_at is None:  # decided, but SIGTERM may never have gone out
                 self._runs.spawn(self._runs.keep_trying(self._send_term, run))
             else:
-                due = self.stop_grace_sec - _seconds_between(run.term_sent_at, utcnow())
+                due = self.stop_grace_sec - seconds_between(run.term_sent_at, utcnow())
                 self._journal.record(job, job.status, f"{run.ending} under way before the restart: "
                                               f"SIGKILL in {max(0.0, due):.3g}s")
                 self._runs.kill_after(run, due)
@@ -703,7 +652,7 @@ class Scheduler:
         now = utcnow()
         now_iso = now.isoformat()
         jobs, books, events, rows = [], [], [], []
-        seq, queue_seq = self._job_seq, self._queue_seq
+        seq, queue_seq = self._table.last_seq, self._queue_seq
         with self._journal.transaction():
             for spec in specs:
                 seq += 1
@@ -711,7 +660,7 @@ class Scheduler:
                 # The spec is validated already: build the Job without validating it again.
                 job = new_pending_job(spec, str(seq), now)
                 jobs.append(job)
-                books.append(_Book(seq=seq, queue_seq=queue_seq, queued_at=now))
+                books.append(Book(seq=seq, queue_seq=queue_seq, queued_at=now))
                 rows.append(pending_job_row(seq, spec, now_iso, queue_seq))
                 events.append(self._journal.job_event(job, None, JobStatus.PENDING, "submitted",
                                                       now))
@@ -720,7 +669,7 @@ class Scheduler:
             self.store.insert_events(events)
             if idempotency_key is not None:
                 self.store.save_idempotent_reply(idempotency_key, jobs)
-        self._job_seq, self._queue_seq = seq, queue_seq
+        self._table.last_seq, self._queue_seq = seq, queue_seq
         self._journal.counts[JobStatus.PENDING] += len(jobs)
         for job, book in zip(jobs, books, strict=True):
             self._jobs[job.job_id] = job
@@ -734,8 +683,8 @@ class Scheduler:
                                idempotency_key: IdempotencyKey | None) -> list[Job]:
         """Queue a large batch: staged in steps, published by one short transaction, and
         applied to memory at once after it (``batches`` says how and why)."""
-        first, first_queue = self._job_seq + 1, self._queue_seq + 1
-        self._job_seq += len(specs)  # reserved now: a batch that fails leaves a gap
+        first, first_queue = self._table.last_seq + 1, self._queue_seq + 1
+        self._table.last_seq += len(specs)  # reserved now: a batch that fails leaves a gap
         self._queue_seq += len(specs)
         batch = await self._batches.stage(specs, first, first_queue, utcnow(), self._new_book)
         try:
@@ -750,10 +699,10 @@ class Scheduler:
         return copies
 
     @staticmethod
-    def _new_book(seq: int, queue_seq: int, now: datetime) -> _Book:
-        return _Book(seq=seq, queue_seq=queue_seq, queued_at=now)
+    def _new_book(seq: int, queue_seq: int, now: datetime) -> Book:
+        return Book(seq=seq, queue_seq=queue_seq, queued_at=now)
 
-    def _install_batch(self, batch: StagedBatch[_Book], events: Sequence[JobEvent]) -> None:
+    def _install_batch(self, batch: StagedBatch[Book], events: Sequence[JobEvent]) -> None:
         """A published batch in memory, right after its commit (no await in between):
         every job is known at once; they are queued in steps while dispatch waits."""
         self._jobs.update(batch.jobs)
@@ -787,97 +736,37 @@ class Scheduler:
         """Jobs in submit order, filtered; ``total`` counts all matches before paging.
         ``ids`` picks those jobs only (unknown ids are left out): one call for a view's
         worth of jobs, without their timelines."""
-        statuses = parse_statuses(status)
-        if offset < 0 or (limit is not None and limit < 0):
-            raise InvalidInput("limit and offset must be >= 0", [
-                {"field": "limit" if limit is not None and limit < 0 else "offset",
-                 "message": "must be >= 0"}])
-        where = job_filter(
-            statuses=None if statuses is None else sorted(s.value for s in statuses),
-            project=project, design=design, owner=owner, host=host,
-            ids=None if ids is None else [i for i in ids if isinstance(i, str)])
-        total = self.store.count_jobs(where)
-        wanted = total if limit is None else min(limit, max(0, total - offset))
-        views: list[Job] = []
-        after_seq = 0
-        while len(views) < wanted:  # in chunks, yielding: a big list never stalls the loop
-            rows = self.store.page_jobs(where, after_seq=after_seq,
-                                        limit=min(LIST_CHUNK, wanted - len(views)),
-                                        offset=offset if after_seq == 0 else 0)
-            if not rows:
-                break
-            views.extend(self._row_view(row) for row in rows)
-            after_seq = rows[-1]["seq"]
-            if len(views) < wanted:
-                await asyncio.sleep(0)
-        return JobPage(jobs=views, total=total)
+        return await reading.list_jobs(
+            self._table, self.store, status=status, project=project, design=design,
+            owner=owner, host=host, ids=ids, limit=limit, offset=offset)
 
-    def _row_view(self, row: Any) -> Job:
-        job = self._jobs.get(row["job_id"])
-        return self._job_view(job) if job is not None else self._job_from_row(row)
 
     async def get_job(self, job_id: str) -> Job:
         """The job with its attempts and full event timeline."""
-        job = self._job_view(self._get_job(job_id))
-        job.events = self.store.job_events(job_id)
-        job.attempts = self.store.load_attempts(job_id)
-        return job
+        return reading.job_detail(self._table, self.store, job_id)
 
     async def tail_log(self, job_id: str, n: int = 200, attempt: int | None = None) -> LogTail:
         """The last ``n`` lines of an attempt's log (the current attempt by default)."""
-        job = self._get_job(job_id)
-        attempt = _attempt_number(job, attempt)
-        if n < 0:
-            raise InvalidInput("tail must be >= 0", [{"field": "tail", "message": "must be >= 0"}])
-        files = attempt_files(self.state_dir, job_id, attempt)
-        running = attempt == job.attempt and job.status.is_active
-        if n > 10_000:
-            lines, offset = await asyncio.to_thread(tail_with_offset, files.log, n,
-                                                    complete_only=running)
-        else:
-            lines, offset = tail_with_offset(files.log, n, complete_only=running)
-        return LogTail(job_id=job_id, attempt=attempt, lines=lines, offset=offset)
+        return await reading.tail_log(self._table, self.state_dir, job_id, n, attempt)
 
     async def read_log(self, job_id: str, offset: int, attempt: int | None = None,
                        max_bytes: int = 1 << 20) -> LogTail:
         """Complete lines appended after byte ``offset`` (to follow a log). A last line
         without its newline is held back until it is complete or the attempt has ended."""
-        job = self._get_job(job_id)
-        attempt = _attempt_number(job, attempt)
-        if offset < 0:
-            raise InvalidInput("offset must be >= 0",
-                               [{"field": "offset", "message": "must be >= 0"}])
-        files = attempt_files(self.state_dir, job_id, attempt)
-        ended = attempt < job.attempt or not job.status.is_active
-        lines, end = read_lines_from(files.log, offset, max_bytes, writer_done=ended)
-        return LogTail(job_id=job_id, attempt=attempt, lines=lines, offset=end)
+        return reading.read_log(self._table, self.state_dir, job_id, offset, attempt,
+                                max_bytes)
 
     def owner_of(self, job_id: str) -> str:
         """Who owns the job (NotFound if there is none): for the API's permission checks."""
-        return self._get_job(job_id).owner
+        return self._table.get(job_id).owner
 
-    def _get_job(self, job_id: str) -> Job:
-        """The job in memory if unfinished, else as stored (a finished job is not kept)."""
-        if not is_valid_id(job_id):
-            raise NotFound(f"no job {job_id!r}", {"job_id": job_id})
-        job = self._jobs.get(job_id)
-        if job is None:
-            row = self.store.load_job(job_id)
-            if row is None:
-                raise NotFound(f"no job {job_id!r}", {"job_id": job_id})
-            job = self._job_from_row(row)
-        return job
 
-    def _job_view(self, job: Job) -> Job:
-        view = job.model_copy()
-        book = self._books.get(job.job_id)
-        if book is not None:  # running time as the timeout counts it (apr_tui shows it)
-            view.run_sec, view.resumed_at = book.run_sec, book.resumed_at
+    def _pending_reason(self, job: Job) -> str | None:
         if job.status is JobStatus.PENDING:
-            view.pending_reason = self._queue.reason(job.job_id) or "waiting for dispatch"
-        elif job.status is JobStatus.HELD:
-            view.pending_reason = "held: resume to queue it again"
-        return view
+            return self._queue.reason(job.job_id) or "waiting for dispatch"
+        if job.status is JobStatus.HELD:
+            return "held: resume to queue it again"
+        return None
 
     @property
     def last_event_seq(self) -> int:
@@ -916,7 +805,7 @@ class Scheduler:
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Job:
         """Return the job once it is final (retries exhausted, or succeeded/stopped)."""
-        job = self._get_job(job_id)
+        job = self._table.get(job_id)
         if not job.status.is_final:
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiters.setdefault(job_id, []).append(future)
@@ -927,7 +816,7 @@ class Scheduler:
                 waiters = self._waiters.get(job_id, [])
                 if future in waiters:
                     waiters.remove(future)
-        return self._job_view(self._get_job(job_id))
+        return self._table.view(self._table.get(job_id))
 
     def _finished_last_hour(self) -> int:
         """Counted by the store's index, not by a bounded sample of recent ends."""
@@ -947,18 +836,18 @@ class Scheduler:
     # control -----------------------------------------------------------------------------
     async def pause(self, job_id: str) -> Job:
         """PENDING -> HELD, or RUNNING -> PAUSED by SIGSTOP to the job's process group."""
-        job = self._get_job(job_id)
+        job = self._table.get(job_id)
         transitions.require("pause", job)
         if job.status is JobStatus.PENDING:
             self._journal.record(job, JobStatus.HELD, "held by request")
             self._queue.remove(job_id)
-            return self._job_view(job)
+            return self._table.view(job)
         run = self._control_target("pause", job)
         if not await self._runs.signal(run, signal.SIGSTOP) or not self._is_live(run, job,
                                                                                  "pause"):
             raise transitions.illegal("pause", job)
         book = self._books[job_id]
-        run_sec = book.run_sec + _seconds_between(book.resumed_at, utcnow())
+        run_sec = book.running_sec(utcnow())
         try:
             self._journal.record(job, JobStatus.PAUSED, "paused by request (SIGSTOP)",
                          job_cols={"run_sec": run_sec, "resumed_at": None})
@@ -967,22 +856,22 @@ class Scheduler:
             raise
         book.run_sec, book.resumed_at = run_sec, None
         self._runs.disarm_timeout(run)
-        return self._job_view(job)
+        return self._table.view(job)
 
     async def resume(self, job_id: str) -> Job:
         """HELD -> PENDING (back in its place in the queue), or PAUSED -> RUNNING by SIGCONT."""
-        job = self._get_job(job_id)
+        job = self._table.get(job_id)
         transitions.require("resume", job)
         if job.status is JobStatus.HELD:
             book = self._books[job_id]
             self._journal.record(job, JobStatus.PENDING, "released by request")
             self._queue.push(job_id, job.priority, book.queue_seq, job.resource_request)
             self._wake()
-            return self._job_view(job)
+            return self._table.view(job)
         run = self._control_target("resume", job)
         signalled = await self._runs.signal(run, signal.SIGCONT)
         if signalled and not self._runs.is_current(run):  # resumed, then it ended meanwhile
-            return self._job_view(job)
+            return self._table.view(job)
         if not signalled or not self._is_live(run, job, "resume"):
             raise transitions.illegal("resume", job)
         now = utcnow()
@@ -994,7 +883,7 @@ class Scheduler:
             raise
         self._books[job_id].resumed_at = now
         self._arm_timeout(job, run)
-        return self._job_view(job)
+        return self._table.view(job)
 
     def _control_target(self, action: str, job: Job) -> Run:
         """The live attempt a pause or resume goes to, if that host can take it."""
@@ -1020,7 +909,7 @@ class Scheduler:
         """PENDING/HELD -> STOPPED at once; RUNNING/PAUSED: SIGTERM to the group, SIGKILL after
         the grace period, STOPPED when it has ended. A second stop sends SIGKILL right away.
         The intent is written before any signal goes out, so a restart carries it out."""
-        job = self._get_job(job_id)
+        job = self._table.get(job_id)
         transitions.require("stop", job)
         if job.status in (JobStatus.PENDING, JobStatus.HELD):
             now = utcnow()
@@ -1029,13 +918,13 @@ class Scheduler:
             job.finished_at = now
             self._queue.remove(job_id)
             self._notify_final(job)
-            self._forget(job)
-            return self._job_view(job)
+            self._table.forget(job)
+            return self._table.view(job)
         run = self._runs.get(job_id)
         if run is None:
             raise transitions.illegal("stop", job)
         await self._stop_running(job, run)
-        return self._job_view(job)
+        return self._table.view(job)
 
     async def _stop_running(self, job: Job, run: Run) -> None:
         if run.ending == transitions.STOP:
@@ -1079,12 +968,12 @@ class Scheduler:
 
     async def rerun(self, job_id: str) -> Job:
         """Start a new attempt of a finished job; earlier attempts' logs and events stay."""
-        job = self._get_job(job_id)
+        job = self._table.get(job_id)
         transitions.require("rerun", job)
         if job_id not in self._jobs:
             row = self.store.load_job(job_id)
             assert row is not None
-            job, _ = self._install(row)
+            job, _ = self._table.install(row)
         book = self._books[job_id]
         now = utcnow()
         queue_seq = self._queue_seq + 1
@@ -1095,7 +984,7 @@ class Scheduler:
         book.run_sec, book.resumed_at = 0.0, None
         self._queue.push(job_id, job.priority, book.queue_seq, job.resource_request)
         self._wake()
-        return self._job_view(job)
+        return self._table.view(job)
 
     def _new_attempt(self, job: Job, now: datetime, reason: str, *, queue_seq: int,
                      retries_used: int) -> None:
@@ -1161,7 +1050,7 @@ class Scheduler:
         def apply() -> None:
             book = self._books[job.job_id]
             book.run_sec, book.resumed_at = 0.0, now
-            self._samples.started(_seconds_between(book.queued_at, now))
+            self._samples.started(seconds_between(book.queued_at, now))
             job.host_id, job.started_at = host_id, now
 
         self.store.after_commit(apply)
@@ -1196,7 +1085,7 @@ class Scheduler:
         if job.timeout_sec is None:
             return
         book = self._books[job.job_id]
-        used = book.run_sec + _seconds_between(book.resumed_at, utcnow())
+        used = book.running_sec(utcnow())
         self._runs.arm_timeout(run, job.timeout_sec - used)
 
     def _timed_out(self, run: Run) -> None:
@@ -1221,7 +1110,7 @@ class Scheduler:
         now = utcnow()
         end = now if status.ended_at is None else min(now, datetime.fromtimestamp(
             status.ended_at, UTC))
-        run_sec = book.run_sec + _seconds_between(book.resumed_at, end)
+        run_sec = book.running_sec(end)
         final, reason = transitions.outcome(run.ending, status, job.timeout_sec)
         if note:
             reason = f"{reason} ({note})"
@@ -1268,7 +1157,7 @@ class Scheduler:
             self._queue.push(job.job_id, job.priority, book.queue_seq, job.resource_request)
         else:
             self._notify_final(job)
-            self._forget(job)
+            self._table.forget(job)
         self._wake()
 
     # retention ---------------------------------------------------------------------------
@@ -1430,15 +1319,6 @@ def _nothing_written(log: Path) -> bool:
         return log.stat().st_size == 0
     except FileNotFoundError:
         return True
-
-
-def _attempt_number(job: Job, attempt: int | None) -> int:
-    """The attempt asked for (the latest by default), if the job has it."""
-    number = job.attempt if attempt is None else attempt
-    if not 1 <= number <= job.attempt:
-        raise NotFound(f"job {job.job_id} has no attempt {number} (attempts 1..{job.attempt})",
-                       {"job_id": job.job_id, "attempt": number})
-    return number
 
 
 def _reach(spec: HostSpec) -> tuple[Any, ...]:
