@@ -117,6 +117,14 @@ class RunSupervisor:
         self._runs[job_id] = run
         return run
 
+    def abandon(self, run: Run) -> None:
+        """Stop watching an attempt whose host is gone (the caller records it lost)."""
+        if run.task is not None:
+            run.task.cancel()
+        abandon = getattr(run.executor, "abandon", None)
+        if abandon is not None and run.handle is not None:
+            abandon(run.handle)
+
     def discard(self, run: Run) -> None:
         """The attempt's end is recorded: forget it and its timers."""
         self._cancel_timers(run)

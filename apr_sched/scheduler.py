@@ -36,20 +36,22 @@ from apr_sched.config import (
 )
 from apr_sched.errors import (
     AprError,
-    HostBusy,
     IllegalTransition,
     InvalidInput,
-    NotFound,
     StoreUnavailable,
     validated,
 )
 from apr_sched.events import EventHub, Subscription
-from apr_sched.executors.base import Executor, ExitStatus, Launch
-from apr_sched.executors.local import LocalExecutor
-from apr_sched.executors.prefix import PrefixExecutor
-from apr_sched.executors.ssh import HostUnavailable, SshExecutor
-from apr_sched.executors.ssh_target import ssh_target
-from apr_sched.hosts import HostLiveness
+from apr_sched.executors.base import ExitStatus, Launch
+from apr_sched.executors.ssh import HostUnavailable
+from apr_sched.hosts import (
+    HostChange,
+    HostRegistry,
+    executor_unreachable,
+    heartbeat_state,
+    reachability_state,
+    silence_state,
+)
 from apr_sched.identity import local_account
 from apr_sched.jobs import Book, JobTable, seconds_between
 from apr_sched.journal import Journal
@@ -58,6 +60,7 @@ from apr_sched.metrics import TimingSamples
 from apr_sched.models import (
     Event,
     Host,
+    HostEvent,
     HostLoad,
     HostSpec,
     HostState,
@@ -70,11 +73,10 @@ from apr_sched.models import (
     MetricsSummary,
     PurgeReport,
     Usage,
-    is_valid_id,
     new_pending_job,
     utcnow,
 )
-from apr_sched.placement import HostCapacity, HostPool, check_runnable
+from apr_sched.placement import HostPool, check_runnable
 from apr_sched.queue import PendingQueue
 from apr_sched.runs import Run, RunSupervisor
 from apr_sched.statedir import StateDirLock
@@ -154,16 +156,17 @@ class Scheduler:
         self._store: Store | None = None
         self._table = JobTable(lambda: self.store, self._pending_reason)
         self._jobs, self._books = self._table.jobs, self._table.books  # the same dicts
-        self._hosts: dict[str, Host] = {}
-        self._executors: dict[str, Executor] = {}
         self.logs = logs or LogsConfig()
         self._runs = RunSupervisor(stop_grace_sec=stop_grace_sec, on_started=self._started_run,
                                    on_end=self._finish, on_timeout=self._timed_out,
                                    log_limit=self.logs.limit(), on_log_note=self._log_note)
-        self._liveness = HostLiveness(
-            heartbeat_timeout_sec=heartbeat_timeout_sec, host_lost_after_sec=host_lost_after_sec,
-            on_silent=self._heartbeat_missed, on_lost=self._host_lost)
         self._pool = HostPool()
+        self._registry = HostRegistry(
+            self._pool, run_as_owner=run_as_owner, job_cgroups=job_cgroups,
+            heartbeat_timeout_sec=heartbeat_timeout_sec, host_lost_after_sec=host_lost_after_sec,
+            on_reachable=self._host_reachable, on_silent=self._heartbeat_missed,
+            on_lost=self._host_lost)
+        self._hosts, self._executors = self._registry.hosts, self._registry.executors
         self._queue = PendingQueue()
         self._hub = EventHub()
         self._batches = BatchWriter(lambda: self.store)
@@ -223,15 +226,10 @@ class Scheduler:
             ]:
                 await self.register_host(spec)
             await self._recover_runs()
-            for host in self._hosts.values():
-                # SSH hosts start OFFLINE until they answer; hosts that sent heartbeats
-                # before the restart must send them again.
-                self._watch_reachability(host)
-                if host.last_heartbeat is not None:
-                    self._liveness.heard_from(host.host_id)
+            self._registry.start_countdowns()
         except BaseException:
             await self._runs.close()
-            self._liveness.close()
+            self._registry.liveness.close()
             if self._store is not None:
                 self._store.close()
                 self._store = None
@@ -261,12 +259,11 @@ class Scheduler:
                                 exc.message)
             await self._runs.wait_ended(self.stop_grace_sec + 5)
         await self._runs.close()
-        self._liveness.close()
+        self._registry.liveness.close()
         for timer in (self._retry_timer, self._purge_timer):
             if timer is not None:
                 timer.cancel()
-        for executor in self._executors.values():
-            await executor.close()
+        await self._registry.close_executors()
         for futures in self._waiters.values():
             for fut in futures:
                 if not fut.done():
@@ -298,7 +295,7 @@ class Scheduler:
             log.info("after a crash: %d unpublished batch(es) removed, the events of %d "
                      "published one(s) written", staged, published)
         for host in store.load_hosts():
-            self._add_host(host)
+            self._registry.install(host)
         self._table.last_seq = store.max_job_seq()
         self._queue_seq = store.max_queue_seq()
         self._journal.restore(store)
@@ -325,7 +322,7 @@ class Scheduler:
             host_id = job.host_id or ""
             files = attempt_files(self.state_dir, job.job_id, job.attempt)
             run = self._runs.add(job.job_id, job.attempt, host_id, job.resource_request,
-                                 self._executors.get(host_id) or self._local_executor(host_id))
+                                 self._registry.executor_for(host_id))
             if host_id not in self._hosts:
                 self._runs.never_started(run)
                 self._finish(run, ExitStatus(None, lost=True, detail=(
@@ -372,77 +369,18 @@ class Scheduler:
         self._queue.push(job.job_id, job.priority, book.queue_seq, job.resource_request)
 
     # hosts -------------------------------------------------------------------------------
-    def _add_host(self, host: Host) -> None:
-        """Install a host (new or changed) in memory; jobs running there keep their usage."""
-        old = self._hosts.get(host.host_id)
-        self._hosts[host.host_id] = host
-        if old is None or _reach(old) != _reach(host):
-            previous = self._executors.get(host.host_id)
-            if previous is not None:
-                asyncio.get_running_loop().create_task(previous.close())
-            executor = self._make_executor(host)
-            self._executors[host.host_id] = executor
-            if isinstance(executor, SshExecutor):
-                host.state = HostState.OFFLINE
-                host.state_reason = f"connecting to {executor.target.describe()}"
-            executor.open()
-        capacity = HostCapacity.from_spec(host, accepting=host.state is HostState.ONLINE)
-        current = self._pool.get(host.host_id)
-        if current is not None:
-            capacity.used_slots, capacity.used_cpu = current.used_slots, current.used_cpu
-            capacity.used_memory_gb = current.used_memory_gb
-        self._pool.upsert(capacity)
-
-    def _local_executor(self, host_id: str) -> LocalExecutor:
-        return LocalExecutor(host_id, run_as_owner=self.run_as_owner, cgroups=self.job_cgroups)
-
-    def _make_executor(self, host: HostSpec) -> Executor:
-        target = ssh_target(host)
-        if target is not None:
-            return SshExecutor(host.host_id, target, host.remote_spool,
-                               on_reachable=self._host_reachable, on_load=self._host_load)
-        if host.executor_prefix:
-            return PrefixExecutor(host.host_id, host.executor_prefix, host.remote_spool,
-                                  cgroups=self.job_cgroups)
-        return self._local_executor(host.host_id)
-
     async def register_host(self, spec: HostSpec | Mapping[str, Any]) -> tuple[Host, bool]:
         """Add a host, or update an existing one's capacity, labels and prefix.
         Returns the host and whether it was new. Nothing changes unless the store has it."""
         spec = validated(HostSpec, spec)
-        now = utcnow()
-        old = self._hosts.get(spec.host_id)
-        if old is None:
-            host = Host(**spec.model_dump(), registered_at=now, last_heartbeat=None)
-            reason = "registered"
-        else:
-            host = Host(**spec.model_dump(), state=old.state, state_reason=old.state_reason,
-                        registered_at=old.registered_at, last_heartbeat=old.last_heartbeat,
-                        load=old.load)
-            if host.spec() == old.spec():
-                return self._host_view(host.host_id), False
-            running = self._runs.on_host(host.host_id)
-            if running and _reach(old) != _reach(host):
-                raise HostBusy(
-                    f"host {host.host_id} runs {len(running)} job(s); how it is reached "
-                    f"(ssh, executor_prefix, spool) cannot change until they end",
-                    {"host_id": host.host_id, "running_jobs": running})
-            reason = "updated"
-        target = ssh_target(host)
-        if (old is None or _reach(old) != _reach(host)) and target is not None:
-            host.state = HostState.OFFLINE  # until the connection is up (as _add_host does)
-            reason = f"{reason}; connecting to {target.describe()}"
-        elif host.state is not HostState.ONLINE and host.state_reason:
-            reason = f"{reason}; {host.state_reason}"
-        event = self._journal.host_event(host.host_id, old.state if old else None, host.state,
-                                         reason)
-        with self._journal.transaction():
-            self.store.save_host(host)
-            self.store.insert_events([event])
-        self._add_host(host)
+        change = self._registry.registration(spec, utcnow(), self._runs.on_host(spec.host_id))
+        if change is None:  # the same as registered
+            return self._host_view(spec.host_id), False
+        event = self._write_host(change)
+        self._registry.install(change.host)
         self._journal.publish([event])
         self._wake()
-        return self._host_view(host.host_id), old is None
+        return self._host_view(spec.host_id), change.from_state is None
 
     async def heartbeat(
         self, host_id: str, load: HostLoad | Mapping[str, Any] | None = None
@@ -450,110 +388,23 @@ class Scheduler:
         """A host says it is alive (optionally with load figures): note the time, and bring it
         back ONLINE if it was OFFLINE. Written to the store only when the state changes or
         on a host's first heartbeat (which makes it a heartbeat host across restarts)."""
-        host = self._get_host(host_id)
+        host = self._registry.get(host_id)
         figures = None if load is None else validated(HostLoad, load)
-        first = host.last_heartbeat is None
-        executor = self._executors.get(host_id)
-        if host.state is HostState.OFFLINE and not (
-                isinstance(executor, SshExecutor) and not executor.is_reachable()):
-            self._set_host_state(host, HostState.ONLINE, "heartbeat received",
-                                 last_heartbeat=utcnow())
-        elif first:
+        state = heartbeat_state(host, unreachable=self._registry.is_unreachable(host_id))
+        if state is not None:
+            self._set_host_state(host_id, state, "heartbeat received", last_heartbeat=utcnow())
+        elif host.last_heartbeat is None:
             with self._journal.transaction():
                 self.store.save_host(host.model_copy(update={"last_heartbeat": utcnow()}))
-        host.last_heartbeat = utcnow()
-        if figures is not None:
-            host.load = figures
-        self._liveness.heard_from(host_id)
+        self._registry.heard_from(host_id, figures)
         return self._host_view(host_id)
-
-    # host liveness -------------------------------------------------------------------------
-    def _set_host_state(self, host: Host, state: HostState, reason: str,
-                        last_heartbeat: datetime | None = None) -> None:
-        """Record a host's new state; OFFLINE hosts get no jobs, and jobs on an unreachable
-        SSH host are declared lost if it stays away for host_lost_after_sec."""
-        if host.state is state:
-            host.state_reason = reason
-            return
-        event = self._journal.host_event(host.host_id, host.state, state, reason)
-        update: dict[str, Any] = {"state": state, "state_reason": reason}
-        if last_heartbeat is not None:
-            update["last_heartbeat"] = last_heartbeat
-        with self._journal.transaction():
-            self.store.save_host(host.model_copy(update=update))
-            self.store.insert_events([event])
-        host.state, host.state_reason = state, reason
-        self._pool.set_accepting(host.host_id, state is HostState.ONLINE)
-        self._journal.publish([event])
-        self._watch_reachability(host)
-        if state is HostState.ONLINE:
-            self._wake()
-
-    def _watch_reachability(self, host: Host) -> None:
-        """While an SSH host is OFFLINE, count down to declaring its attempts lost."""
-        self._liveness.unreachable(host.host_id, host.state is HostState.OFFLINE and isinstance(
-            self._executors.get(host.host_id), SshExecutor))
-
-    def _host_reachable(self, host_id: str, reachable: bool, reason: str) -> None:
-        """Called by an SSH executor when its connection comes up or goes down."""
-        host = self._hosts.get(host_id)
-        if host is None or self._closing or self._store is None:
-            return
-        try:
-            if reachable and host.state is HostState.OFFLINE:
-                self._set_host_state(host, HostState.ONLINE, reason)
-            elif not reachable and host.state is HostState.ONLINE:
-                self._set_host_state(host, HostState.OFFLINE, reason)
-            else:
-                host.state_reason = reason
-        except StoreUnavailable as exc:
-            log.warning("host %s: %s; state not recorded: %s", host_id, reason, exc.message)
-
-    def _host_load(self, host_id: str, load: HostLoad) -> None:
-        host = self._hosts.get(host_id)
-        if host is not None:
-            host.load = load
-
-    def _heartbeat_missed(self, host_id: str) -> None:
-        host = self._hosts.get(host_id)
-        if host is not None and host.state is HostState.ONLINE and not self._closing:
-            try:
-                self._set_host_state(host, HostState.OFFLINE,
-                                     f"no heartbeat for {self.heartbeat_timeout_sec:g}s")
-            except StoreUnavailable:
-                self._liveness.heard_from(host_id)  # count down again; try then
-
-    def _host_lost(self, host_id: str) -> None:
-        """The host stayed unreachable too long: its attempts are lost (and may retry)."""
-        if self._closing:
-            return
-        for run in [r for r in self._runs.all() if r.host_id == host_id]:
-            if run.task is not None:
-                run.task.cancel()
-            abandon = getattr(run.executor, "abandon", None)
-            if abandon is not None and run.handle is not None:
-                abandon(run.handle)
-            self._finish(run, ExitStatus(None, lost=True, detail=(
-                f"host {host_id} unreachable for {self.host_lost_after_sec:g}s")))
 
     async def unregister_host(self, host_id: str) -> Host:
         """Remove a host; refused while it runs jobs (stop or let them finish first)."""
-        host = self._get_host(host_id)
-        running = self._runs.on_host(host_id)
-        if running:
-            raise HostBusy(
-                f"host {host_id} still runs {len(running)} job(s): {', '.join(running[:10])}",
-                {"host_id": host_id, "running_jobs": running},
-            )
+        change = self._registry.removal(host_id, self._runs.on_host(host_id))
         view = self._host_view(host_id)
-        event = self._journal.host_event(host_id, host.state, None, "unregistered")
-        with self._journal.transaction():
-            self.store.delete_host(host_id)
-            self.store.insert_events([event])
-        del self._hosts[host_id]
-        self._liveness.forget(host_id)
-        await self._executors.pop(host_id).close()
-        self._pool.remove(host_id)
+        event = self._write_host(change)
+        await self._registry.remove(host_id)
         self._journal.publish([event])
         self._wake()
         return view
@@ -563,25 +414,68 @@ class Scheduler:
         return [self._host_view(h, running[h]) for h in sorted(self._hosts)]
 
     async def get_host(self, host_id: str) -> Host:
-        self._get_host(host_id)
+        self._registry.get(host_id)
         return self._host_view(host_id)
 
-    def _get_host(self, host_id: str) -> Host:
-        host = self._hosts.get(host_id) if is_valid_id(host_id) else None
-        if host is None:
-            raise NotFound(f"no host {host_id!r}", {"host_id": host_id})
-        return host
-
     def _host_view(self, host_id: str, running: int | None = None) -> Host:
-        host = self._hosts[host_id].model_copy()
-        capacity = self._pool.get(host_id)
-        if capacity is not None:
-            host.used_slots = capacity.used_slots
-            host.used_cpu = capacity.used_cpu
-            host.used_memory_gb = capacity.used_memory_gb
-        host.running_jobs = len(self._runs.on_host(host_id)) if running is None else running
-        return host
+        return self._registry.view(
+            host_id, len(self._runs.on_host(host_id)) if running is None else running)
 
+    def _write_host(self, change: HostChange) -> HostEvent:
+        """Write a host transition with its event in one transaction; the caller applies it
+        to memory and publishes the event once this has returned."""
+        event = self._journal.host_event(change.host_id, change.from_state, change.to_state,
+                                         change.reason)
+        with self._journal.transaction():
+            if change.to_state is None:
+                self.store.delete_host(change.host_id)
+            else:
+                self.store.save_host(change.host)
+            self.store.insert_events([event])
+        return event
+
+    def _set_host_state(self, host_id: str, state: HostState | None, reason: str,
+                        last_heartbeat: datetime | None = None) -> None:
+        """Record a host's new state (``hosts`` decides what that means for it); a host
+        already in ``state``, or ``state`` None, only gets the new reason."""
+        change = self._registry.state_change(host_id, state, reason, last_heartbeat)
+        if change is None:
+            self._registry.note(host_id, reason)
+            return
+        event = self._write_host(change)
+        self._registry.apply_state(change)
+        self._journal.publish([event])
+        if change.to_state is HostState.ONLINE:
+            self._wake()
+
+    def _host_reachable(self, host_id: str, reachable: bool, reason: str) -> None:
+        """Called by an SSH executor when its connection comes up or goes down."""
+        host = self._hosts.get(host_id)
+        if host is None or self._closing or self._store is None:
+            return
+        try:
+            self._set_host_state(host_id, reachability_state(host, reachable), reason)
+        except StoreUnavailable as exc:
+            log.warning("host %s: %s; state not recorded: %s", host_id, reason, exc.message)
+
+    def _heartbeat_missed(self, host_id: str) -> None:
+        host = self._hosts.get(host_id)
+        state = None if host is None or self._closing else silence_state(host)
+        if state is not None:
+            try:
+                self._set_host_state(host_id, state,
+                                     f"no heartbeat for {self.heartbeat_timeout_sec:g}s")
+            except StoreUnavailable:
+                self._registry.liveness.heard_from(host_id)  # count down again; try then
+
+    def _host_lost(self, host_id: str) -> None:
+        """The host stayed unreachable too long: its attempts are lost (and may retry)."""
+        if self._closing:
+            return
+        for run in [r for r in self._runs.all() if r.host_id == host_id]:
+            self._runs.abandon(run)
+            self._finish(run, ExitStatus(None, lost=True, detail=(
+                f"host {host_id} unreachable for {self.host_lost_after_sec:g}s")))
 
     # submit ------------------------------------------------------------------------------
     async def submit(self, spec: JobSpec | Mapping[str, Any], *,
@@ -778,7 +672,7 @@ class Scheduler:
         return dict(self._journal.counts)
 
     def hosts_online(self) -> int:
-        return sum(1 for h in self._hosts.values() if h.state is HostState.ONLINE)
+        return self._registry.count(HostState.ONLINE)
 
     async def metrics_summary(self) -> MetricsSummary:
         by_status = self.job_counts()
@@ -790,7 +684,7 @@ class Scheduler:
             jobs_total=sum(by_status.values()),
             jobs_by_status=by_status,
             hosts_online=online,
-            hosts_offline=sum(1 for h in self._hosts.values() if h.state is HostState.OFFLINE),
+            hosts_offline=self._registry.count(HostState.OFFLINE),
             hosts_total=len(self._hosts),
             slots=Usage(used=sum(c.used_slots for c in caps),
                         total=sum(c.total_slots for c in caps)),
@@ -931,7 +825,7 @@ class Scheduler:
             self._journal.record(job, job.status, "stop requested again: SIGKILL sent")
             await self._runs.kill(run)
             return
-        if isinstance(run.executor, SshExecutor) and not run.executor.is_reachable():
+        if executor_unreachable(run.executor):
             raise HostUnavailable(
                 f"host {run.host_id} is unreachable ({self._hosts[run.host_id].state_reason}):"
                 f" job {job.job_id} not stopped, nothing was sent; try again when it is back",
@@ -1057,7 +951,7 @@ class Scheduler:
 
     def _launch(self, job: Job, host_id: str) -> None:
         run = self._runs.add(job.job_id, job.attempt, host_id, job.resource_request,
-                             self._executors.get(host_id) or self._local_executor(host_id))
+                             self._registry.executor_for(host_id))
         self._arm_timeout(job, run)
         self._runs.launch(run, Launch(
             job_id=job.job_id, attempt=run.attempt, host_id=host_id, command=job.command,
@@ -1319,11 +1213,3 @@ def _nothing_written(log: Path) -> bool:
         return log.stat().st_size == 0
     except FileNotFoundError:
         return True
-
-
-def _reach(spec: HostSpec) -> tuple[Any, ...]:
-    """What decides which executor a host gets and where it connects."""
-    return (spec.executor_prefix, spec.ssh, spec.ssh_identity_file, spec.ssh_known_hosts,
-            spec.ssh_connect_timeout_sec, spec.remote_spool)
-
-
