@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import deque
 
+from apr_sched.models import JobStatus, MetricsSummary, Usage
+
 
 def percentile(sorted_values: list[float], fraction: float) -> float | None:
     """Nearest-rank percentile of an already sorted list (None when empty)."""
@@ -33,3 +35,24 @@ class TimingSamples:
     def run_stats(self) -> tuple[float | None, float | None]:
         values = sorted(self.run_sec)
         return percentile(values, 0.5), percentile(values, 0.95)
+
+
+def summarize(by_status: dict[JobStatus, int], *, hosts_online: int, hosts_offline: int,
+              hosts_total: int, usage: tuple[Usage, Usage, Usage], samples: TimingSamples,
+              finished_last_hour: int, degraded_reason: str | None) -> MetricsSummary:
+    """The figures of ``/metrics/summary`` from what the Scheduler counts as it goes."""
+    wait_median, wait_p95 = samples.wait_stats()
+    run_median, run_p95 = samples.run_stats()
+    slots, cpu, memory_gb = usage
+    return MetricsSummary(
+        jobs_total=sum(by_status.values()),
+        jobs_by_status=by_status,
+        hosts_online=hosts_online,
+        hosts_offline=hosts_offline,
+        hosts_total=hosts_total,
+        slots=slots, cpu=cpu, memory_gb=memory_gb,
+        finished_last_hour=finished_last_hour,
+        wait_sec_median=wait_median, wait_sec_p95=wait_p95,
+        run_sec_median=run_median, run_sec_p95=run_p95,
+        degraded_reason=degraded_reason,
+    )

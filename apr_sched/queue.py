@@ -17,9 +17,10 @@ from __future__ import annotations
 import heapq
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from apr_sched.models import ResourceRequest
-from apr_sched.placement import HostPool
+from apr_sched.placement import HostCapacity
 
 _COMPACT_MIN_DEAD = 64
 """Dead tuples a cluster heap may carry before a rebuild is considered."""
@@ -43,6 +44,16 @@ class _Cluster:
 
 _JobEntry = tuple[int, int, str, _Cluster]
 _OrderEntry = tuple[int, int, int, _Cluster]
+
+
+class Placer(Protocol):
+    """What a dispatch pass asks about each head: ``placement.HostPool`` answers for hosts
+    alone, ``resources.Resources`` for everything a running job holds."""
+
+    def least_loaded_fit(self, req: ResourceRequest) -> HostCapacity | None: ...
+    def unplaceable_reason(self, req: ResourceRequest) -> str | None: ...
+    def capacity_reason(self, req: ResourceRequest) -> str: ...
+    def allocate(self, host_id: str, req: ResourceRequest) -> None: ...
 
 
 class PendingQueue:
@@ -105,7 +116,7 @@ class PendingQueue:
         entry = self._jobs.get(job_id)
         return None if entry is None else entry[3].reason
 
-    def dispatch_pass(self, pool: HostPool, limit: int | None = None) -> list[tuple[str, str]]:
+    def dispatch_pass(self, pool: Placer, limit: int | None = None) -> list[tuple[str, str]]:
         """Place heads in global best-job order; return ``(job_id, host_id)`` in order made.
 
         A placed cluster's next head competes again with the other heads; a cluster whose

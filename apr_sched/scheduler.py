@@ -34,6 +34,7 @@ from apr_sched.config import (
     local_host_spec,
     resolve_state_dir,
 )
+from apr_sched.eligibility import Eligibility
 from apr_sched.errors import (
     AprError,
     IllegalTransition,
@@ -56,7 +57,7 @@ from apr_sched.identity import local_account
 from apr_sched.jobs import Book, JobTable, seconds_between
 from apr_sched.journal import Journal
 from apr_sched.logs import attempt_files
-from apr_sched.metrics import TimingSamples
+from apr_sched.metrics import TimingSamples, summarize
 from apr_sched.models import (
     Event,
     Host,
@@ -72,12 +73,13 @@ from apr_sched.models import (
     LogTail,
     MetricsSummary,
     PurgeReport,
-    Usage,
     new_pending_job,
     utcnow,
 )
-from apr_sched.placement import HostPool, check_runnable
+from apr_sched.order import QueueOrder
+from apr_sched.placement import HostPool
 from apr_sched.queue import PendingQueue
+from apr_sched.resources import Resources
 from apr_sched.runs import Run, RunSupervisor
 from apr_sched.statedir import StateDirLock
 from apr_sched.store import IdempotencyKey, Store, parse_time, pending_job_row
@@ -160,20 +162,22 @@ class Scheduler:
         self._runs = RunSupervisor(stop_grace_sec=stop_grace_sec, on_started=self._started_run,
                                    on_end=self._finish, on_timeout=self._timed_out,
                                    log_limit=self.logs.limit(), on_log_note=self._log_note)
-        self._pool = HostPool()
+        pool = HostPool()  # hosts' capacity: the registry sets totals, resources use
         self._registry = HostRegistry(
-            self._pool, run_as_owner=run_as_owner, job_cgroups=job_cgroups,
+            pool, run_as_owner=run_as_owner, job_cgroups=job_cgroups,
             heartbeat_timeout_sec=heartbeat_timeout_sec, host_lost_after_sec=host_lost_after_sec,
             on_reachable=self._host_reachable, on_silent=self._heartbeat_missed,
             on_lost=self._host_lost)
         self._hosts, self._executors = self._registry.hosts, self._registry.executors
+        self._resources = Resources(pool)
+        self._eligibility = Eligibility()
+        self._order = QueueOrder()
         self._queue = PendingQueue()
         self._hub = EventHub()
         self._batches = BatchWriter(lambda: self.store)
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._samples = TimingSamples()
         self._journal = Journal(lambda: self.store, self._hub)
-        self._queue_seq = 0
         self._dispatch_scheduled = False
         self._unsaved_pgids: list[str] = []
         self._unrecorded: dict[str, tuple[Run, ExitStatus, str | None]] = {}
@@ -297,13 +301,10 @@ class Scheduler:
         for host in store.load_hosts():
             self._registry.install(host)
         self._table.last_seq = store.max_job_seq()
-        self._queue_seq = store.max_queue_seq()
+        self._order.last_seq = store.max_queue_seq()
         self._journal.restore(store)
         for row in store.load_unfinished_jobs():  # finished jobs are read on demand
-            job, book = self._table.install(row)
-            if job.status is JobStatus.PENDING:
-                self._queue.push(job.job_id, job.priority, book.queue_seq,
-                                 job.resource_request)
+            self._enqueue(self._table.install(row)[0])
         for row in store.recent_attempt_times(self._samples.run_sec.maxlen or 10_000):
             queued, started = parse_time(row["queued_at"]), parse_time(row["started_at"])
             self._samples.started(seconds_between(queued, started))
@@ -328,7 +329,7 @@ class Scheduler:
                 self._finish(run, ExitStatus(None, lost=True, detail=(
                     f"host {host_id} is no longer registered")), note="after scheduler restart")
                 continue
-            self._pool.allocate(host_id, job.resource_request)
+            self._resources.allocate(host_id, job.resource_request)
             found = await run.executor.recover(job.job_id, job.attempt, files, job.pgid)
             if isinstance(found, ExitStatus):
                 self._runs.never_started(run)
@@ -349,8 +350,8 @@ class Scheduler:
                 self._runs.spawn(self._runs.keep_trying(self._send_term, run))
             else:
                 due = self.stop_grace_sec - seconds_between(run.term_sent_at, utcnow())
-                self._journal.record(job, job.status, f"{run.ending} under way before the restart: "
-                                              f"SIGKILL in {max(0.0, due):.3g}s")
+                self._journal.record(job, job.status, f"{run.ending} under way before the "
+                                     f"restart: SIGKILL in {max(0.0, due):.3g}s")
                 self._runs.kill_after(run, due)
 
     def _requeue_unstarted(self, run: Run) -> None:
@@ -358,15 +359,15 @@ class Scheduler:
         stopped in between): queue it again as the same attempt, spending no retry."""
         job, book = self._jobs[run.job_id], self._books[run.job_id]
         self._runs.discard(run)
-        self._pool.release(run.host_id, run.request)
+        self._resources.release(run.host_id, run.request)
         self._journal.record(job, JobStatus.PENDING,
-                     f"never started on {run.host_id} before the scheduler stopped: queued "
-                     f"again (no retry spent)",
-                     job_cols={"host_id": None, "started_at": None, "resumed_at": None},
-                     attempt_cols={"host_id": None, "started_at": None})
+                             f"never started on {run.host_id} before the scheduler stopped: "
+                             f"queued again (no retry spent)",
+                             job_cols={"host_id": None, "started_at": None, "resumed_at": None},
+                             attempt_cols={"host_id": None, "started_at": None})
         job.host_id = job.started_at = None
         book.resumed_at = None
-        self._queue.push(job.job_id, job.priority, book.queue_seq, job.resource_request)
+        self._enqueue(job)
 
     # hosts -------------------------------------------------------------------------------
     async def register_host(self, spec: HostSpec | Mapping[str, Any]) -> tuple[Host, bool]:
@@ -484,7 +485,7 @@ class Scheduler:
         ``idempotency_key``, if given, in the same transaction)."""
         valid = validated(JobSpec, spec)
         self._check_owner_accounts([valid], batch=False)
-        check_runnable(self._pool, [valid], batch=False)
+        self._resources.check_runnable([valid], batch=False)
         (job,) = self._add_jobs([valid], idempotency_key)
         return job.model_copy()
 
@@ -523,7 +524,7 @@ class Scheduler:
             raise InvalidInput("batch rejected: it holds no jobs", [
                 {"field": "jobs", "message": "must hold at least one job"}])
         self._check_owner_accounts(valid, batch=True)
-        check_runnable(self._pool, valid, batch=True)
+        self._resources.check_runnable(valid, batch=True)
         return valid
 
     def _check_owner_accounts(self, specs: list[JobSpec], *, batch: bool) -> None:
@@ -546,7 +547,7 @@ class Scheduler:
         now = utcnow()
         now_iso = now.isoformat()
         jobs, books, events, rows = [], [], [], []
-        seq, queue_seq = self._table.last_seq, self._queue_seq
+        seq, queue_seq = self._table.last_seq, self._order.last_seq
         with self._journal.transaction():
             for spec in specs:
                 seq += 1
@@ -563,12 +564,12 @@ class Scheduler:
             self.store.insert_events(events)
             if idempotency_key is not None:
                 self.store.save_idempotent_reply(idempotency_key, jobs)
-        self._table.last_seq, self._queue_seq = seq, queue_seq
+        self._table.last_seq, self._order.last_seq = seq, queue_seq
         self._journal.counts[JobStatus.PENDING] += len(jobs)
         for job, book in zip(jobs, books, strict=True):
             self._jobs[job.job_id] = job
             self._books[job.job_id] = book
-            self._queue.push(job.job_id, job.priority, book.queue_seq, job.resource_request)
+            self._enqueue(job)
         self._journal.publish(events)
         self._wake()
         return jobs
@@ -577,9 +578,8 @@ class Scheduler:
                                idempotency_key: IdempotencyKey | None) -> list[Job]:
         """Queue a large batch: staged in steps, published by one short transaction, and
         applied to memory at once after it (``batches`` says how and why)."""
-        first, first_queue = self._table.last_seq + 1, self._queue_seq + 1
+        first, first_queue = self._table.last_seq + 1, self._order.reserve(len(specs))
         self._table.last_seq += len(specs)  # reserved now: a batch that fails leaves a gap
-        self._queue_seq += len(specs)
         batch = await self._batches.stage(specs, first, first_queue, utcnow(), self._new_book)
         try:
             with self._journal.transaction():
@@ -609,10 +609,8 @@ class Scheduler:
         """Queue a published batch's jobs that are still pending and not queued: a pause,
         stop or resume may have come first."""
         for job in jobs:
-            if (job.status is JobStatus.PENDING and self._jobs.get(job.job_id) is job
-                    and job.job_id not in self._queue):
-                self._queue.push(job.job_id, job.priority, self._books[job.job_id].queue_seq,
-                                 job.resource_request)
+            if self._jobs.get(job.job_id) is job and job.job_id not in self._queue:
+                self._enqueue(job)
 
     # reading -----------------------------------------------------------------------------
     async def list_jobs(
@@ -656,11 +654,14 @@ class Scheduler:
 
 
     def _pending_reason(self, job: Job) -> str | None:
-        if job.status is JobStatus.PENDING:
-            return self._queue.reason(job.job_id) or "waiting for dispatch"
-        if job.status is JobStatus.HELD:
-            return "held: resume to queue it again"
-        return None
+        return self._eligibility.pending_reason(job, self._queue.reason(job.job_id))
+
+    def _enqueue(self, job: Job) -> None:
+        """Queue a pending job for dispatch under its order key, if eligibility admits it
+        (every path into the dispatch queue comes through here)."""
+        if self._eligibility.admits(job):
+            priority, seq = self._order.key(job, self._books[job.job_id])
+            self._queue.push(job.job_id, priority, seq, job.resource_request)
 
     @property
     def last_event_seq(self) -> int:
@@ -675,27 +676,11 @@ class Scheduler:
         return self._registry.count(HostState.ONLINE)
 
     async def metrics_summary(self) -> MetricsSummary:
-        by_status = self.job_counts()
-        caps = list(self._pool)
-        online = self.hosts_online()
-        wait_median, wait_p95 = self._samples.wait_stats()
-        run_median, run_p95 = self._samples.run_stats()
-        return MetricsSummary(
-            jobs_total=sum(by_status.values()),
-            jobs_by_status=by_status,
-            hosts_online=online,
-            hosts_offline=self._registry.count(HostState.OFFLINE),
-            hosts_total=len(self._hosts),
-            slots=Usage(used=sum(c.used_slots for c in caps),
-                        total=sum(c.total_slots for c in caps)),
-            cpu=Usage(used=sum(c.used_cpu for c in caps), total=sum(c.total_cpu for c in caps)),
-            memory_gb=Usage(used=sum(c.used_memory_gb for c in caps),
-                            total=sum(c.total_memory_gb for c in caps)),
-            finished_last_hour=self._finished_last_hour(),
-            wait_sec_median=wait_median, wait_sec_p95=wait_p95,
-            run_sec_median=run_median, run_sec_p95=run_p95,
-            degraded_reason=self.degraded_reason,
-        )
+        return summarize(
+            self.job_counts(), hosts_online=self.hosts_online(),
+            hosts_offline=self._registry.count(HostState.OFFLINE), hosts_total=len(self._hosts),
+            usage=self._resources.usage(), samples=self._samples,
+            finished_last_hour=self._finished_last_hour(), degraded_reason=self.degraded_reason)
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Job:
         """Return the job once it is final (retries exhausted, or succeeded/stopped)."""
@@ -744,7 +729,7 @@ class Scheduler:
         run_sec = book.running_sec(utcnow())
         try:
             self._journal.record(job, JobStatus.PAUSED, "paused by request (SIGSTOP)",
-                         job_cols={"run_sec": run_sec, "resumed_at": None})
+                                 job_cols={"run_sec": run_sec, "resumed_at": None})
         except StoreUnavailable:
             await self._runs.signal(run, signal.SIGCONT)  # as it was: running
             raise
@@ -757,9 +742,8 @@ class Scheduler:
         job = self._table.get(job_id)
         transitions.require("resume", job)
         if job.status is JobStatus.HELD:
-            book = self._books[job_id]
             self._journal.record(job, JobStatus.PENDING, "released by request")
-            self._queue.push(job_id, job.priority, book.queue_seq, job.resource_request)
+            self._enqueue(job)
             self._wake()
             return self._table.view(job)
         run = self._control_target("resume", job)
@@ -771,7 +755,7 @@ class Scheduler:
         now = utcnow()
         try:
             self._journal.record(job, JobStatus.RUNNING, "resumed by request (SIGCONT)",
-                         job_cols={"resumed_at": now})
+                                 job_cols={"resumed_at": now})
         except StoreUnavailable:
             await self._runs.signal(run, signal.SIGSTOP)  # as it was: paused
             raise
@@ -808,7 +792,7 @@ class Scheduler:
         if job.status in (JobStatus.PENDING, JobStatus.HELD):
             now = utcnow()
             self._journal.record(job, JobStatus.STOPPED, "stopped by request before it ran",
-                         job_cols={"finished_at": now})
+                                 job_cols={"finished_at": now})
             job.finished_at = now
             self._queue.remove(job_id)
             self._notify_final(job)
@@ -843,7 +827,7 @@ class Scheduler:
     def _set_ending(self, job: Job, run: Run, ending: str | None, reason: str) -> None:
         """Persist (with its event) that this attempt is being ended, or no longer is."""
         self._journal.record(job, job.status, reason,
-                     job_cols={"ending": ending, "term_sent_at": None})
+                             job_cols={"ending": ending, "term_sent_at": None})
         book = self._books[job.job_id]
         run.ending = book.ending = ending
         run.term_sent_at = book.term_sent_at = None
@@ -870,13 +854,13 @@ class Scheduler:
             job, _ = self._table.install(row)
         book = self._books[job_id]
         now = utcnow()
-        queue_seq = self._queue_seq + 1
+        queue_seq = self._order.last_seq + 1
         self._new_attempt(job, now, f"rerun by request as attempt {job.attempt + 1}",
                           queue_seq=queue_seq, retries_used=0)
-        self._queue_seq = queue_seq
+        self._order.last_seq = queue_seq
         book.queue_seq, book.queued_at, book.retries_used = queue_seq, now, 0
         book.run_sec, book.resumed_at = 0.0, None
-        self._queue.push(job_id, job.priority, book.queue_seq, job.resource_request)
+        self._enqueue(job)
         self._wake()
         return self._table.view(job)
 
@@ -889,7 +873,7 @@ class Scheduler:
                    "run_sec": 0.0, "resumed_at": None, "pgid": None, "ending": None,
                    "term_sent_at": None}
         self._journal.record(job, JobStatus.PENDING, reason, job_cols=columns,
-                     attempt_cols={"queued_at": now}, attempt=attempt)
+                             attempt_cols={"queued_at": now}, attempt=attempt)
 
         def apply() -> None:
             for name in ("host_id", "started_at", "finished_at", "exit_code", "signal"):
@@ -914,7 +898,7 @@ class Scheduler:
             return  # a published batch is being queued: it wakes us once all of it is
         if self._closing or self._unrecorded or self._check_disk():
             return  # degraded: _retry_store wakes us once writes work again
-        placements = self._queue.dispatch_pass(self._pool)
+        placements = self._queue.dispatch_pass(self._resources)
         if not placements:
             return
         now = utcnow()
@@ -926,9 +910,8 @@ class Scheduler:
             log.warning("dispatch postponed: %s", exc.message)
             for job_id, host_id in placements:  # as they were: queued, nothing allocated
                 job = self._jobs[job_id]
-                self._pool.release(host_id, job.resource_request)
-                self._queue.push(job_id, job.priority, self._books[job_id].queue_seq,
-                                 job.resource_request)
+                self._resources.release(host_id, job.resource_request)
+                self._enqueue(job)
             self._schedule_store_retry()
             return
         for job_id, host_id in placements:
@@ -936,10 +919,10 @@ class Scheduler:
 
     def _record_start(self, job: Job, host_id: str, now: datetime) -> None:
         self._journal.record(job, JobStatus.RUNNING, f"dispatched to {host_id}",
-                     job_cols={"host_id": host_id, "started_at": now, "run_sec": 0.0,
+                             job_cols={"host_id": host_id, "started_at": now, "run_sec": 0.0,
                                "resumed_at": now, "pgid": None},
-                     attempt_cols={"host_id": host_id, "started_at": now},
-                     host_id=host_id)
+                             attempt_cols={"host_id": host_id, "started_at": now},
+                             host_id=host_id)
 
         def apply() -> None:
             book = self._books[job.job_id]
@@ -1014,20 +997,18 @@ class Scheduler:
             job.finished_at, job.exit_code, job.signal = end, status.exit_code, status.signal
             job.pgid = None
 
+        ended = {"finished_at": end, "exit_code": status.exit_code, "signal": status.signal,
+                 "run_sec": run_sec}
         try:
             with self._journal.transaction():
                 self._journal.record(job, final, reason,
-                             job_cols={"finished_at": end, "exit_code": status.exit_code,
-                                       "signal": status.signal, "run_sec": run_sec,
-                                       "resumed_at": None, "pgid": None},
-                             attempt_cols={"finished_at": end, "exit_code": status.exit_code,
-                                           "signal": status.signal, "reason": reason,
-                                           "run_sec": run_sec})
+                                     job_cols={**ended, "resumed_at": None, "pgid": None},
+                                     attempt_cols={**ended, "reason": reason})
                 self.store.after_commit(set_outcome)  # before a retry's reset, in order
                 if retry:
                     self._new_attempt(job, now, f"retry {book.retries_used + 1} of "
                                                 f"{job.retry_limit} as attempt {job.attempt + 1}",
-                                      queue_seq=self._queue_seq + 1,
+                                      queue_seq=self._order.last_seq + 1,
                                       retries_used=book.retries_used + 1)
         except StoreUnavailable as exc:
             log.warning("job %s ended (%s) but could not be recorded yet: %s", job.job_id,
@@ -1040,15 +1021,15 @@ class Scheduler:
             self._runs.sweep(run)
         self._runs.discard(run)
         if run.host_id in self._hosts:
-            self._pool.release(run.host_id, run.request)
+            self._resources.release(run.host_id, run.request)
         book.run_sec, book.resumed_at = run_sec, None
         if retry:
-            self._queue_seq += 1
+            self._order.last_seq += 1
             book.retries_used += 1
-            book.queue_seq, book.queued_at = self._queue_seq, now
+            book.queue_seq, book.queued_at = self._order.last_seq, now
         self._samples.finished(run_sec)
         if job.status is JobStatus.PENDING:
-            self._queue.push(job.job_id, job.priority, book.queue_seq, job.resource_request)
+            self._enqueue(job)
         else:
             self._notify_final(job)
             self._table.forget(job)

@@ -1,0 +1,99 @@
+"""The seams the dispatch pass asks, each on its own: eligibility (may a job wait in the
+queue, and why it waits), order (the key it waits under) and resources (what a running job
+holds, and whether a request fits), driven with a real PendingQueue and HostPool."""
+
+from __future__ import annotations
+
+import pytest
+
+from apr_sched.eligibility import DISPATCH_REASON, HELD_REASON, Eligibility
+from apr_sched.errors import InvalidInput
+from apr_sched.jobs import Book
+from apr_sched.models import (
+    HostSpec,
+    Job,
+    JobSpec,
+    JobStatus,
+    ResourceRequest,
+    new_pending_job,
+    utcnow,
+)
+from apr_sched.order import QueueOrder
+from apr_sched.placement import HostCapacity, HostPool
+from apr_sched.queue import PendingQueue
+from apr_sched.resources import Resources
+
+NOW = utcnow()
+
+
+def job(job_id: str, status: JobStatus = JobStatus.PENDING, priority: int = 0,
+        cpu: int = 1) -> Job:
+    spec = JobSpec(command="true", priority=priority, resource_request=ResourceRequest(cpu=cpu))
+    return new_pending_job(spec, job_id, NOW).model_copy(update={"status": status})
+
+
+def test_only_a_pending_job_may_wait_in_the_queue() -> None:
+    rules = Eligibility()
+    assert rules.admits(job("1"))
+    for status in JobStatus:
+        if status is not JobStatus.PENDING:
+            assert not rules.admits(job("1", status)), status
+
+
+def test_a_waiting_job_says_why() -> None:
+    rules = Eligibility()
+    assert rules.pending_reason(job("1"), None) == DISPATCH_REASON
+    assert rules.pending_reason(job("1"), "no host has 64 cpu free") == "no host has 64 cpu free"
+    assert rules.pending_reason(job("1", JobStatus.HELD), "ignored") == HELD_REASON
+    assert rules.pending_reason(job("1", JobStatus.RUNNING), "ignored") is None
+
+
+def test_the_order_key_is_priority_then_queue_seq_and_seqs_are_never_reused() -> None:
+    order = QueueOrder()
+    assert order.reserve(3) == 1 and order.reserve(2) == 4 and order.last_seq == 5
+    book = Book(seq=9, queue_seq=4, queued_at=NOW)
+    assert order.key(job("9", priority=7), book) == (7, 4)
+
+
+def test_the_queue_dispatches_in_the_order_the_keys_say() -> None:
+    order, queue = QueueOrder(), PendingQueue()
+    pool = HostPool()
+    pool.upsert(HostCapacity("h", total_slots=10, total_cpu=10, total_memory_gb=10, labels={}))
+    jobs = [job("1"), job("2", priority=5), job("3")]
+    books = {j.job_id: Book(seq=int(j.job_id), queue_seq=order.reserve(1), queued_at=NOW)
+             for j in jobs}
+    books["1"].queue_seq = order.reserve(1)  # "1" went to the back (say, a retry)
+    for j in jobs:
+        priority, seq = order.key(j, books[j.job_id])
+        queue.push(j.job_id, priority, seq, j.resource_request)
+    assert [job_id for job_id, _ in queue.dispatch_pass(Resources(pool))] == ["2", "3", "1"]
+
+
+def test_resources_block_a_whole_autocluster_and_free_what_an_ended_job_held() -> None:
+    pool = HostPool()
+    pool.upsert(HostCapacity("h", total_slots=4, total_cpu=4, total_memory_gb=8, labels={}))
+    resources = Resources(pool)
+    queue = PendingQueue()
+    for n in range(1, 4):
+        queue.push(str(n), 0, n, ResourceRequest(cpu=2))
+    placed = queue.dispatch_pass(resources)
+    assert placed == [("1", "h"), ("2", "h")]
+    assert queue.reason("3"), "the blocked cluster says why"
+    slots, cpu, memory = resources.usage()
+    assert (slots.used, slots.total, cpu.used, cpu.total) == (2, 4, 4, 4)
+    assert (memory.used, memory.total) == (0.0, 8.0)
+
+    resources.release("h", ResourceRequest(cpu=2))
+    assert queue.dispatch_pass(resources) == [("3", "h")]
+    assert resources.usage()[1].used == 4
+
+
+def test_a_job_nothing_could_ever_run_is_refused_before_it_is_queued() -> None:
+    pool = HostPool()
+    pool.upsert(HostCapacity.from_spec(HostSpec(host_id="h", total_slots=1, total_cpu=2,
+                                                total_memory_gb=4)))
+    resources = Resources(pool)
+    resources.check_runnable([JobSpec(command="true")], batch=False)
+    with pytest.raises(InvalidInput, match="cpu"):
+        resources.check_runnable([JobSpec(command="true",
+                                          resource_request=ResourceRequest(cpu=3))], batch=False)
