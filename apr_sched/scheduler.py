@@ -53,7 +53,6 @@ from apr_sched.hosts import (
     reachability_state,
     silence_state,
 )
-from apr_sched.identity import local_account
 from apr_sched.jobs import Book, JobTable, seconds_between
 from apr_sched.journal import Journal
 from apr_sched.logs import attempt_files
@@ -73,7 +72,6 @@ from apr_sched.models import (
     LogTail,
     MetricsSummary,
     PurgeReport,
-    new_pending_job,
     utcnow,
 )
 from apr_sched.order import QueueOrder
@@ -82,15 +80,14 @@ from apr_sched.queue import PendingQueue
 from apr_sched.resources import Resources
 from apr_sched.runs import Run, RunSupervisor
 from apr_sched.statedir import StateDirLock
-from apr_sched.store import IdempotencyKey, Store, parse_time, pending_job_row
+from apr_sched.store import IdempotencyKey, Store, parse_time
+from apr_sched.submission import Intake, new_book, new_jobs
 
 log = logging.getLogger("apr_sched")
 
 DB_NAME = "apr_sched.db"
 PURGE_CHUNK = 1000
 """Finished jobs deleted per transaction by a purge."""
-VALIDATE_CHUNK = 200
-"""Specs of a batch validated per step (a large batch is then written in steps too)."""
 STORE_RETRY_SEC = 2.0
 """While the store refuses writes, how often to retry recording attempts that ended."""
 
@@ -177,6 +174,7 @@ class Scheduler:
         self._batches = BatchWriter(lambda: self.store)
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._samples = TimingSamples()
+        self._intake = Intake(self._resources, run_as_owner=run_as_owner)
         self._journal = Journal(lambda: self.store, self._hub)
         self._dispatch_scheduled = False
         self._unsaved_pgids: list[str] = []
@@ -483,10 +481,7 @@ class Scheduler:
                      idempotency_key: IdempotencyKey | None = None) -> Job:
         """Queue one job; returns once it is committed to the store (with the reply of
         ``idempotency_key``, if given, in the same transaction)."""
-        valid = validated(JobSpec, spec)
-        self._check_owner_accounts([valid], batch=False)
-        self._resources.check_runnable([valid], batch=False)
-        (job,) = self._add_jobs([valid], idempotency_key)
+        (job,) = self._add_jobs([self._intake.one(spec)], idempotency_key)
         return job.model_copy()
 
     async def submit_batch(self, specs: Iterable[JobSpec | Mapping[str, Any]], *,
@@ -496,83 +491,36 @@ class Scheduler:
         (``batches``), never partly visible."""
         specs = list(specs)
         if len(specs) <= STAGE_ABOVE:
-            valid = await self._validate_batch(specs)
+            valid = await self._intake.batch(specs)
             return [job.model_copy() for job in self._add_jobs(valid, idempotency_key)]
         with LongLivedObjects():
-            valid = await self._validate_batch(specs)
+            valid = await self._intake.batch(specs)
             return await self._add_staged_jobs(valid, idempotency_key)
 
-    async def _validate_batch(self, specs: list[JobSpec | Mapping[str, Any]]) -> list[JobSpec]:
-        """Every spec valid (yielding now and then), or InvalidInput naming each bad one."""
-        valid: list[JobSpec] = []
-        details: list[dict[str, str]] = []
-        for index, spec in enumerate(specs):
-            try:
-                valid.append(validated(JobSpec, spec, prefix=f"jobs[{index}]"))
-            except InvalidInput as exc:
-                details.extend(exc.details)
-            if index % VALIDATE_CHUNK == VALIDATE_CHUNK - 1:
-                await asyncio.sleep(0)  # validation is pure: let the loop run meanwhile
-        if details:
-            bad = sorted({d["field"].split("]")[0] + "]" for d in details})
-            raise InvalidInput(
-                f"batch rejected, no job queued: {len(bad)} invalid job(s): "
-                + "; ".join(f"{d['field']}: {d['message']}" for d in details[:5]),
-                details,
-            )
-        if not valid:
-            raise InvalidInput("batch rejected: it holds no jobs", [
-                {"field": "jobs", "message": "must hold at least one job"}])
-        self._check_owner_accounts(valid, batch=True)
-        self._resources.check_runnable(valid, batch=True)
-        return valid
 
-    def _check_owner_accounts(self, specs: list[JobSpec], *, batch: bool) -> None:
-        """With ``run_as_owner`` a job runs as its owner: one with no local account is
-        refused now, not failed at dispatch."""
-        if not self.run_as_owner:
-            return
-        missing = {owner for owner in {spec.owner for spec in specs}
-                   if local_account(owner) is None}
-        details = [{"field": f"jobs[{index}].owner" if batch else "owner",
-                    "message": f"{spec.owner!r} has no local account, and jobs here run as "
-                               "their owner (run_as_owner)"}
-                   for index, spec in enumerate(specs) if spec.owner in missing]
-        if details:
-            raise InvalidInput(f"{details[0]['field']}: {details[0]['message']}", details)
 
     def _add_jobs(self, specs: list[JobSpec],
                   idempotency_key: IdempotencyKey | None = None) -> list[Job]:
         """Queue validated specs; one transaction however many there are."""
         now = utcnow()
-        now_iso = now.isoformat()
-        jobs, books, events, rows = [], [], [], []
-        seq, queue_seq = self._table.last_seq, self._order.last_seq
+        new = new_jobs(specs, self._table.last_seq + 1, self._order.last_seq + 1, now)
         with self._journal.transaction():
-            for spec in specs:
-                seq += 1
-                queue_seq += 1
-                # The spec is validated already: build the Job without validating it again.
-                job = new_pending_job(spec, str(seq), now)
-                jobs.append(job)
-                books.append(Book(seq=seq, queue_seq=queue_seq, queued_at=now))
-                rows.append(pending_job_row(seq, spec, now_iso, queue_seq))
-                events.append(self._journal.job_event(job, None, JobStatus.PENDING, "submitted",
-                                                      now))
-            self.store.insert_jobs(rows)
-            self.store.insert_first_attempts([job.job_id for job in jobs], now_iso)
+            events = [self._journal.job_event(job, None, JobStatus.PENDING, "submitted", now)
+                      for job in new.jobs]
+            self.store.insert_jobs(new.rows)
+            self.store.insert_first_attempts([job.job_id for job in new.jobs], now.isoformat())
             self.store.insert_events(events)
             if idempotency_key is not None:
-                self.store.save_idempotent_reply(idempotency_key, jobs)
-        self._table.last_seq, self._order.last_seq = seq, queue_seq
-        self._journal.counts[JobStatus.PENDING] += len(jobs)
-        for job, book in zip(jobs, books, strict=True):
-            self._jobs[job.job_id] = job
-            self._books[job.job_id] = book
+                self.store.save_idempotent_reply(idempotency_key, new.jobs)
+        self._table.last_seq += len(specs)
+        self._order.last_seq += len(specs)
+        self._journal.counts[JobStatus.PENDING] += len(new.jobs)
+        for job, book in zip(new.jobs, new.books, strict=True):
+            self._table.add(job, book)
             self._enqueue(job)
         self._journal.publish(events)
         self._wake()
-        return jobs
+        return new.jobs
 
     async def _add_staged_jobs(self, specs: list[JobSpec],
                                idempotency_key: IdempotencyKey | None) -> list[Job]:
@@ -580,7 +528,7 @@ class Scheduler:
         applied to memory at once after it (``batches`` says how and why)."""
         first, first_queue = self._table.last_seq + 1, self._order.reserve(len(specs))
         self._table.last_seq += len(specs)  # reserved now: a batch that fails leaves a gap
-        batch = await self._batches.stage(specs, first, first_queue, utcnow(), self._new_book)
+        batch = await self._batches.stage(specs, first, first_queue, utcnow(), new_book)
         try:
             with self._journal.transaction():
                 events = self._batches.publish(batch, self._journal.last_seq + 1, idempotency_key)
@@ -592,9 +540,6 @@ class Scheduler:
         self._install_batch(batch, events)
         return copies
 
-    @staticmethod
-    def _new_book(seq: int, queue_seq: int, now: datetime) -> Book:
-        return Book(seq=seq, queue_seq=queue_seq, queued_at=now)
 
     def _install_batch(self, batch: StagedBatch[Book], events: Sequence[JobEvent]) -> None:
         """A published batch in memory, right after its commit (no await in between):
