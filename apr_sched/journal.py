@@ -6,20 +6,26 @@ row and the event in the current transaction, and changes memory (the job's stat
 count per status, the event published to followers) only once that transaction has
 committed. A transaction that fails gives back the event seqs it took, so followers never
 see a hole in the numbering. Only the Scheduler holds a Journal; nothing here decides what
-happens next, and nothing here calls back into the Scheduler.
+happens next, and nothing here calls back into the Scheduler. ``PgidSaver`` batches the
+one bookkeeping write that may safely be deferred.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import asyncio
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 from apr_sched import transitions
+from apr_sched.errors import StoreUnavailable
 from apr_sched.events import EventHub
 from apr_sched.models import Event, HostEvent, HostState, Job, JobEvent, JobStatus, utcnow
 from apr_sched.store import Store
+
+log = logging.getLogger("apr_sched")
 
 
 class Journal:
@@ -119,3 +125,48 @@ class Journal:
     def publish(self, events: Sequence[Event]) -> None:
         """Hand committed events to the followers."""
         self._hub.publish(events)
+
+
+class PgidSaver:
+    """New attempts' pgids, persisted in one transaction per loop iteration, not one per job.
+
+    Safe to defer, and to lose: until it lands, a restarted scheduler finds the wrapper in
+    /proc by its rc path. A write the store refuses stays pending (``on_refused`` is told,
+    to retry later)."""
+
+    def __init__(self, journal: Journal, store: Callable[[], Store], jobs: Mapping[str, Job],
+                 on_refused: Callable[[], None]) -> None:
+        self._journal = journal
+        self._store = store
+        self._jobs = jobs
+        self._on_refused = on_refused
+        self._job_ids: list[str] = []
+
+    def __bool__(self) -> bool:
+        """Some pgid is not saved yet."""
+        return bool(self._job_ids)
+
+    def soon(self, job_id: str) -> None:
+        if not self._job_ids:
+            asyncio.get_running_loop().call_soon(self._save_logged)
+        self._job_ids.append(job_id)
+
+    def save(self) -> None:
+        """Write the pending pgids now (StoreUnavailable: they stay pending)."""
+        if not self._job_ids:
+            return
+        store = self._store()
+        with self._journal.transaction():
+            for job_id in self._job_ids:
+                job = self._jobs.get(job_id)  # None: ended (and left memory) already
+                pgid = None if job is None else job.pgid
+                if pgid is not None:
+                    store.update_job(job_id, pgid=pgid)
+        self._job_ids = []
+
+    def _save_logged(self) -> None:
+        try:
+            self.save()
+        except StoreUnavailable as exc:
+            log.warning("pgids not saved yet: %s", exc.message)
+            self._on_refused()

@@ -15,12 +15,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import signal
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import suppress
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -45,6 +44,7 @@ from apr_sched.errors import (
 from apr_sched.events import EventHub, Subscription
 from apr_sched.executors.base import ExitStatus, Launch
 from apr_sched.executors.ssh import HostUnavailable
+from apr_sched.health import DiskFloor, RetryTimer, degraded_reason
 from apr_sched.hosts import (
     HostChange,
     HostRegistry,
@@ -54,7 +54,7 @@ from apr_sched.hosts import (
     silence_state,
 )
 from apr_sched.jobs import Book, JobTable, seconds_between
-from apr_sched.journal import Journal
+from apr_sched.journal import Journal, PgidSaver
 from apr_sched.logs import attempt_files
 from apr_sched.metrics import TimingSamples, summarize
 from apr_sched.models import (
@@ -78,6 +78,7 @@ from apr_sched.order import QueueOrder
 from apr_sched.placement import HostPool
 from apr_sched.queue import PendingQueue
 from apr_sched.resources import Resources
+from apr_sched.retention import RetentionTimer, remove_logs
 from apr_sched.runs import Run, RunSupervisor
 from apr_sched.statedir import StateDirLock
 from apr_sched.store import IdempotencyKey, Store, parse_time
@@ -88,8 +89,6 @@ log = logging.getLogger("apr_sched")
 DB_NAME = "apr_sched.db"
 PURGE_CHUNK = 1000
 """Finished jobs deleted per transaction by a purge."""
-STORE_RETRY_SEC = 2.0
-"""While the store refuses writes, how often to retry recording attempts that ended."""
 
 
 class Scheduler:
@@ -148,7 +147,6 @@ class Scheduler:
         self.min_free_disk_mb = min_free_disk_mb
         self.retention = retention or RetentionConfig()
         self.durability = durability
-        self._purge_timer: asyncio.TimerHandle | None = None
         self._initial_hosts = list(hosts) if hosts is not None else None
         self._lock = StateDirLock(self.state_dir)
         self._lock_info = dict(lock_info or {})
@@ -177,11 +175,15 @@ class Scheduler:
         self._intake = Intake(self._resources, run_as_owner=run_as_owner)
         self._journal = Journal(lambda: self.store, self._hub)
         self._dispatch_scheduled = False
-        self._unsaved_pgids: list[str] = []
         self._unrecorded: dict[str, tuple[Run, ExitStatus, str | None]] = {}
         """Attempts that ended while the store refused writes: recorded once it accepts."""
-        self._retry_timer: asyncio.TimerHandle | None = None
-        self._disk_low: str | None = None
+        self._store_retry = RetryTimer(self._retry_store)
+        self._disk = DiskFloor(self.state_dir, min_free_disk_mb)
+        self._retention = RetentionTimer(
+            self.retention, purge_jobs=lambda before: self.purge(before, host_events=False),
+            purge_host_events=self._purge_host_events, spawn=self._runs.spawn)
+        self._pgids = PgidSaver(self._journal, lambda: self.store, self._jobs,
+                                on_refused=self._schedule_store_retry)
         self._started = False
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -238,7 +240,7 @@ class Scheduler:
             self._lock.release()
             raise
         self._started = True
-        self._purge_soon(0.0)
+        self._retention.soon(0.0)
         log.info("scheduler started on %s: %d hosts, %d jobs (%d pending, %d running)",
                  self.state_dir, len(self._hosts), len(self._jobs), len(self._queue),
                  len(self._runs))
@@ -250,6 +252,7 @@ class Scheduler:
         if not self._started or self._closing:
             return
         self._closing = True  # no dispatch from here on
+        self._retention.stop()
         if stop_jobs:
             for run in self._runs.all():
                 if not self._runs.is_current(run):  # ended while another was signalled
@@ -262,9 +265,7 @@ class Scheduler:
             await self._runs.wait_ended(self.stop_grace_sec + 5)
         await self._runs.close()
         self._registry.liveness.close()
-        for timer in (self._retry_timer, self._purge_timer):
-            if timer is not None:
-                timer.cancel()
+        self._store_retry.cancel()
         await self._registry.close_executors()
         for futures in self._waiters.values():
             for fut in futures:
@@ -273,7 +274,7 @@ class Scheduler:
         self._hub.close()
         await self._batches.close()
         with suppress(StoreUnavailable):
-            self._save_pgids()
+            self._pgids.save()
         self.store.close()
         self._lock.release()
         self._started = False
@@ -841,8 +842,11 @@ class Scheduler:
         self._dispatch_scheduled = False
         if self._batches.queueing:
             return  # a published batch is being queued: it wakes us once all of it is
-        if self._closing or self._unrecorded or self._check_disk():
+        if self._closing or self._unrecorded:
             return  # degraded: _retry_store wakes us once writes work again
+        if self._disk.check():  # below the free-space floor: likewise
+            self._schedule_store_retry()
+            return
         placements = self._queue.dispatch_pass(self._resources)
         if not placements:
             return
@@ -890,7 +894,7 @@ class Scheduler:
     def _started_run(self, run: Run) -> None:
         assert run.handle is not None
         self._jobs[run.job_id].pgid = run.handle.pgid
-        self._save_pgid_soon(run.job_id)
+        self._pgids.soon(run.job_id)
 
     def _log_note(self, run: Run, text: str) -> None:
         """A note on the timeline about the attempt's log (it reached its size limit)."""
@@ -1002,128 +1006,44 @@ class Scheduler:
             for _, status in found:
                 self._journal.counts[JobStatus(status)] -= 1
             jobs += len(found)
-            await asyncio.to_thread(self._remove_logs, [job_id for job_id, _ in found])
-        events = 0
-        if host_events:
-            with self._journal.transaction():
-                events = self.store.delete_host_events_before(cutoff)
+            await asyncio.to_thread(remove_logs, self.state_dir, [job_id for job_id, _ in found])
+        events = self._purge_host_events(before) if host_events else 0
         if jobs or events:
             log.info("purged %d finished jobs and %d host events from before %s", jobs,
                      events, cutoff)
         return PurgeReport(before=before, jobs_purged=jobs, host_events_purged=events)
 
-    def _remove_logs(self, job_ids: list[str]) -> None:
-        for job_id in job_ids:
-            shutil.rmtree(self.state_dir / "logs" / job_id, ignore_errors=True)
-
-    def _purge_soon(self, delay: float) -> None:
-        """Apply the retention policy now and then (a housekeeping timer, not a poll)."""
-        days = self.retention.finished_job_days
-        if (days is None and self.retention.host_event_days is None) or self._loop is None:
-            return
-        self._purge_timer = self._loop.call_later(delay, self._purge_by_policy)
-
-    def _purge_by_policy(self) -> None:
-        self._purge_timer = None
-        if self._closing:
-            return
-
-        async def purge() -> None:
-            now = utcnow()
-            try:
-                if self.retention.finished_job_days is not None:
-                    await self.purge(now - timedelta(days=self.retention.finished_job_days),
-                                     host_events=False)
-                if self.retention.host_event_days is not None:
-                    cutoff = now - timedelta(days=self.retention.host_event_days)
-                    with self._journal.transaction():
-                        self.store.delete_host_events_before(cutoff.isoformat())
-            except StoreUnavailable as exc:
-                log.warning("purge postponed: %s", exc.message)
-            finally:
-                self._purge_soon(self.retention.purge_every_sec)
-
-        self._runs.spawn(purge())
+    def _purge_host_events(self, before: datetime) -> int:
+        with self._journal.transaction():
+            return self.store.delete_host_events_before(before.astimezone(UTC).isoformat())
 
     # degraded store and disk -------------------------------------------------------------
     @property
     def degraded_reason(self) -> str | None:
         """Why the scheduler cannot do its work right now (None when healthy): the store
         refuses writes, or the state disk is below its free-space floor."""
-        if self._store is not None and self._store.failure:
-            return self._store.failure
-        return self._disk_low
-
-    def _check_disk(self) -> bool:
-        """True (and degraded) while the state disk has less free space than the floor."""
-        try:
-            stat = os.statvfs(self.state_dir)
-        except OSError:
-            return False
-        free_mb = stat.f_bavail * stat.f_frsize / 1e6
-        if free_mb >= self.min_free_disk_mb:
-            if self._disk_low:
-                log.info("state disk has room again (%.0f MB free): dispatching", free_mb)
-            self._disk_low = None
-            return False
-        if not self._disk_low:
-            log.warning("state disk %s: %.1f MB free, below min_free_disk_mb=%g: dispatch "
-                        "paused", self.state_dir, free_mb, self.min_free_disk_mb)
-        self._disk_low = (f"state disk {self.state_dir} has {free_mb:.1f} MB free, below "
-                          f"min_free_disk_mb={self.min_free_disk_mb:g}: dispatch paused")
-        self._schedule_store_retry()
-        return True
+        return degraded_reason(self._store, self._disk)
 
     def _schedule_store_retry(self) -> None:
-        if self._retry_timer is None and self._loop is not None and not self._closing:
-            self._retry_timer = self._loop.call_later(STORE_RETRY_SEC, self._retry_store)
+        if self._loop is not None and not self._closing:
+            self._store_retry.arm(self._loop)
 
     def _retry_store(self) -> None:
         """Record what ended while writes failed; then dispatch again (a backoff while
         degraded, not a poll: nothing runs here while the store and disk are healthy)."""
-        self._retry_timer = None
         if self._closing:
             return
         for run, status, note in list(self._unrecorded.values()):
             self._finish(run, status, note)
-        if self._unsaved_pgids:
+        if self._pgids:
             with suppress(StoreUnavailable):
-                self._save_pgids()
+                self._pgids.save()
         if self._unrecorded or self.degraded_reason:
             if self._store is not None and self._store.failure and not self._unrecorded:
-                self._probe_store()
+                with suppress(StoreUnavailable), self._journal.transaction():
+                    self.store.touch()  # a harmless write: does the store take writes again?
             self._schedule_store_retry()
         self._wake()
-
-    def _probe_store(self) -> None:
-        """A harmless write, to learn whether the store accepts writes again."""
-        with suppress(StoreUnavailable), self._journal.transaction():
-            self.store.touch()
-
-    def _save_pgid_soon(self, job_id: str) -> None:
-        """Persist new pgids in one transaction per loop iteration, not one per job. Safe to
-        defer: until it lands, a restarted scheduler finds the wrapper in /proc by its rc path."""
-        if not self._unsaved_pgids and self._loop is not None:
-            self._loop.call_soon(self._save_pgids_logged)
-        self._unsaved_pgids.append(job_id)
-
-    def _save_pgids_logged(self) -> None:
-        try:
-            self._save_pgids()
-        except StoreUnavailable as exc:
-            log.warning("pgids not saved yet: %s", exc.message)
-            self._schedule_store_retry()
-
-    def _save_pgids(self) -> None:
-        if self._store is None or not self._unsaved_pgids:
-            return
-        with self._journal.transaction():
-            for job_id in self._unsaved_pgids:
-                job = self._jobs.get(job_id)  # None: ended (and left memory) already
-                pgid = None if job is None else job.pgid
-                if pgid is not None:
-                    self.store.update_job(job_id, pgid=pgid)
-        self._unsaved_pgids = []
 
     def _notify_final(self, job: Job) -> None:
         for future in self._waiters.pop(job.job_id, []):
