@@ -106,6 +106,15 @@ class Journal:
 
             store.after_commit(apply)
 
+    def write(self, job: Job, change: transitions.Change) -> None:
+        """Record a transition built by ``transitions``; its ``then`` runs after COMMIT."""
+        with self.transaction():
+            self.record(job, change.to_status, change.reason, job_cols=change.job_cols,
+                        attempt_cols=change.attempt_cols, attempt=change.attempt,
+                        host_id=change.host_id)
+            if change.then is not None:
+                self.after_commit(change.then)
+
     def job_event(self, job: Job, from_status: JobStatus | None, to_status: JobStatus,
                   reason: str, now: datetime, *, attempt: int | None = None,
                   host_id: str | None = None) -> JobEvent:

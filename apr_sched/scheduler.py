@@ -36,7 +36,6 @@ from apr_sched.config import (
 from apr_sched.eligibility import Eligibility
 from apr_sched.errors import (
     AprError,
-    IllegalTransition,
     InvalidInput,
     StoreUnavailable,
     validated,
@@ -359,13 +358,7 @@ class Scheduler:
         job, book = self._jobs[run.job_id], self._books[run.job_id]
         self._runs.discard(run)
         self._resources.release(run.host_id, run.request)
-        self._journal.record(job, JobStatus.PENDING,
-                             f"never started on {run.host_id} before the scheduler stopped: "
-                             f"queued again (no retry spent)",
-                             job_cols={"host_id": None, "started_at": None, "resumed_at": None},
-                             attempt_cols={"host_id": None, "started_at": None})
-        job.host_id = job.started_at = None
-        book.resumed_at = None
+        self._journal.write(job, transitions.requeued_unstarted(job, book, run.host_id))
         self._enqueue(job)
 
     # hosts -------------------------------------------------------------------------------
@@ -667,19 +660,15 @@ class Scheduler:
             self._journal.record(job, JobStatus.HELD, "held by request")
             self._queue.remove(job_id)
             return self._table.view(job)
-        run = self._control_target("pause", job)
+        run = transitions.control_target("pause", job, self._runs.get(job_id))
         if not await self._runs.signal(run, signal.SIGSTOP) or not self._is_live(run, job,
                                                                                  "pause"):
             raise transitions.illegal("pause", job)
-        book = self._books[job_id]
-        run_sec = book.running_sec(utcnow())
         try:
-            self._journal.record(job, JobStatus.PAUSED, "paused by request (SIGSTOP)",
-                                 job_cols={"run_sec": run_sec, "resumed_at": None})
+            self._journal.write(job, transitions.paused(self._books[job_id], utcnow()))
         except StoreUnavailable:
             await self._runs.signal(run, signal.SIGCONT)  # as it was: running
             raise
-        book.run_sec, book.resumed_at = run_sec, None
         self._runs.disarm_timeout(run)
         return self._table.view(job)
 
@@ -692,38 +681,20 @@ class Scheduler:
             self._enqueue(job)
             self._wake()
             return self._table.view(job)
-        run = self._control_target("resume", job)
+        run = transitions.control_target("resume", job, self._runs.get(job_id))
         signalled = await self._runs.signal(run, signal.SIGCONT)
         if signalled and not self._runs.is_current(run):  # resumed, then it ended meanwhile
             return self._table.view(job)
         if not signalled or not self._is_live(run, job, "resume"):
             raise transitions.illegal("resume", job)
-        now = utcnow()
         try:
-            self._journal.record(job, JobStatus.RUNNING, "resumed by request (SIGCONT)",
-                                 job_cols={"resumed_at": now})
+            self._journal.write(job, transitions.resumed(self._books[job_id], utcnow()))
         except StoreUnavailable:
             await self._runs.signal(run, signal.SIGSTOP)  # as it was: paused
             raise
-        self._books[job_id].resumed_at = now
         self._arm_timeout(job, run)
         return self._table.view(job)
 
-    def _control_target(self, action: str, job: Job) -> Run:
-        """The live attempt a pause or resume goes to, if that host can take it."""
-        run = self._runs.get(job.job_id)
-        if run is None:
-            raise transitions.illegal(action, job)
-        refusal = run.executor.control_refusal()
-        if refusal:
-            raise IllegalTransition(refusal, {"job_id": job.job_id,
-                                              "status": job.status.value,
-                                              "host_id": run.host_id})
-        if run.ending:
-            raise IllegalTransition(f"cannot {action} job {job.job_id}: it is being stopped "
-                                    f"({run.ending})",
-                                    {"job_id": job.job_id, "status": job.status.value})
-        return run
 
     def _is_live(self, run: Run, job: Job, action: str) -> bool:
         """Still the same attempt, in the state the action started from, after an await."""
@@ -736,10 +707,7 @@ class Scheduler:
         job = self._table.get(job_id)
         transitions.require("stop", job)
         if job.status in (JobStatus.PENDING, JobStatus.HELD):
-            now = utcnow()
-            self._journal.record(job, JobStatus.STOPPED, "stopped by request before it ran",
-                                 job_cols={"finished_at": now})
-            job.finished_at = now
+            self._journal.write(job, transitions.stopped_before_running(job, utcnow()))
             self._queue.remove(job_id)
             self._notify_final(job)
             self._table.forget(job)
@@ -772,11 +740,8 @@ class Scheduler:
 
     def _set_ending(self, job: Job, run: Run, ending: str | None, reason: str) -> None:
         """Persist (with its event) that this attempt is being ended, or no longer is."""
-        self._journal.record(job, job.status, reason,
-                             job_cols={"ending": ending, "term_sent_at": None})
-        book = self._books[job.job_id]
-        run.ending = book.ending = ending
-        run.term_sent_at = book.term_sent_at = None
+        self._journal.write(job, transitions.ending_intent(job, self._books[job.job_id], run,
+                                                           ending, reason))
 
     async def _send_term(self, run: Run) -> None:
         """SIGTERM for the attempt's ending; its time is kept so a restart knows when the
@@ -801,8 +766,9 @@ class Scheduler:
         book = self._books[job_id]
         now = utcnow()
         queue_seq = self._order.last_seq + 1
-        self._new_attempt(job, now, f"rerun by request as attempt {job.attempt + 1}",
-                          queue_seq=queue_seq, retries_used=0)
+        self._journal.write(job, transitions.new_attempt(
+            job, book, now, f"rerun by request as attempt {job.attempt + 1}",
+            queue_seq=queue_seq, retries_used=0))
         self._order.last_seq = queue_seq
         book.queue_seq, book.queued_at, book.retries_used = queue_seq, now, 0
         book.run_sec, book.resumed_at = 0.0, None
@@ -810,25 +776,6 @@ class Scheduler:
         self._wake()
         return self._table.view(job)
 
-    def _new_attempt(self, job: Job, now: datetime, reason: str, *, queue_seq: int,
-                     retries_used: int) -> None:
-        attempt = job.attempt + 1
-        columns = {"attempt": attempt, "host_id": None, "started_at": None,
-                   "finished_at": None, "exit_code": None, "signal": None,
-                   "queue_seq": queue_seq, "retries_used": retries_used,
-                   "run_sec": 0.0, "resumed_at": None, "pgid": None, "ending": None,
-                   "term_sent_at": None}
-        self._journal.record(job, JobStatus.PENDING, reason, job_cols=columns,
-                             attempt_cols={"queued_at": now}, attempt=attempt)
-
-        def apply() -> None:
-            for name in ("host_id", "started_at", "finished_at", "exit_code", "signal"):
-                setattr(job, name, None)
-            job.attempt = attempt
-            book = self._books[job.job_id]
-            book.ending = book.term_sent_at = None
-
-        self.store.after_commit(apply)
 
     # running -----------------------------------------------------------------------------
     def _wake(self) -> None:
@@ -854,7 +801,8 @@ class Scheduler:
         try:
             with self._journal.transaction():
                 for job_id, host_id in placements:
-                    self._record_start(self._jobs[job_id], host_id, now)
+                    self._journal.write(self._jobs[job_id], transitions.started(
+                        self._jobs[job_id], self._books[job_id], host_id, now))
         except StoreUnavailable as exc:
             log.warning("dispatch postponed: %s", exc.message)
             for job_id, host_id in placements:  # as they were: queued, nothing allocated
@@ -864,22 +812,9 @@ class Scheduler:
             self._schedule_store_retry()
             return
         for job_id, host_id in placements:
+            self._samples.started(seconds_between(self._books[job_id].queued_at, now))
             self._launch(self._jobs[job_id], host_id)
 
-    def _record_start(self, job: Job, host_id: str, now: datetime) -> None:
-        self._journal.record(job, JobStatus.RUNNING, f"dispatched to {host_id}",
-                             job_cols={"host_id": host_id, "started_at": now, "run_sec": 0.0,
-                               "resumed_at": now, "pgid": None},
-                             attempt_cols={"host_id": host_id, "started_at": now},
-                             host_id=host_id)
-
-        def apply() -> None:
-            book = self._books[job.job_id]
-            book.run_sec, book.resumed_at = 0.0, now
-            self._samples.started(seconds_between(book.queued_at, now))
-            job.host_id, job.started_at = host_id, now
-
-        self.store.after_commit(apply)
 
     def _launch(self, job: Job, host_id: str) -> None:
         run = self._runs.add(job.job_id, job.attempt, host_id, job.resource_request,
@@ -934,34 +869,16 @@ class Scheduler:
         job = self._jobs[run.job_id]
         book = self._books[job.job_id]
         now = utcnow()
-        end = now if status.ended_at is None else min(now, datetime.fromtimestamp(
-            status.ended_at, UTC))
-        run_sec = book.running_sec(end)
-        final, reason = transitions.outcome(run.ending, status, job.timeout_sec)
-        if note:
-            reason = f"{reason} ({note})"
-        retry = final in (JobStatus.FAILED, JobStatus.TIMEOUT) \
-            and book.retries_used < job.retry_limit
-        def set_outcome() -> None:
-            job.finished_at, job.exit_code, job.signal = end, status.exit_code, status.signal
-            job.pgid = None
-
-        ended = {"finished_at": end, "exit_code": status.exit_code, "signal": status.signal,
-                 "run_sec": run_sec}
+        ended = transitions.attempt_ended(job, book, run.ending, status, note, now)
         try:
             with self._journal.transaction():
-                self._journal.record(job, final, reason,
-                                     job_cols={**ended, "resumed_at": None, "pgid": None},
-                                     attempt_cols={**ended, "reason": reason})
-                self.store.after_commit(set_outcome)  # before a retry's reset, in order
-                if retry:
-                    self._new_attempt(job, now, f"retry {book.retries_used + 1} of "
-                                                f"{job.retry_limit} as attempt {job.attempt + 1}",
-                                      queue_seq=self._order.last_seq + 1,
-                                      retries_used=book.retries_used + 1)
+                self._journal.write(job, ended.change)  # its then: before a retry's reset
+                if ended.retry:
+                    self._journal.write(job, transitions.retried(job, book, now,
+                                                                 self._order.last_seq + 1))
         except StoreUnavailable as exc:
             log.warning("job %s ended (%s) but could not be recorded yet: %s", job.job_id,
-                        reason, exc.message)
+                        ended.change.reason, exc.message)
             self._unrecorded[job.job_id] = (run, status, note)
             self._schedule_store_retry()
             return
@@ -971,12 +888,12 @@ class Scheduler:
         self._runs.discard(run)
         if run.host_id in self._hosts:
             self._resources.release(run.host_id, run.request)
-        book.run_sec, book.resumed_at = run_sec, None
-        if retry:
+        book.run_sec, book.resumed_at = ended.run_sec, None
+        if ended.retry:
             self._order.last_seq += 1
             book.retries_used += 1
             book.queue_seq, book.queued_at = self._order.last_seq, now
-        self._samples.finished(run_sec)
+        self._samples.finished(ended.run_sec)
         if job.status is JobStatus.PENDING:
             self._enqueue(job)
         else:
