@@ -9,6 +9,7 @@ and answers; the Scheduler changes it after each commit.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -125,3 +126,34 @@ class JobTable:
         """A listed row as a view: the job in memory if it is there, else the row itself."""
         job = self.jobs.get(row["job_id"])
         return self.view(job) if job is not None else job_from_row(row)
+
+
+class FinalWaiters:
+    """Callers waiting for jobs to reach a final status (``Scheduler.wait``)."""
+
+    def __init__(self) -> None:
+        self._futures: dict[str, list[asyncio.Future[None]]] = {}
+
+    async def until_final(self, job_id: str, timeout: float | None) -> None:
+        """Return once ``final(job_id)`` is called (TimeoutError after ``timeout``)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._futures.setdefault(job_id, []).append(future)
+        try:
+            async with asyncio.timeout(timeout):
+                await future
+        finally:
+            waiters = self._futures.get(job_id, [])
+            if future in waiters:
+                waiters.remove(future)
+
+    def final(self, job_id: str) -> None:
+        """The job is final: everyone waiting for it returns."""
+        for future in self._futures.pop(job_id, []):
+            if not future.done():
+                future.set_result(None)
+
+    def cancel_all(self) -> None:
+        for futures in self._futures.values():
+            for future in futures:
+                if not future.done():
+                    future.cancel()

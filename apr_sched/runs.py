@@ -274,3 +274,16 @@ class RunSupervisor:
         tasks = [run.task for run in self._runs.values() if run.task is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=timeout)
+
+
+def never_ran(found: ExitStatus, pgid: int | None, log_path: Path) -> bool:
+    """At restart: an attempt whose wrapper cannot be found (``found.lost``) and that left
+    no pgid, no rc and no output never ran its command: the scheduler stopped between
+    creating the log and spawning the wrapper (or before either), so it may simply be
+    queued again."""
+    if not found.lost or pgid is not None:
+        return False
+    try:
+        return log_path.stat().st_size == 0
+    except FileNotFoundError:
+        return True

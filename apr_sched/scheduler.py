@@ -52,7 +52,7 @@ from apr_sched.hosts import (
     reachability_state,
     silence_state,
 )
-from apr_sched.jobs import Book, JobTable, seconds_between
+from apr_sched.jobs import Book, FinalWaiters, JobTable, seconds_between
 from apr_sched.journal import Journal, PgidSaver
 from apr_sched.logs import attempt_files
 from apr_sched.metrics import TimingSamples, summarize
@@ -78,7 +78,7 @@ from apr_sched.placement import HostPool
 from apr_sched.queue import PendingQueue
 from apr_sched.resources import Resources
 from apr_sched.retention import RetentionTimer, remove_logs
-from apr_sched.runs import Run, RunSupervisor
+from apr_sched.runs import Run, RunSupervisor, never_ran
 from apr_sched.statedir import StateDirLock
 from apr_sched.store import IdempotencyKey, Store, parse_time
 from apr_sched.submission import Intake, new_book, new_jobs
@@ -88,6 +88,10 @@ log = logging.getLogger("apr_sched")
 DB_NAME = "apr_sched.db"
 PURGE_CHUNK = 1000
 """Finished jobs deleted per transaction by a purge."""
+CONFIG_OPTIONS = ("state_dir", "stop_grace_sec", "heartbeat_timeout_sec", "host_lost_after_sec",
+                  "min_free_disk_mb", "retention", "durability", "run_as_owner", "job_cgroups",
+                  "logs")
+"""Scheduler options ``from_config`` takes from a SchedulerConfig as they are (and hosts)."""
 
 
 class Scheduler:
@@ -169,7 +173,7 @@ class Scheduler:
         self._queue = PendingQueue()
         self._hub = EventHub()
         self._batches = BatchWriter(lambda: self.store)
-        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._waiters = FinalWaiters()
         self._samples = TimingSamples()
         self._intake = Intake(self._resources, run_as_owner=run_as_owner)
         self._journal = Journal(lambda: self.store, self._hub)
@@ -189,19 +193,8 @@ class Scheduler:
 
     @classmethod
     def from_config(cls, config: SchedulerConfig, **overrides: Any) -> Scheduler:
-        options: dict[str, Any] = {
-            "state_dir": config.state_dir,
-            "hosts": config.hosts or None,
-            "stop_grace_sec": config.stop_grace_sec,
-            "heartbeat_timeout_sec": config.heartbeat_timeout_sec,
-            "host_lost_after_sec": config.host_lost_after_sec,
-            "min_free_disk_mb": config.min_free_disk_mb,
-            "retention": config.retention,
-            "durability": config.durability,
-            "run_as_owner": config.run_as_owner,
-            "job_cgroups": config.job_cgroups,
-            "logs": config.logs,
-        }
+        options: dict[str, Any] = {name: getattr(config, name) for name in CONFIG_OPTIONS}
+        options["hosts"] = config.hosts or None
         options.update(overrides)
         return cls(**options)
 
@@ -266,10 +259,7 @@ class Scheduler:
         self._registry.liveness.close()
         self._store_retry.cancel()
         await self._registry.close_executors()
-        for futures in self._waiters.values():
-            for fut in futures:
-                if not fut.done():
-                    fut.cancel()
+        self._waiters.cancel_all()
         self._hub.close()
         await self._batches.close()
         with suppress(StoreUnavailable):
@@ -331,7 +321,7 @@ class Scheduler:
             found = await run.executor.recover(job.job_id, job.attempt, files, job.pgid)
             if isinstance(found, ExitStatus):
                 self._runs.never_started(run)
-                if found.lost and job.pgid is None and _nothing_written(files.log):
+                if never_ran(found, job.pgid, files.log):
                     self._requeue_unstarted(run)
                 else:
                     self._finish(run, found, note="after scheduler restart")
@@ -623,17 +613,8 @@ class Scheduler:
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Job:
         """Return the job once it is final (retries exhausted, or succeeded/stopped)."""
-        job = self._table.get(job_id)
-        if not job.status.is_final:
-            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiters.setdefault(job_id, []).append(future)
-            try:
-                async with asyncio.timeout(timeout):
-                    await future
-            finally:
-                waiters = self._waiters.get(job_id, [])
-                if future in waiters:
-                    waiters.remove(future)
+        if not self._table.get(job_id).status.is_final:
+            await self._waiters.until_final(job_id, timeout)
         return self._table.view(self._table.get(job_id))
 
     def _finished_last_hour(self) -> int:
@@ -709,7 +690,7 @@ class Scheduler:
         if job.status in (JobStatus.PENDING, JobStatus.HELD):
             self._journal.write(job, transitions.stopped_before_running(job, utcnow()))
             self._queue.remove(job_id)
-            self._notify_final(job)
+            self._waiters.final(job.job_id)
             self._table.forget(job)
             return self._table.view(job)
         run = self._runs.get(job_id)
@@ -897,7 +878,7 @@ class Scheduler:
         if job.status is JobStatus.PENDING:
             self._enqueue(job)
         else:
-            self._notify_final(job)
+            self._waiters.final(job.job_id)
             self._table.forget(job)
         self._wake()
 
@@ -961,18 +942,3 @@ class Scheduler:
                     self.store.touch()  # a harmless write: does the store take writes again?
             self._schedule_store_retry()
         self._wake()
-
-    def _notify_final(self, job: Job) -> None:
-        for future in self._waiters.pop(job.job_id, []):
-            if not future.done():
-                future.set_result(None)
-
-
-def _nothing_written(log: Path) -> bool:
-    """An attempt whose wrapper cannot be found and left no pgid, no rc and no output never
-    ran its command: the scheduler stopped between creating the log and spawning the
-    wrapper (or before either)."""
-    try:
-        return log.stat().st_size == 0
-    except FileNotFoundError:
-        return True
