@@ -9,9 +9,9 @@ reader ever sees part of a batch:
 1. The caller reserves the batch's job and queue seqs (one that fails leaves a gap).
 2. ``stage`` builds the jobs and their rows ``CHUNK`` at a time,
    yielding between chunks, and writes the rows chunk by chunk, each chunk its own
-   transaction, as a *staged* batch that the store hides from every reader (store.py,
-   "Staged batches"). A failure or a cancellation here deletes what was written, in the
-   background (hidden meanwhile); after a crash, the next start deletes it.
+   transaction, as a *staged* batch that the store hides from every reader
+   (``apr_sched/store/staged.py``). A failure or a cancellation here deletes what was
+   written, in the background (hidden meanwhile); after a crash, the next start deletes it.
 3. ``publish``, in the caller's one short transaction, numbers the events after every
    event committed before (event seqs are a cursor: a reader must never see a later one
    commit first), marks the batch published and stores the idempotency reply. From that

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
+from typing import Any
 
+from apr_sched.jobs import seconds_between
 from apr_sched.models import JobStatus, MetricsSummary, Usage
+from apr_sched.store import parse_time
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float | None:
@@ -19,8 +23,18 @@ class TimingSamples:
     """The latest wait and run times (the store counts finishes: no sample bounds that)."""
 
     def __init__(self, keep: int = 10_000) -> None:
+        self.keep = keep
         self.wait_sec: deque[float] = deque(maxlen=keep)
         self.run_sec: deque[float] = deque(maxlen=keep)
+
+    def restore(self, attempts: Iterable[Any]) -> None:
+        """Seed the samples at restart from stored attempts (``queued_at``, ``started_at``,
+        ``finished_at``, ``run_sec``), newest first as the store gives them."""
+        for row in attempts:
+            self.started(seconds_between(parse_time(row["queued_at"]),
+                                         parse_time(row["started_at"])))
+            if row["finished_at"] is not None:
+                self.finished(row["run_sec"] or 0.0)
 
     def started(self, wait_sec: float) -> None:
         self.wait_sec.append(max(0.0, wait_sec))

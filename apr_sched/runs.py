@@ -23,8 +23,8 @@ from pathlib import Path
 from apr_sched.errors import AprError
 from apr_sched.executors.base import Executor, ExitStatus, Launch, RunHandle, StartFailed
 from apr_sched.loglimit import LogLimit, LogLimiter
-from apr_sched.logs import LogTrim
-from apr_sched.models import ResourceRequest
+from apr_sched.logs import AttemptFiles, LogTrim
+from apr_sched.models import Job, ResourceRequest
 
 log = logging.getLogger("apr_sched")
 
@@ -287,3 +287,10 @@ def never_ran(found: ExitStatus, pgid: int | None, log_path: Path) -> bool:
         return log_path.stat().st_size == 0
     except FileNotFoundError:
         return True
+
+
+def launch_of(job: Job, host_id: str, files: AttemptFiles) -> Launch:
+    """What the job's current attempt starts with on ``host_id``."""
+    return Launch(job_id=job.job_id, attempt=job.attempt, host_id=host_id, command=job.command,
+                  workdir=job.workdir, env=dict(job.env), owner=job.owner, umask=job.umask,
+                  output_path=job.output_path, error_path=job.error_path, files=files)

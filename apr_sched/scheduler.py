@@ -1,15 +1,22 @@
 """The Scheduler: the one owner of state, on one asyncio loop.
 
 Everything that changes a job or a host is a method here that checks the transition is
-legal (``transitions``), writes it to the store with its event in one transaction, and only
-once that has committed changes memory and wakes the dispatcher and the followers. A write
-that fails changes nothing and raises ``StoreUnavailable``. HTTP routes, the TUI and flow
-scripts only ask. Live attempts are supervised by ``runs``; host countdowns by ``hosts``.
+legal, writes it to the store with its event in one transaction, and only once that has
+committed changes memory and wakes the dispatcher and the followers. A write that fails
+changes nothing and raises ``StoreUnavailable``. HTTP routes, the TUI and flow scripts
+only ask.
+
+The rules live beside it, each asked with what it needs and none importing this module:
+``transitions`` (what is legal and what each change writes), ``journal`` (how it is
+written), ``hosts`` (registration, liveness, host state changes), ``runs`` (live
+attempts), ``eligibility`` (may a job wait in the queue), ``order`` (its key),
+``resources`` (what a job holds; does it fit), ``submission`` (what a submit must pass),
+``jobs`` and ``reading`` (jobs in memory; answers that change nothing), ``health`` and
+``retention`` (housekeeping). They answer; the Scheduler applies the answers.
 
 Dispatch is event-driven: a submit, a job's end or a host appearing schedules one dispatch
 pass on the next loop iteration (coalesced), never a polling sleep.
 """
-
 from __future__ import annotations
 
 import asyncio
@@ -41,7 +48,7 @@ from apr_sched.errors import (
     validated,
 )
 from apr_sched.events import EventHub, Subscription
-from apr_sched.executors.base import ExitStatus, Launch
+from apr_sched.executors.base import ExitStatus
 from apr_sched.executors.ssh import HostUnavailable
 from apr_sched.health import DiskFloor, RetryTimer, degraded_reason
 from apr_sched.hosts import (
@@ -78,9 +85,9 @@ from apr_sched.placement import HostPool
 from apr_sched.queue import PendingQueue
 from apr_sched.resources import Resources
 from apr_sched.retention import RetentionTimer, remove_logs
-from apr_sched.runs import Run, RunSupervisor, never_ran
+from apr_sched.runs import Run, RunSupervisor, launch_of, never_ran
 from apr_sched.statedir import StateDirLock
-from apr_sched.store import IdempotencyKey, Store, parse_time
+from apr_sched.store import IdempotencyKey, Store
 from apr_sched.submission import Intake, new_book, new_jobs
 
 log = logging.getLogger("apr_sched")
@@ -109,7 +116,7 @@ class Scheduler:
         min_free_disk_mb: below this much free space on the state dir's disk, dispatch
             pauses and health says ``degraded`` (logs and the database live there).
         durability: ``"full"`` (default) fsyncs every commit; ``"normal"`` survives a
-            killed process but not an OS crash (see store.py).
+            killed process but not an OS crash (see ``apr_sched.store``).
         retention: when finished jobs and host events are purged (``RetentionConfig``;
             default 30 days, checked hourly and at start).
         lock_info: extra facts recorded in the state-dir lock (e.g. the HTTP URL).
@@ -293,14 +300,7 @@ class Scheduler:
         self._journal.restore(store)
         for row in store.load_unfinished_jobs():  # finished jobs are read on demand
             self._enqueue(self._table.install(row)[0])
-        for row in store.recent_attempt_times(self._samples.run_sec.maxlen or 10_000):
-            queued, started = parse_time(row["queued_at"]), parse_time(row["started_at"])
-            self._samples.started(seconds_between(queued, started))
-            if row["finished_at"] is not None:
-                self._samples.finished(row["run_sec"] or 0.0)
-
-
-
+        self._samples.restore(store.recent_attempt_times(self._samples.keep))
 
     async def _recover_runs(self) -> None:
         """Find again every attempt that was running when the last scheduler stopped, and
@@ -481,8 +481,6 @@ class Scheduler:
             valid = await self._intake.batch(specs)
             return await self._add_staged_jobs(valid, idempotency_key)
 
-
-
     def _add_jobs(self, specs: list[JobSpec],
                   idempotency_key: IdempotencyKey | None = None) -> list[Job]:
         """Queue validated specs; one transaction however many there are."""
@@ -524,7 +522,6 @@ class Scheduler:
         self._install_batch(batch, events)
         return copies
 
-
     def _install_batch(self, batch: StagedBatch[Book], events: Sequence[JobEvent]) -> None:
         """A published batch in memory, right after its commit (no await in between):
         every job is known at once; they are queued in steps while dispatch waits."""
@@ -561,7 +558,6 @@ class Scheduler:
             self._table, self.store, status=status, project=project, design=design,
             owner=owner, host=host, ids=ids, limit=limit, offset=offset)
 
-
     async def get_job(self, job_id: str) -> Job:
         """The job with its attempts and full event timeline."""
         return reading.job_detail(self._table, self.store, job_id)
@@ -580,7 +576,6 @@ class Scheduler:
     def owner_of(self, job_id: str) -> str:
         """Who owns the job (NotFound if there is none): for the API's permission checks."""
         return self._table.get(job_id).owner
-
 
     def _pending_reason(self, job: Job) -> str | None:
         return self._eligibility.pending_reason(job, self._queue.reason(job.job_id))
@@ -676,7 +671,6 @@ class Scheduler:
         self._arm_timeout(job, run)
         return self._table.view(job)
 
-
     def _is_live(self, run: Run, job: Job, action: str) -> bool:
         """Still the same attempt, in the state the action started from, after an await."""
         return self._runs.is_current(run) and job.status in transitions.ACTIONS[action]
@@ -757,7 +751,6 @@ class Scheduler:
         self._wake()
         return self._table.view(job)
 
-
     # running -----------------------------------------------------------------------------
     def _wake(self) -> None:
         """Ask for a dispatch pass on the next loop iteration (many wakes, one pass)."""
@@ -796,16 +789,12 @@ class Scheduler:
             self._samples.started(seconds_between(self._books[job_id].queued_at, now))
             self._launch(self._jobs[job_id], host_id)
 
-
     def _launch(self, job: Job, host_id: str) -> None:
         run = self._runs.add(job.job_id, job.attempt, host_id, job.resource_request,
                              self._registry.executor_for(host_id))
         self._arm_timeout(job, run)
-        self._runs.launch(run, Launch(
-            job_id=job.job_id, attempt=run.attempt, host_id=host_id, command=job.command,
-            workdir=job.workdir, env=dict(job.env), owner=job.owner,
-            umask=job.umask, output_path=job.output_path, error_path=job.error_path,
-            files=attempt_files(self.state_dir, job.job_id, run.attempt)))
+        self._runs.launch(run, launch_of(job, host_id, attempt_files(
+            self.state_dir, job.job_id, run.attempt)))
 
     def _started_run(self, run: Run) -> None:
         assert run.handle is not None
