@@ -9,6 +9,8 @@ from the job alone, and the Scheduler does the queueing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from apr_sched.models import Job, JobStatus
 
 HELD_REASON = "held: resume to queue it again"
@@ -22,12 +24,13 @@ class Eligibility:
         """May the job wait in the dispatch queue now? (A HELD job may not.)"""
         return job.status is JobStatus.PENDING
 
-    def pending_reason(self, job: Job, placement_reason: str | None) -> str | None:
+    def pending_reason(self, job: Job,
+                       placement_reason: Callable[[str], str | None]) -> str | None:
         """Why a waiting job is not running: what keeps it out of the queue, else why its
-        autocluster did not place (``placement_reason``); None for a job that is not
-        waiting."""
+        autocluster did not place (``placement_reason(job_id)``, asked only then); None
+        for a job that is not waiting."""
         if job.status is JobStatus.PENDING:
-            return placement_reason or DISPATCH_REASON
+            return placement_reason(job.job_id) or DISPATCH_REASON
         if job.status is JobStatus.HELD:
             return HELD_REASON
         return None

@@ -79,10 +79,12 @@ class Journal:
         attempt_cols: dict[str, Any] | None = None,
         attempt: int | None = None,
         host_id: str | None = None,
+        then: Callable[[], None] | None = None,
     ) -> None:
         """Write a transition (or a same-state note) with its event; the status changes in
-        memory, and the event is published, only once the write has committed. The
-        attempt's row follows the job's status; ``attempt_cols`` adds to it."""
+        memory, and the event is published, only once the write has committed (``then``
+        runs right after that). The attempt's row follows the job's status;
+        ``attempt_cols`` adds to it."""
         store = self._store()
         with self.transaction():
             assert self._pending_status is not None
@@ -105,15 +107,14 @@ class Journal:
                 self.publish([event])
 
             store.after_commit(apply)
+            if then is not None:
+                store.after_commit(then)
 
     def write(self, job: Job, change: transitions.Change) -> None:
         """Record a transition built by ``transitions``; its ``then`` runs after COMMIT."""
-        with self.transaction():
-            self.record(job, change.to_status, change.reason, job_cols=change.job_cols,
-                        attempt_cols=change.attempt_cols, attempt=change.attempt,
-                        host_id=change.host_id)
-            if change.then is not None:
-                self.after_commit(change.then)
+        self.record(job, change.to_status, change.reason, job_cols=change.job_cols,
+                    attempt_cols=change.attempt_cols, attempt=change.attempt,
+                    host_id=change.host_id, then=change.then)
 
     def job_event(self, job: Job, from_status: JobStatus | None, to_status: JobStatus,
                   reason: str, now: datetime, *, attempt: int | None = None,

@@ -578,7 +578,7 @@ class Scheduler:
         return self._table.get(job_id).owner
 
     def _pending_reason(self, job: Job) -> str | None:
-        return self._eligibility.pending_reason(job, self._queue.reason(job.job_id))
+        return self._eligibility.pending_reason(job, self._queue.reason)
 
     def _enqueue(self, job: Job) -> None:
         """Queue a pending job for dispatch under its order key, if eligibility admits it

@@ -42,10 +42,17 @@ def test_only_a_pending_job_may_wait_in_the_queue() -> None:
 
 def test_a_waiting_job_says_why() -> None:
     rules = Eligibility()
-    assert rules.pending_reason(job("1"), None) == DISPATCH_REASON
-    assert rules.pending_reason(job("1"), "no host has 64 cpu free") == "no host has 64 cpu free"
-    assert rules.pending_reason(job("1", JobStatus.HELD), "ignored") == HELD_REASON
-    assert rules.pending_reason(job("1", JobStatus.RUNNING), "ignored") is None
+    asked: list[str] = []
+
+    def placement(job_id: str) -> str | None:
+        asked.append(job_id)
+        return {"2": "no host has 64 cpu free"}.get(job_id)
+
+    assert rules.pending_reason(job("1"), placement) == DISPATCH_REASON
+    assert rules.pending_reason(job("2"), placement) == "no host has 64 cpu free"
+    assert rules.pending_reason(job("3", JobStatus.HELD), placement) == HELD_REASON
+    assert rules.pending_reason(job("4", JobStatus.RUNNING), placement) is None
+    assert asked == ["1", "2"], "placement is asked about queued jobs only"
 
 
 def test_the_order_key_is_priority_then_queue_seq_and_seqs_are_never_reused() -> None:
