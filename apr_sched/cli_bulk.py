@@ -19,41 +19,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from apr_sched.client import SchedulerClient
+from apr_sched.cli_args import FILTERS, filters_given
 from apr_sched.errors import Forbidden, IllegalTransition, InvalidInput, NotFound
 from apr_sched.states import ACTIONS, JobStatus
 
 if TYPE_CHECKING:
+    from apr_sched.client import SchedulerClient
     from apr_sched.models import Job
 
-__all__ = ["BulkOutcome", "add_filter_options", "filters_given", "run_bulk"]
+__all__ = ["FILTERS", "BulkOutcome", "filters_given", "run_bulk"]
 
 PAGE = 5_000
 """Jobs per GET /jobs page (the API's largest)."""
 MAX_ROUNDS = 5
-
-FILTERS = ("owner", "status", "name", "project", "design", "host")
-
-
-def add_filter_options(parser: argparse.ArgumentParser, action: str) -> None:
-    group = parser.add_argument_group(
-        "filters (instead of ids; a job must match every one given)")
-    group.add_argument("--owner", metavar="USER", help=f"{action} USER's jobs")
-    group.add_argument("--status", metavar="STATUS",
-                       help="only jobs in these states (comma-separated), among those the "
-                            "action applies to")
-    group.add_argument("--name", metavar="GLOB",
-                       help="jobs whose name matches GLOB (shell-style: 'synth_*')")
-    group.add_argument("--project", metavar="P", help="jobs of project P")
-    group.add_argument("--design", metavar="D", help="jobs of design D")
-    group.add_argument("--host", metavar="HOST_ID", help="jobs on host HOST_ID")
-    group.add_argument("--all", action="store_true",
-                       help=f"{action} every job it applies to (needed when no id or filter "
-                            "is given)")
-
-
-def filters_given(args: argparse.Namespace) -> bool:
-    return any(getattr(args, name, None) for name in FILTERS)
 
 
 @dataclass(slots=True)

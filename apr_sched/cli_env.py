@@ -31,7 +31,6 @@ import argparse
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from apr_sched.errors import InvalidInput
@@ -65,13 +64,15 @@ them can still be passed on purpose, by name (``--env-mode NAME,...``) or ``--en
 NEVER_SENT_PREFIX = "APR_"
 
 
-@dataclass(slots=True)
 class SubmitterEnv:
     """The variables to send, and what ``all`` left out (name -> why), for a warning."""
 
-    env: dict[str, str] = field(default_factory=dict)
-    left_out: dict[str, str] = field(default_factory=dict)
-    not_set: list[str] = field(default_factory=list)
+    __slots__ = ("env", "left_out", "not_set")
+
+    def __init__(self) -> None:
+        self.env: dict[str, str] = {}
+        self.left_out: dict[str, str] = {}
+        self.not_set: list[str] = []
 
     def warnings(self) -> list[str]:
         notes = []

@@ -11,15 +11,21 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TextIO
 
 from apr_sched.durations import format_duration
 from apr_sched.states import HostState, JobStatus
 
-if TYPE_CHECKING:  # the models load with the first reply they parse
-    from apr_sched.models import Host, Job
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from apr_sched.models import Host
+    from apr_sched.models import Job as JobModel
+    from apr_sched.views import JobView
+
+    Job: TypeAlias = JobModel | JobView
+    """A job as a model or as a view of the raw reply: both print alike."""
 
 __all__ = [
     "DEFAULT_JOB_COLUMNS",
@@ -55,8 +61,7 @@ Cell = str | tuple[str, str]
 """A cell's text, or (text, rich style) for a terminal."""
 
 
-@dataclass(frozen=True, slots=True)
-class Column:
+class Column(NamedTuple):
     header: str
     justify: Literal["left", "right"] = "left"
     flexible: bool = False

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from apr_sched.models import is_valid_id
+from apr_sched.states import is_valid_id
 
 __all__ = [
     "BLOCK_SIZE",

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import logging
 import os
 import socket
 import time
@@ -32,8 +31,6 @@ from apr_sched.errors import InvalidInput, StateDirLocked
 from apr_sched.states import utcnow
 
 __all__ = ["LOCK_FILE", "OWNER_FILE", "StateDirLock", "read_owner", "resolve_state_dir"]
-
-log = logging.getLogger("apr_sched.statedir")
 
 LOCK_FILE = "scheduler.lock"
 OWNER_FILE = "scheduler.json"
@@ -194,8 +191,11 @@ def _make_private(state_dir: Path) -> None:
     if st.st_uid == os.geteuid():
         os.chmod(state_dir, 0o700)
     elif st.st_mode & 0o077:
-        log.warning("state dir %s (mode %o) belongs to uid %d, not to us: it stays open to "
-                    "others", state_dir, st.st_mode & 0o777, st.st_uid)
+        import logging  # only here: client commands that read the state dir never log
+
+        logging.getLogger("apr_sched.statedir").warning(
+            "state dir %s (mode %o) belongs to uid %d, not to us: it stays open to others",
+            state_dir, st.st_mode & 0o777, st.st_uid)
 
 
 def _try_lock(fd: int, mode: int, grace_sec: float) -> bool:

@@ -5,3 +5,6 @@
 common uses work unchanged. ``bsub.py`` reads bsub's options, ``report.py`` prints LSF's
 layouts, ``conditions.py`` judges dependency expressions, ``commands.py`` runs them.
 """
+
+COMMAND_NAMES = ("bsub", "bjobs", "bkill", "bstop", "bresume", "bpeek", "bhosts", "bwait")
+"""The commands the shims provide (``commands.COMMANDS`` runs them)."""

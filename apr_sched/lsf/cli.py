@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from apr_sched.lsf.commands import COMMANDS
+from apr_sched.lsf import COMMAND_NAMES
 
 __all__ = ["add_lsf_commands", "run_lsf_command"]
 
@@ -14,8 +14,8 @@ __all__ = ["add_lsf_commands", "run_lsf_command"]
 def add_lsf_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "lsf-shims", help="write bsub, bjobs, bkill ... shims into a directory",
-        description=f"Write {', '.join(COMMANDS)} into DIR. With DIR first on PATH, flows "
-                    "and EDA tools written for LSF submit to apr_sched unchanged: "
+        description=f"Write {', '.join(COMMAND_NAMES)} into DIR. With DIR first on PATH, "
+                    "flows and EDA tools written for LSF submit to apr_sched unchanged: "
                     "`export PATH=DIR:$PATH`.", allow_abbrev=False)
     p.add_argument("directory", metavar="DIR", help="where to write them (created if missing)")
     p.add_argument("--state-dir", metavar="DIR",

@@ -15,20 +15,13 @@ import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
-from typing import TYPE_CHECKING
 
-from apr_sched.client import SchedulerClient, find_daemon
+from apr_sched.discovery import find_daemon
 from apr_sched.errors import AprError
-from apr_sched.lsf.bsub import LsfUsageError, names_command, parse_bsub
-from apr_sched.lsf.conditions import parse_condition
-from apr_sched.lsf.report import bhosts_lines, bjobs_lines, bjobs_long
-from apr_sched.lsf.watch import JobWatch
+from apr_sched.rawclient import RawClient, json_object
 from apr_sched.statedir import resolve_state_dir
 from apr_sched.states import JobStatus
-from apr_sched.waiting import exit_code_for, follow_log
-
-if TYPE_CHECKING:  # annotations only: pydantic loads with the first reply
-    from apr_sched.models import Job
+from apr_sched.views import JobView, job_views
 
 __all__ = ["COMMANDS", "main"]
 
@@ -46,9 +39,11 @@ class _Interrupted(BaseException):
         self.signum = signum
 
 
-def _client() -> SchedulerClient:
+def _client() -> RawClient:
+    """The daemon, answering with raw JSON: a shim builds no models (no pydantic), so a
+    flow step that runs one pays only for the interpreter and a few small modules."""
     url, token = find_daemon(None, None, None, resolve_state_dir(None))
-    return SchedulerClient(url, token)
+    return RawClient(url, token)
 
 
 def _say(line: str) -> None:
@@ -62,6 +57,8 @@ def _fail(command: str, message: str) -> int:
 
 # bsub -----------------------------------------------------------------------------------
 def bsub(argv: Sequence[str]) -> int:
+    from apr_sched.lsf.bsub import LsfUsageError, names_command, parse_bsub
+
     script = None
     if not names_command(argv) and not sys.stdin.isatty():
         script = sys.stdin.read()
@@ -72,13 +69,15 @@ def bsub(argv: Sequence[str]) -> int:
     spec = submission.spec
     spec["umask"] = _umask()
     with _client() as client:
-        job = client.submit(spec)
+        # -K: the event number first, so the wait follows on from the submit reply
+        since = int(client.health().get("last_event_seq", 0)) if submission.wait else 0
+        job = JobView(json_object(client.request("POST", "/jobs", body=spec)[1]))
         _say(f"Job <{job.job_id}> is submitted to queue <{submission.queue}>.")
         for note in submission.notes:
             print(f"bsub: {note}", file=sys.stderr, flush=True)
         if not submission.wait:
             return 0
-        return _wait_for(client, job.job_id)
+        return _wait_for(client, job, since)
 
 
 def _umask() -> str:
@@ -87,13 +86,17 @@ def _umask() -> str:
     return f"{mask:03o}"
 
 
-def _wait_for(client: SchedulerClient, job_id: str) -> int:
+def _wait_for(client: RawClient, submitted: JobView, since: int) -> int:
     """``bsub -K``: LSF's progress lines, then the job's outcome as the exit code; a signal
     to bsub kills the job first, as LSF's does."""
+    from apr_sched.lsf.watch import JobWatch
+    from apr_sched.outcomes import exit_code_for
+
     _say("<<Waiting for dispatch ...>>")
     started = False
-    with _stop_on_signals(client, [job_id]):
-        for job in JobWatch(client, [job_id]).changes():
+    watch = JobWatch(client, [submitted.job_id], since=since, known=[submitted])
+    with _stop_on_signals(client, [submitted.job_id]):
+        for job in watch.changes():
             if not started and job.started_at is not None:
                 started = True
                 _say(f"<<Starting on {job.host_id}>>")
@@ -106,7 +109,7 @@ def _wait_for(client: SchedulerClient, job_id: str) -> int:
 class _stop_on_signals:
     """SIGINT/SIGTERM/SIGHUP while waiting: stop the jobs, then exit 128+N."""
 
-    def __init__(self, client: SchedulerClient, job_ids: list[str]) -> None:
+    def __init__(self, client: RawClient, job_ids: list[str]) -> None:
         self.client, self.job_ids = client, job_ids
         self.previous: dict[int, Callable[[int, FrameType | None], object] | int | None] = {}
 
@@ -124,9 +127,9 @@ class _stop_on_signals:
             self.client.close()  # the signal may have cut a reply short on that connection
             for job_id in self.job_ids:
                 try:
-                    job = self.client.job(job_id)
+                    job = JobView(self.client.job_dict(job_id))
                     if not job.status.is_final:
-                        self.client.stop(job_id)
+                        self.client.act(job_id, "stop")
                         print(f"Job <{job_id}> is being terminated", file=sys.stderr,
                               flush=True)
                 except AprError as error:
@@ -137,6 +140,8 @@ class _stop_on_signals:
 
 # bjobs ----------------------------------------------------------------------------------
 def bjobs(argv: Sequence[str]) -> int:
+    from apr_sched.lsf.report import bjobs_lines, bjobs_long
+
     flags: set[str] = set()
     user: str | None = os.environ.get("USER") or _login()
     name: str | None = None
@@ -191,18 +196,18 @@ def _login() -> str | None:
         return None
 
 
-def _jobs_by_id(client: SchedulerClient, ids: list[str]) -> tuple[list[Job], list[str]]:
+def _jobs_by_id(client: RawClient, ids: list[str]) -> tuple[list[JobView], list[str]]:
     jobs, missing = [], []
     for job_id in ids:
         try:
-            jobs.append(client.job(job_id))
+            jobs.append(JobView(client.job_dict(job_id)))
         except AprError:
             missing.append(job_id)
     return jobs, missing
 
 
-def _listed(client: SchedulerClient, flags: set[str], user: str | None,
-            name: str | None) -> Iterator[Job]:
+def _listed(client: RawClient, flags: set[str], user: str | None,
+            name: str | None) -> Iterator[JobView]:
     """The jobs LSF's bjobs would list: unfinished by default; -a adds finished ones, -d
     lists only those; -p/-r/-s narrow to pending/running/suspended."""
     statuses: list[str] = list(_UNFINISHED)
@@ -216,12 +221,15 @@ def _listed(client: SchedulerClient, flags: set[str], user: str | None,
         statuses = [s for s in statuses if s in chosen]
     offset = 0
     while True:
-        page = client.jobs(status=statuses, owner=user, limit=_PAGE, offset=offset)
-        for job in page.jobs:
+        reply = json_object(client.request("GET", "/jobs", query={
+            "status": ",".join(statuses), "owner": user, "limit": _PAGE,
+            "offset": offset or None})[1])
+        jobs = job_views(reply)
+        for job in jobs:
             if name is None or job.name == name:
                 yield job
-        offset += len(page.jobs)
-        if not page.jobs or offset >= page.total:
+        offset += len(jobs)
+        if not jobs or offset >= int(reply.get("total", 0)):
             return
 
 
@@ -270,10 +278,9 @@ def _control(command: str, ids: list[str], action: str, verb: str) -> int:
             if not ids:
                 print("No unfinished job found", file=sys.stderr, flush=True)
                 return 0
-        act: Callable[[str], Job] = getattr(client, action)
         for job_id in ids:
             try:
-                act(job_id)
+                client.act(job_id, action)
             except AprError as exc:
                 failed = True
                 print(f"Job <{job_id}>: {exc.message}", file=sys.stderr, flush=True)
@@ -291,11 +298,13 @@ def bpeek(argv: Sequence[str]) -> int:
         return _fail("bpeek", "usage: bpeek [-f] JOB_ID")
     job_id = words[0]
     with _client() as client:
-        job = client.job(job_id)
+        job = JobView(client.job_dict(job_id))
         if job.status in (JobStatus.PENDING, JobStatus.HELD):
             return _fail("bpeek", f"Job <{job_id}> : Not yet started.")
         _say("<< output from stdout >>")
         if follow:
+            from apr_sched.waiting import follow_log
+
             return follow_log(client, job_id, job.attempt, 0, output=sys.stdout,
                               pinned=False)
         else:
@@ -306,14 +315,17 @@ def bpeek(argv: Sequence[str]) -> int:
 
 
 def bhosts(argv: Sequence[str]) -> int:
+    from apr_sched.client import SchedulerClient
+    from apr_sched.lsf.report import bhosts_lines
+
     words = list(argv)
     header = "-noheader" not in words
     names = [w for w in words if w != "-noheader" and w != "-w"]
     if any(w.startswith("-") for w in names):
         return _fail("bhosts", f"unknown or unsupported option "
                                f"{next(w for w in names if w.startswith('-'))}")
-    with _client() as client:
-        hosts = client.hosts()
+    with _client() as raw, SchedulerClient(raw.url, raw.token) as client:
+        hosts = client.list_hosts()
     if names:
         missing = sorted(set(names) - {h.host_id for h in hosts})
         if missing:
@@ -328,6 +340,10 @@ def bhosts(argv: Sequence[str]) -> int:
 def bwait(argv: Sequence[str]) -> int:
     """``bwait -w CONDITION [-t MINUTES]``: block until the condition holds (exit 0), can
     never hold any more (exit 1, as LSF), or the timeout passes (exit 255)."""
+    from apr_sched.lsf.bsub import LsfUsageError
+    from apr_sched.lsf.conditions import parse_condition
+    from apr_sched.lsf.watch import JobWatch
+
     words = list(argv)
     expression, timeout = None, None
     while words:
@@ -353,7 +369,7 @@ def bwait(argv: Sequence[str]) -> int:
         states = {}
         for job_id in condition.job_ids():
             try:
-                states[job_id] = client.job(job_id).status
+                states[job_id] = JobStatus(client.job_dict(job_id)["status"])
             except AprError as exc:
                 return _fail("bwait", f"job {job_id}: {exc.message}")
         watch = JobWatch(client, sorted(states), timeout=timeout)
@@ -388,5 +404,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[name](rest)
     except AprError as exc:
         return _fail(name, exc.message)
+
     except KeyboardInterrupt:
         return 130

@@ -1,7 +1,8 @@
 """LSF's output formats for our jobs and hosts: what tools that parse ``bjobs``/``bhosts``
 expect to read (column layouts, status words, the ``Job <N>`` phrasing).
 
-Pure functions of models; the commands in ``commands.py`` print what these return.
+Pure functions of models (or of the raw replies' views); the commands in ``commands.py``
+print what these return.
 """
 
 from __future__ import annotations
@@ -13,8 +14,14 @@ from typing import TYPE_CHECKING
 from apr_sched.lsf.bsub import DEFAULT_QUEUE
 from apr_sched.states import HostState, JobStatus
 
-if TYPE_CHECKING:  # annotations only: pydantic loads with the first reply
-    from apr_sched.models import Host, Job
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from apr_sched.models import Host
+    from apr_sched.models import Job as JobModel
+    from apr_sched.views import JobView
+
+    Job: TypeAlias = JobModel | JobView
 
 __all__ = ["bhosts_lines", "bjobs_lines", "bjobs_long", "lsf_stat"]
 

@@ -12,7 +12,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from apr_sched.lsf.commands import COMMANDS
+from apr_sched.lsf import COMMAND_NAMES
 
 __all__ = ["write_shims"]
 
@@ -30,7 +30,7 @@ def write_shims(directory: Path, *, state_dir: Path | None = None,
         value = shlex.quote(url)
         defaults.append(f'APR_SCHED_URL="${{APR_SCHED_URL:-{value}}}"; export APR_SCHED_URL')
     written = []
-    for name in COMMANDS:
+    for name in COMMAND_NAMES:
         path = directory / name
         body = "\n".join(["#!/bin/sh",
                           f"# {name} for apr_sched (written by apr-sched lsf-shims)",

@@ -1,17 +1,17 @@
 """Following jobs from a client by long poll on the daemon's events: no asking again and
 again, and a daemon restart is ridden out (its event numbers continue from its database).
+Jobs are read as raw replies (``views.JobView``): a shim builds no models.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
 
-from apr_sched.client import MAX_POLL_SEC, DaemonUnreachable, SchedulerClient
-
-if TYPE_CHECKING:  # annotations only: pydantic loads with the first reply
-    from apr_sched.models import Job
+from apr_sched.futures import MAX_POLL_SEC
+from apr_sched.rawclient import DaemonUnreachable, RawClient
+from apr_sched.views import JobView
 
 __all__ = ["JobWatch"]
 
@@ -20,13 +20,16 @@ T = TypeVar("T")
 
 
 class JobWatch:
-    """Changes of some jobs, as they happen."""
+    """Changes of some jobs, as they happen. ``since`` (an event number taken before the
+    jobs were submitted) and ``known`` (their submit replies) save the first reads."""
 
-    def __init__(self, client: SchedulerClient, job_ids: list[str], *,
-                 timeout: float | None = None) -> None:
+    def __init__(self, client: RawClient, job_ids: list[str], *,
+                 timeout: float | None = None, since: int | None = None,
+                 known: Iterable[JobView] = ()) -> None:
         self.client, self.job_ids = client, list(job_ids)
         self.deadline = None if timeout is None else time.monotonic() + timeout
-        self.since = 0
+        self.since = since
+        self.known = {job.job_id: job for job in known} if since is not None else {}
 
     def _left(self, most: float) -> float:
         if self.deadline is None:
@@ -48,22 +51,24 @@ class JobWatch:
 
     def _events(self, wait: float) -> set[str]:
         """Ids of watched jobs with events after ``since`` (waits up to ``wait``)."""
-        page = self._retrying(lambda: self.client.events(since=self.since, wait=wait))
-        self.since = int(page.get("last_seq", self.since))
+        since = self.since or 0
+        page = self._retrying(lambda: self.client.events(since=since, wait=wait))
+        self.since = int(page.get("last_seq", since))
         watched = set(self.job_ids)
         return {e["job_id"] for e in page.get("events", [])
                 if e.get("job_id") in watched}
 
-    def _job(self, job_id: str) -> Job:
-        return self._retrying(lambda: self.client.get_job(job_id))
+    def _job(self, job_id: str) -> JobView:
+        return self._retrying(lambda: JobView(self.client.job_dict(job_id)))
 
-    def changes(self) -> Iterator[Job]:
+    def changes(self) -> Iterator[JobView]:
         """Each job now, then again whenever it changes, until every one is final."""
-        health = self._retrying(self.client.health)
-        self.since = int(health.get("last_event_seq", 0))
+        if self.since is None:
+            health = self._retrying(self.client.health)
+            self.since = int(health.get("last_event_seq", 0))
         open_ids = set()
         for job_id in self.job_ids:
-            job = self._job(job_id)
+            job = self.known.get(job_id) or self._job(job_id)
             yield job
             if not job.status.is_final:
                 open_ids.add(job_id)

@@ -1,0 +1,145 @@
+"""``apr-sched submit``, ``submit-batch`` and ``wait``: queue jobs, and block on them.
+
+``submit --wait`` asks for the daemon's event number before it submits, so the wait needs
+no second look at the job: the submit reply says what it is, and the events after that
+number say everything that happened to it (the same three requests a ``curl`` user makes:
+health, submit, long poll).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from typing import Any
+
+from apr_sched.cli_common import (
+    Context,
+    dict_field,
+    error,
+    json_object_file,
+    print_json,
+    read_json_file,
+    valid_ids,
+)
+from apr_sched.cli_env import current_umask, current_workdir, submitter_env
+from apr_sched.errors import InvalidInput
+from apr_sched.rawclient import json_object
+from apr_sched.states import JobStatus
+from apr_sched.views import JobView
+from apr_sched.waiting import exit_code_for, wait_for_jobs
+
+__all__ = ["job_spec", "run_submit", "run_submit_batch", "run_wait"]
+
+
+def job_spec(args: argparse.Namespace) -> dict[str, Any]:
+    """The JobSpec JSON: the --json FILE if given, with every flag given on top, and the
+    submitter's environment, directory and umask (``cli_env``)."""
+    spec = json_object_file(args.json_file, "a job spec") if args.json_file else {}
+    words = list(args.words)
+    if words and words[0] == "--":
+        words.pop(0)
+    if words:
+        spec["command"] = words[0] if len(words) == 1 else shlex.join(words)
+    elif "command" not in spec:
+        raise InvalidInput(
+            "nothing to run: give the command after the options "
+            "(apr-sched submit --cpu 4 -- innovus -init run.tcl) or --json FILE",
+            [{"field": "command", "message": "Field required"}])
+    for field in ("name", "project", "design", "owner", "priority", "timeout_sec",
+                  "retry_limit", "workdir"):
+        if (value := getattr(args, field)) is not None:
+            spec[field] = value
+    if not args.json_file:
+        spec.setdefault("workdir", current_workdir())
+    spec.setdefault("umask", current_umask())
+    mode = args.env_mode if args.env_mode is not None else (
+        "none" if args.json_file else "all")
+    env = submitter_env(mode, args.env)
+    for note in env.warnings():
+        error(note)
+    if env.env:
+        spec["env"] = {**dict_field(spec, "env"), **env.env}
+    resources = dict_field(spec, "resource_request")
+    for field in ("cpu", "memory_gb", "slots"):
+        if (value := getattr(args, field)) is not None:
+            resources[field] = value
+    if args.label:
+        resources["host_labels"] = {**dict_field(resources, "host_labels"), **dict(args.label)}
+    if resources:
+        spec["resource_request"] = resources
+    if args.allow_pending:
+        spec["allow_pending"] = True
+    return spec
+
+
+def run_submit(ctx: Context, args: argparse.Namespace) -> int:
+    spec = job_spec(args)
+    since = int(ctx.client.health().get("last_event_seq", 0)) if args.wait else None
+    reply = json_object(ctx.client.request("POST", "/jobs", body=spec)[1])
+    job = JobView(reply)
+    if args.json:
+        print_json(reply)
+    elif not args.wait:
+        print(job.job_id, flush=True)
+    label = job.name or "/".join(part for part in (job.project, job.design) if part)
+    if not (args.wait and args.quiet):
+        print(f"{'apr-sched: ' if args.wait else ''}submitted job {job.job_id} ({label}, "
+              f"priority {job.priority}, {job.status}): {_short(job.command, 60)}",
+              file=sys.stderr, flush=True)
+    if not args.wait:
+        return 0
+    return _wait_for(ctx, args, [job.job_id], first_attempt=1, since=since,
+                     known={job.job_id: job})
+
+
+def run_wait(ctx: Context, args: argparse.Namespace) -> int:
+    return _wait_for(ctx, args, valid_ids(args.job_ids), first_attempt=None)
+
+
+def _wait_for(ctx: Context, args: argparse.Namespace, job_ids: list[str], *,
+              first_attempt: int | None, since: int | None = None,
+              known: dict[str, JobView] | None = None) -> int:
+    result = wait_for_jobs(ctx.client, job_ids, output=None if args.quiet else sys.stdout,
+                           stop_on_interrupt=args.stop_on_interrupt,
+                           reconnect_timeout=args.reconnect_timeout,
+                           first_attempt=first_attempt, since=since, known=known)
+    if args.json and args.command == "wait":
+        print_json({"exit_code": result.code, "interrupted_by": result.interrupted,
+                    "jobs": {job_id: None if job is None else {
+                        "status": job.status.value, "exit_code": job.exit_code,
+                        "signal": job.signal, "outcome": exit_code_for(job)}
+                        for job_id, job in result.jobs.items()}})
+    for job_id, job in result.jobs.items():
+        if job is not None and job.status is not JobStatus.SUCCEEDED:
+            from apr_sched.cli_format import reason
+
+            how = reason(job) or next(
+                (a.reason for a in reversed(job.attempts) if a.reason), "")
+            error(f"job {job_id} {job.status.value}" + (f" ({how})" if how else ""))
+    return result.code
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def run_submit_batch(ctx: Context, args: argparse.Namespace) -> int:
+    data = read_json_file(args.file)
+    specs = data.get("jobs") if isinstance(data, dict) else data
+    if not isinstance(specs, list):
+        raise InvalidInput(f'{args.file}: expected a JSON list of jobs or {{"jobs": [...]}}',
+                           [{"field": "jobs", "message": "must be a list"}])
+    if args.allow_pending:
+        specs = [{"allow_pending": True, **spec} if isinstance(spec, dict) else spec
+                 for spec in specs]
+    reply = json_object(ctx.client.request("POST", "/jobs/batch", body={"jobs": specs})[1])
+    job_ids = [str(job_id) for job_id in reply.get("job_ids", [])]
+    if args.json:
+        print_json(reply)
+    elif not job_ids:
+        print("submitted 0 jobs")
+    else:
+        span = job_ids[0] if len(job_ids) == 1 else f"{job_ids[0]}..{job_ids[-1]}"
+        print(f"submitted {len(job_ids)} job{'s' if len(job_ids) != 1 else ''}: {span}")
+    return 0
