@@ -372,13 +372,13 @@ def test_follow_prints_a_partial_line_once_complete(apr: Run, daemon: Daemon,
     log = daemon.state_dir / "logs" / job_id / "1.log"
     wait_until_sync(lambda: log.exists() and log.read_bytes() == b"start\nabc", timeout=10)
     follow = start_follow(daemon, job_id)
-    followed = re.compile(rf"GET /scheduler/jobs/{job_id}/logs\?\S*offset=\d+\S* 200 ")
+    held = re.compile(rf"job {job_id} attempt 1: log request held at offset 6\b")
     try:
         assert follow.stdout is not None
         assert read_line(follow.stdout) == "start\n"
-        # The follower has read the log again while "abc" was still without its newline:
-        wait_until_sync(lambda: followed.search(daemon.log_text()), timeout=10,
-                        message="a follow read of the partial line")
+        # The follower's long poll waits past "start\n" while "abc" has no newline yet:
+        wait_until_sync(lambda: held.search(daemon.log_text()), timeout=10,
+                        message="a follow read held on the partial line")
         gate.touch()
         out, err = follow.communicate(timeout=20)
     finally:

@@ -46,17 +46,52 @@ def test_starting_a_client_loads_nothing_heavy(module: str) -> None:
     assert offending(modules, SERVER_SIDE + LOADED_ON_USE) == []
 
 
-def test_a_client_command_against_a_daemon_loads_no_server_side(tmp_path: Path) -> None:
+CLIENT_PATH_NEVER = (*SERVER_SIDE, *LOADED_ON_USE, "logging", "http.client", "email",
+                     "dataclasses")
+"""What the flow commands never load: they read raw replies (``views``), print no rich
+table when piped, log nothing, and speak HTTP over a socket (``wire``)."""
+
+
+def imported_by(argv: list[str], stdin: str | None = None) -> tuple[set[str], str]:
+    """The modules the real ``apr-sched`` entry point imports to run ``argv``, from
+    ``-X importtime`` (a real process, as a flow runs it), and its stdout."""
+    script = Path(sys.executable).parent / "apr-sched"
+    done = subprocess.run([sys.executable, "-X", "importtime", str(script), *argv],
+                          capture_output=True, text=True, timeout=60, env=clean_env(),
+                          input=stdin)
+    assert done.returncode == 0, done.stderr[-2000:]
+    names = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines()
+             if line.startswith("import time:") and "|" in line}
+    assert "apr_sched.cli" in names  # the listing is real
+    return names, done.stdout
+
+
+def test_the_flow_commands_import_no_models_rich_logging_or_server_code(
+        tmp_path: Path) -> None:
     with running_daemon(tmp_path) as daemon:
         where = ["--state-dir", str(daemon.state_dir)]
-        run = ("from apr_sched.cli import main\n"
-               f"assert main(['submit', *{where!r}, '--', 'true']) == 0\n"
-               f"assert main(['job', '1', *{where!r}]) == 0\n"
-               f"assert main(['jobs', '--json', *{where!r}]) == 0\n"
-               f"assert main(['logs', '1', *{where!r}]) == 0")
-        modules = loaded(run)
-    assert "apr_sched.models" in modules  # it did parse replies
-    assert offending(modules, SERVER_SIDE) == []
+        names, out = imported_by(["submit", *where, "--", "echo hi"])
+        job_id = out.strip()
+        commands = [
+            ["submit", "--wait", *where, "--", "echo waited"],
+            ["submit", "--wait", "--quiet", *where, "--", "true"],
+            ["wait", job_id, *where],
+            ["status", job_id, *where],
+            ["job", job_id, *where],
+            ["jobs", "--json", *where],
+            ["jobs", *where],
+            ["logs", job_id, *where],
+            ["logs", "--follow", job_id, *where],
+            ["stop", job_id, *where, "--json"],
+        ]
+        loaded_by = {"submit": names}
+        for argv in commands:
+            if argv[0] == "stop":  # a stop of a finished job exits 1: stop a running one
+                argv[1] = imported_by(["submit", *where, "--", "sleep 30"])[1].strip()
+            loaded_by[" ".join(argv[:2])] = imported_by(argv)[0]
+    bad = {command: offending(modules, CLIENT_PATH_NEVER)
+           for command, modules in loaded_by.items()}
+    assert all(not names for names in bad.values()), bad
 
 
 def test_a_status_poll_builds_no_models(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ environment values redacted; hosts and purge are for admins (403 ``forbidden`` o
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import json
@@ -34,6 +35,7 @@ from pydantic import TypeAdapter
 from apr_sched import __version__
 from apr_sched.errors import AprError, AuthFailed, Forbidden, InvalidInput, NotFound
 from apr_sched.http.limits import ApiLimits, ClientTurns
+from apr_sched.http.logwait import LogWaits
 from apr_sched.http.openapi import MAX_INT64, build_openapi
 from apr_sched.http.server import Admission, Request, Response, error_response
 from apr_sched.identity import NO_AUTH, Identity, daemon_user, redacted_env, socket_identity
@@ -143,10 +145,13 @@ class SchedulerApi:
         self._openapi = json.dumps(build_openapi(
             self.routes, __version__, max_batch_jobs=limits.max_batch_jobs)).encode()
         self._closing = asyncio.Event()
+        self.log_waits = LogWaits(scheduler)
+        """Held ``GET /jobs/{id}/logs?offset=&wait=`` requests (``http/logwait.py``)."""
 
     def shutdown(self) -> None:
         """Answer long polls now, so the server can close without waiting them out."""
         self._closing.set()
+        self.log_waits.close()
 
     def admit(self, request: Request) -> Admission | Response:
         """PUBLIC for the routes that need no token, AUTHENTICATED once the caller is known
@@ -170,8 +175,8 @@ class SchedulerApi:
             return admission
         try:
             route, params = self._match(request)
-            if route.handler == self.events:  # waits outside its turn, then takes one
-                return await route.handler(request, **params)
+            if route.handler in (self.events, self.logs):  # long polls: wait outside
+                return await route.handler(request, **params)  # their turn, then take one
             async with self._turns.turn(_address(request)):
                 return await route.handler(request, **params)
         except MethodNotAllowed as exc:
@@ -417,18 +422,27 @@ class SchedulerApi:
         return Response.json(200, job_json(self._visible(request, job)))
 
     async def logs(self, request: Request, job_id: str) -> Response:
+        """The last ``tail`` lines, or the lines after ``offset``; with ``offset`` and
+        ``wait`` a long poll (``LogWaits``), held outside the caller's turn."""
         q = request.query
         attempt = _int(q, "attempt", None, 1, MAX_INT64)
         offset = _int(q, "offset", None, 0, MAX_INT64)
-        if offset is not None:
-            log = await self.scheduler.read_log(job_id, offset, attempt)
-        else:
-            tail = _int(q, "tail", 200, 0, MAX_TAIL_LINES) or 0
-            log = await self.scheduler.tail_log(job_id, tail, attempt)
+        wait = _float(q, "wait", 0.0, 0.0, MAX_WAIT_SEC)
+        if wait and offset is None:
+            raise InvalidInput("wait needs offset: a long poll waits for lines after an "
+                               "offset", [{"field": "wait", "message": "needs offset"}])
         fmt = _one(q, "format")
         if fmt not in (None, "json", "text"):
             raise InvalidInput("format must be json or text",
                                [{"field": "format", "message": "must be json or text"}])
+        turn = functools.partial(self._turns.turn, _address(request))
+        if offset is not None:
+            log = await self.log_waits.read(job_id, offset, attempt, wait, turn=turn,
+                                            gone=request.client_gone)
+        else:
+            tail = _int(q, "tail", 200, 0, MAX_TAIL_LINES) or 0
+            async with turn():
+                log = await self.scheduler.tail_log(job_id, tail, attempt)
         accept = request.header("accept") or ""
         if fmt == "text" or (fmt is None and "text/plain" in accept
                              and "application/json" not in accept):

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from apr_sched.http.logwait import MAX_HELD_LOG_REQUESTS
 from apr_sched.models import (
     Host,
     HostEvent,
@@ -164,12 +165,18 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/jobs/{job_id}"): {"summary": "One job with its events and attempts",
                                 "replies": {200: _ref("Job")}, "errors": [400, 404]},
     ("GET", "/jobs/{job_id}/logs"): {
-        "summary": "Tail of an attempt's log, or the lines after a byte offset",
+        "summary": "Tail of an attempt's log, or the lines after a byte offset (with wait: "
+                   "a long poll for them)",
         "replies": {200: _ref("LogTail")}, "text": True, "errors": [400, 404], "query": [
             _int_query("tail", 0, 1_000_000, "last N lines (default 200)"),
             _int_query("attempt", 1, MAX_INT64, "attempt (default: latest)"),
             _int_query("offset", 0, MAX_INT64,
                        "lines appended after this byte offset (follow a log)"),
+            _query("wait", {"type": "number", "minimum": 0, "maximum": 60},
+                   "with offset: seconds to hold the request until a line past offset is "
+                   "written or the attempt ends (long poll; default 0: answer at once). "
+                   f"Held requests are capped ({MAX_HELD_LOG_REQUESTS}): past the cap, "
+                   "answered at once"),
             _query("format", {"enum": ["json", "text"]}, "text for plain text")]},
     ("POST", "/purge"): {
         "summary": "Forget finished jobs (attempts, events, logs) and host events from "

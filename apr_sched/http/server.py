@@ -112,6 +112,9 @@ class Request:
     """Who connected, from the kernel, when the connection came over a Unix socket."""
     identity: Identity | None = None
     """Who is asking, once the handler's auth step has decided (the server sets nothing)."""
+    client_gone: Callable[[], Awaitable[None]] | None = None
+    """Returns once the client has closed its side of the connection: a handler that holds
+    a request (a long poll) awaits it beside its own wait, to stop waiting for nobody."""
 
     def header(self, name: str, default: str | None = None) -> str | None:
         return self.headers.get(name.lower(), default)
@@ -312,6 +315,7 @@ class _Connection:
         self.idle = False  # waiting for a request that has not begun: safe to cut off
         self.authenticated = False  # some request on it passed the Admit hook as such
         self.new = True  # no request has begun on it yet
+        self._kept = 0  # bytes taken in by _client_gone while the current request is answered
         self.accepted_at = asyncio.get_running_loop().time()
         peer = writer.get_extra_info("peername")
         self.client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
@@ -341,6 +345,7 @@ class _Connection:
                 event, began = head
                 started = time.monotonic()
                 request = await self._receive_request(event, began + self.limits.request_timeout)
+                self._kept = 0
                 response = await self._call_handler(request)
                 self._write(response, head_only=request.method == "HEAD")
                 log.debug("%s %s %d %.1fms", request.method, request.target,
@@ -477,7 +482,8 @@ class _Connection:
             raise _Reject(400, "bad_request", "request target is not valid UTF-8") from None
         request = Request(method=event.method.decode("ascii"), target=target,
                           path=target.partition("?")[0], query=query, headers=headers,
-                          body=b"", client=self.client, peer=self.peer)
+                          body=b"", client=self.client, peer=self.peer,
+                          client_gone=self._client_gone)
         self._admit(request)
         length = headers.get("content-length", "0").split(",")[0].strip()
         if length.isdigit() and int(length) > self.limits.max_body_bytes:
@@ -515,6 +521,19 @@ class _Connection:
                 return bytes(body)
             else:  # pragma: no cover - h11 raises before anything else can come here
                 raise _Reject(400, "bad_request", f"unexpected {type(event).__name__}")
+
+    async def _client_gone(self) -> None:
+        """Return when the client closes its side while its request is being answered.
+        Bytes it sends meanwhile (a pipelined request) are handed to h11 for the next
+        cycle, up to one request head's worth; past that, reading stops (and this never
+        returns), so waiting costs no memory."""
+        while self._kept <= self.limits.max_head_bytes:
+            data = await self.reader.read(READ_CHUNK)
+            if not data:
+                return
+            self.h11.receive_data(data)
+            self._kept += len(data)
+        await asyncio.get_running_loop().create_future()
 
     async def _call_handler(self, request: Request) -> Response:
         """The handler's response, or a 500 if it raised or returned something unsendable."""
