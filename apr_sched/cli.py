@@ -10,13 +10,15 @@ its help.
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 try:  # Ctrl-C while the CLI is still loading: leave as main() would, with 130, no traceback
     from apr_sched import __version__
-    from apr_sched.cli_args import CLIENT_PARSERS
+    from apr_sched.cli_args import CLIENT_PARSERS, parser_builder
     from apr_sched.errors import AprError
 except KeyboardInterrupt:
     raise SystemExit(130) from None
@@ -48,7 +50,36 @@ class Parser(argparse.ArgumentParser):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["allow_abbrev"] = False
+        kwargs["formatter_class"] = _sized(kwargs.get("formatter_class",
+                                                      argparse.HelpFormatter))
         super().__init__(*args, **kwargs)
+
+
+@functools.cache
+def _sized(formatter: type[argparse.HelpFormatter]) -> type[argparse.HelpFormatter]:
+    """``formatter`` with the terminal width found without ``shutil``: argparse makes a
+    formatter for every option it adds, and ``shutil`` (with bz2, lzma) costs each command
+    several milliseconds to start, for a width only ``--help`` needs."""
+
+    class Sized(formatter):  # type: ignore[valid-type,misc]
+        def __init__(self, prog: str, indent_increment: int = 2,
+                     max_help_position: int = 24, width: int | None = None) -> None:
+            super().__init__(prog, indent_increment, max_help_position,
+                             width if width is not None else _columns() - 2)
+
+    return Sized
+
+
+def _columns() -> int:
+    """As ``shutil.get_terminal_size().columns``: $COLUMNS, the terminal's, else 80."""
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+    except (AttributeError, ValueError, OSError):
+        return 80
 
 
 def _add_serve(sub: _Sub) -> None:
@@ -80,6 +111,10 @@ def _add_lsf(sub: _Sub) -> None:
     add_lsf_commands(sub)
 
 
+def _add_client(name: str, sub: _Sub) -> None:
+    parser_builder(name)(sub)  # its module is imported only now
+
+
 def _add_config(sub: _Sub) -> None:
     config = sub.add_parser("config", help="configuration helpers")
     config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
@@ -90,7 +125,7 @@ def _add_config(sub: _Sub) -> None:
 
 COMMAND_PARSERS: dict[str, Callable[[_Sub], None]] = {
     "serve": _add_serve,
-    **CLIENT_PARSERS,
+    **{name: functools.partial(_add_client, name) for name in CLIENT_PARSERS},
     "token": _add_token,
     "lsf-shims": _add_lsf,
     "config": _add_config,

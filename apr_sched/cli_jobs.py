@@ -18,7 +18,6 @@ from typing import Any
 from apr_sched.cli_common import Context, error, print_json
 from apr_sched.rawclient import json_object
 from apr_sched.states import JobStatus, is_valid_id
-from apr_sched.views import JobView, job_views
 
 __all__ = ["STATUS_WORDS", "UNKNOWN_JOB_WORD", "run_job", "run_jobs", "run_logs",
            "run_status"]
@@ -46,6 +45,7 @@ def run_jobs(ctx: Context, args: argparse.Namespace) -> int:
         print_json(reply)
         return 0
     from apr_sched import cli_format
+    from apr_sched.views import job_views
 
     jobs = job_views(reply)
     total = int(reply.get("total", len(jobs)))
@@ -65,6 +65,7 @@ def run_job(ctx: Context, args: argparse.Namespace) -> int:
         print_json(reply)
         return 0
     from apr_sched.cli_format import print_job
+    from apr_sched.views import JobView
 
     print_job(JobView(reply))
     return 0
