@@ -89,6 +89,7 @@ RECONNECT_MAX_SEC = 2.0
 STATE_IDS_PER_REQUEST = 200
 """Job ids per ``GET /jobs?id=`` (the query string stays short)."""
 T = TypeVar("T")
+_FINAL = frozenset(status.value for status in JobStatus if status.is_final)
 
 
 # signals ------------------------------------------------------------------------------------
@@ -333,7 +334,10 @@ class _Waiter:
         last = int(page.get("last_seq", self.since))
         jumped = last < self.since
         self.since = last
-        named = {e.get("job_id") for e in page.get("events") or []}
+        events = page.get("events") or []
+        if self.output is None:  # --quiet: only an ending matters, not a start or a pause
+            events = [e for e in events if e.get("to_status") in _FINAL]
+        named = {e.get("job_id") for e in events}
         ids = [t.job_id for t in self.tracked.values() if not t.done and not t.missing
                and (jumped or t.job_id in named)]
         if ids:
