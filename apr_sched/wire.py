@@ -151,6 +151,8 @@ class Connection:
             if len(self._buffer) > MAX_HEAD_BYTES:
                 raise ProtocolError(f"reply head over {MAX_HEAD_BYTES} bytes")
             self._fill(first=first and not self._buffer)
+        if end > MAX_HEAD_BYTES:
+            raise ProtocolError(f"reply head over {MAX_HEAD_BYTES} bytes")
         raw = bytes(self._buffer[:end]).decode("latin-1")
         del self._buffer[:end + 4]
         line, *fields = raw.split("\r\n")

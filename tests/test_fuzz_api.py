@@ -45,7 +45,8 @@ CONFIG = textwrap.dedent("""
 """)
 
 LONG_POLL_CAP_SEC = 0.1
-"""``GET /events?wait=60`` is legal; the fuzzer's waits are cut to this to stay bounded."""
+"""``GET /events?wait=60`` (and ``/logs?offset=0&wait=60``) is legal; the fuzzer's waits
+are cut to this to stay bounded."""
 
 
 @dataclass
@@ -129,7 +130,8 @@ def neutralise(case: Any) -> None:
         else:
             body["executor_prefix"] = "true"
         case.body = body
-    if path.endswith("/events") and isinstance(case.query, dict) and "wait" in case.query:
+    long_poll = path.endswith("/events") or path.endswith("/logs")
+    if long_poll and isinstance(case.query, dict) and "wait" in case.query:
         try:
             wait = float(case.query["wait"])
         except (TypeError, ValueError):
