@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from apr_sched import Scheduler, waiting
+from apr_sched import Scheduler, waiter, waiting
 from apr_sched.http.logwait import LogWaits
 from apr_sched.http.service import HttpService
 from apr_sched.rawclient import RawClient
@@ -65,7 +65,7 @@ async def test_each_running_job_has_its_own_held_log_poll(served) -> None:
 async def test_more_running_jobs_than_held_polls_are_still_printed_once(
         served, monkeypatch: pytest.MonkeyPatch) -> None:
     scheduler, client, waits = served
-    monkeypatch.setattr(waiting, "MAX_LOG_POLLS", 1)
+    monkeypatch.setattr(waiter, "MAX_LOG_POLLS", 1)
     assert waits.max_held > 1  # the limit is the waiter's own
     names = ["a", "b", "c"]
     jobs = [await scheduler.submit(numbered(name)) for name in names]
