@@ -165,14 +165,22 @@ class Waiter:
         return -1 if self._events is None else self._events.fileno()
 
     def _send_polls(self) -> None:
-        if not self._events_out:
+        """A log poll for each followed running job (up to MAX_LOG_POLLS), and the event
+        poll unless every unfinished job has a log poll held: a held log poll answers when
+        its attempt ends, so a lone running job costs one connection, not two."""
+        if self.output is not None:
+            self._send_log_polls()
+        needed = any(not t.done and not t.missing and not t.polling
+                     for t in self.tracked.values())
+        if needed and not self._events_out:
             if self._events is None:
                 self._events = self.client.clone()
             assert self.since is not None
             self._events.send_events(self.since, STATE_POLL_SEC)
             self._events_out = True
-        if self.output is None:
-            return
+        self.client.close()  # idle while the polls are held: the daemon's connection back
+
+    def _send_log_polls(self) -> None:
         held = sum(1 for t in self.tracked.values() if t.polling)
         now = time.monotonic()
         for tracked in self.tracked.values():

@@ -9,10 +9,11 @@ Cost to the daemon: long polls only, nothing asked again and again. Job states c
 ``GET /events?since=&wait=``, held by the daemon until something happens; only an event
 naming a waited job makes the waiter read its state. A running job's output comes from
 ``GET /jobs/{id}/logs?offset=N&wait=S``, held until the job writes a line past N (or its
-attempt ends), so a line is printed as soon as it is written. The waiter holds the event
-poll and one log poll per followed running job at once, each on its own connection, and
-sleeps in ``select`` until one of them answers. Pending, held or ``--quiet`` waits read no
-log at all.
+attempt ends), so a line is printed as soon as it is written. The waiter holds one log
+poll per followed running job, and the event poll while some waited job has no log poll
+held (it is pending, or the wait is ``--quiet``), each on its own connection, and sleeps
+in ``select`` until one of them answers: a wait on one running job holds one connection.
+Pending, held or ``--quiet`` waits read no log at all.
 
 Fallbacks, bounded (``waiter.py``): at most ``MAX_LOG_POLLS`` logs are held at once (more
 running jobs are read whenever something answers, and at least every ``LOG_RETRY_MAX_SEC``);

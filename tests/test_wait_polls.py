@@ -85,3 +85,15 @@ async def test_a_daemon_that_holds_no_log_request_is_asked_at_a_growing_pause(se
     assert (code, out) == (0, "done\n")
     # 3 s at pauses of 0.25, 0.5, 1, 2 s: a handful of asks, not hundreds
     assert 1 <= waits.answered_at_once <= 8, waits.answered_at_once
+
+
+async def test_a_wait_on_one_running_job_holds_its_log_only(served) -> None:
+    """The held log poll answers when the attempt ends: no event poll is needed beside it
+    (one connection per waiting make recipe, not two)."""
+    scheduler, client, waits = served
+    job = await scheduler.submit({"command": "echo started; sleep 2; echo done"})
+    waiter = asyncio.create_task(wait_in_thread(client, [job.job_id]))
+    await wait_until(lambda: waits.held == 1, timeout=10)
+    assert not scheduler._hub._pollers  # no /events long poll held meanwhile
+    code, out = await asyncio.wait_for(waiter, 30)
+    assert (code, out) == (0, "started\ndone\n")
