@@ -185,6 +185,9 @@ def test_edges_of_a_spec() -> None:
 
 # --- a batch as a graph -------------------------------------------------------------------
 
+Entries = list[tuple[str, dict[str, list[str]]]]
+
+
 def existing(*ids: str) -> Callable[[str], bool]:
     return set(ids).__contains__
 
@@ -210,7 +213,7 @@ def test_batch_names_resolve_in_any_order() -> None:
     ([("a", {"after_ok": ["b"]}), ("b", {"after_ok": ["c"]}), ("c", {"after_any": ["a"]})],
      "jobs[0].depends_on", "a cycle: 0 (a) waits for 1 (b) waits for 2 (c) waits for 0 (a)"),
 ])
-def test_batch_refusals_name_the_field(entries: list[tuple[str, dict[str, list[str]]]], field: str, words: str) -> None:
+def test_batch_refusals_name_the_field(entries: Entries, field: str, words: str) -> None:
     with pytest.raises(GraphError) as caught:
         resolve_batch(entries, existing("7"))
     assert caught.value.field == field
