@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -106,6 +107,10 @@ Prefix = Annotated[
 ]
 
 MAX_COUNT = 1_000_000
+MAX_DEPENDENCIES = 1_000
+"""Edges one job may list in all (a fan-in of a whole 1,000-element array is one edge)."""
+MAX_ARRAY_ELEMENTS = 1_000_000
+"""A hard ceiling; the HTTP service limits an array like a batch (``max_batch_jobs``)."""
 MAX_MEMORY_GB = 1_000_000.0
 MAX_TIMEOUT_SEC = 10 * 365 * 24 * 3600.0
 
@@ -121,6 +126,76 @@ def current_user() -> str:
 
 class _StrictInput(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+DependencyRef = Annotated[
+    str, StringConstraints(min_length=1, max_length=128), AfterValidator(_no_control_chars),
+    AfterValidator(_not_blank),
+]
+"""A job id, or in a batch the ``name`` of another entry of the same batch."""
+
+
+class Dependencies(_StrictInput):
+    """Jobs that must end (a certain way) before this one may start; all must hold.
+
+    A condition that can never hold any more (``after_ok`` on a job that FAILED) ends the
+    dependent as CANCELLED at once, naming the dependency, and so on down the graph.
+    """
+
+    after_ok: list[DependencyRef] = Field(default_factory=list, max_length=MAX_DEPENDENCIES)
+    """Start once each of these SUCCEEDED (an array: every element)."""
+    after_any: list[DependencyRef] = Field(default_factory=list, max_length=MAX_DEPENDENCIES)
+    """Start once each of these ended, however (an array: every element)."""
+    after_failed: list[DependencyRef] = Field(default_factory=list,
+                                              max_length=MAX_DEPENDENCIES)
+    """Start once each of these ended without succeeding (an array: every element ended
+    and at least one did not succeed)."""
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Dependencies:
+        if len(self.after_ok) + len(self.after_any) + len(self.after_failed) > MAX_DEPENDENCIES:
+            raise ValueError(f"at most {MAX_DEPENDENCIES} dependencies in all")
+        return self
+
+    def as_mapping(self) -> dict[str, list[str]]:
+        return {"after_ok": list(self.after_ok), "after_any": list(self.after_any),
+                "after_failed": list(self.after_failed)}
+
+    def __bool__(self) -> bool:
+        return bool(self.after_ok or self.after_any or self.after_failed)
+
+
+def _valid_array(value: str) -> str:
+    from apr_sched.arrays import parse_array
+
+    return parse_array(value, max_elements=MAX_ARRAY_ELEMENTS).text()
+
+
+ArrayText = Annotated[str, StringConstraints(max_length=4096), AfterValidator(_valid_array)]
+
+
+def _begin_time(value: Any) -> Any:
+    """``+2h`` (from now), an ISO 8601 time (local time when it names no zone) or a
+    datetime; kept as an aware UTC datetime, so a stored spec means one instant."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("+"):
+            from datetime import timedelta
+
+            from apr_sched.durations import parse_duration
+
+            return utcnow() + timedelta(seconds=parse_duration(text[1:]))
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"{value!r} is neither a time like 2026-12-01T18:00 nor "
+                             "+DURATION like +2h") from None
+    if isinstance(value, datetime):
+        return value.astimezone() if value.tzinfo is None else value
+    return value
+
+
+BeginTime = Annotated[datetime, BeforeValidator(_begin_time)]
 
 
 def _not_reserved(value: str) -> str:
@@ -210,6 +285,16 @@ class JobSpec(_StrictInput):
     allow_pending: bool = False
     """Queue the job even when no registered host could ever run it (one may be registered
     later). Without it, submit refuses such a job and names the reason."""
+    depends_on: Dependencies | None = None
+    """Jobs this one waits for (LSF ``-w``, Slurm ``--dependency``); see ``Dependencies``."""
+    array: ArrayText | None = None
+    """Run this spec once per index: ``1-100``, ``1-100:5``, ``1,4,9-12``, ``%N`` to run at
+    most N at once (LSF ``-J "name[1-100]%N"``, Slurm ``--array``). Elements are jobs
+    ``<id>.<index>`` with ``APR_ARRAY_ID`` and ``APR_ARRAY_INDEX`` in their environment."""
+    hold: bool = False
+    """Submit HELD: it starts only once released with ``resume`` (LSF ``-H``)."""
+    begin_at: BeginTime | None = None
+    """Not before this time (LSF ``-b``, Slurm ``--begin``): ISO 8601 or ``+2h``."""
 
     @field_validator("error_path")
     @classmethod
@@ -408,9 +493,12 @@ def stored_job(spec: dict[str, Any], columns: Mapping[str, Any]) -> Job:
     if not spec.keys() >= _SPEC_FIELDS:
         return Job.model_validate({**spec, **columns})
     request = spec["resource_request"]
+    depends_on = spec["depends_on"]
     given = {
         **spec,
         "resource_request": ResourceRequest.model_construct(**request),
+        "depends_on": Dependencies.model_construct(**depends_on) if depends_on else None,
+        "begin_at": _time(spec["begin_at"]),
         "job_id": columns["job_id"], "status": JobStatus(columns["status"]),
         "attempt": columns["attempt"], "host_id": columns["host_id"], "pending_reason": None,
         "submitted_at": _time(columns["submitted_at"]),

@@ -42,3 +42,55 @@ def test_stored_job_equals_a_validated_job():
     assert fast.resource_request.host_labels == {"tool": "icc2"}
     del stored["env"]  # an older spec without a newer field is validated (defaults fill in)
     assert stored_job(stored, columns).env == {}
+
+
+def test_graph_fields_survive_the_fast_paths():
+    """depends_on, array, hold and begin_at, built by new_pending_job and stored_job
+    without validation, equal the validated models."""
+    spec = JobSpec.model_validate({
+        "command": "true", "depends_on": {"after_ok": ["3"], "after_failed": ["4"]},
+        "array": "1-9:2%2", "hold": True, "begin_at": "2026-05-01T12:00:00+02:00"})
+    now = utcnow()
+    fast = new_pending_job(spec, "7", now)
+    assert fast == Job.model_validate({**spec.model_dump(), "job_id": "7", "submitted_at": now})
+    columns = {"job_id": "7", "status": "PENDING", "attempt": 1, "host_id": None,
+               "submitted_at": "2026-01-01T00:00:00+00:00", "started_at": None,
+               "finished_at": None, "exit_code": None, "signal": None, "pgid": None}
+    stored = json.loads(spec.model_dump_json())
+    from_store = stored_job(stored, columns)
+    assert from_store == Job.model_validate({**stored, **columns})
+    assert from_store.depends_on is not None and from_store.depends_on.after_ok == ["3"]
+    assert from_store.begin_at == spec.begin_at
+    assert from_store.model_dump_json() == Job.model_validate(
+        {**stored, **columns}).model_dump_json()
+
+
+def test_begin_at_forms_and_refusals():
+    import pytest
+    from pydantic import ValidationError
+
+    before = utcnow()
+    relative = JobSpec.model_validate({"command": "x", "begin_at": "+1h30m"}).begin_at
+    assert relative is not None and 5399 <= (relative - before).total_seconds() <= 5460
+    zoned = JobSpec.model_validate({"command": "x", "begin_at": "2026-05-01T12:00+02:00"})
+    assert zoned.begin_at is not None and zoned.begin_at.utcoffset() is not None
+    naive = JobSpec.model_validate({"command": "x", "begin_at": "2026-05-01T12:00"})
+    assert naive.begin_at is not None and naive.begin_at.tzinfo is not None  # local time
+    for bad, words in [("soon", "neither a time"), ("+2x", "not a duration"), (7, "datetime")]:
+        with pytest.raises(ValidationError, match=words):
+            JobSpec.model_validate({"command": "x", "begin_at": bad})
+
+
+def test_dependencies_are_bounded_and_named():
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="at most 1000 dependencies in all"):
+        JobSpec.model_validate({"command": "x", "depends_on": {
+            "after_ok": [str(i) for i in range(600)], "after_any": [str(i) for i in range(401)]}})
+    with pytest.raises(ValidationError, match=r"depends_on\.after_ok\.0"):
+        JobSpec.model_validate({"command": "x", "depends_on": {"after_ok": [" "]}})
+    with pytest.raises(ValidationError, match=r"depends_on\.after_okk"):
+        JobSpec.model_validate({"command": "x", "depends_on": {"after_okk": ["1"]}})
+    with pytest.raises(ValidationError, match="array"):
+        JobSpec.model_validate({"command": "x", "array": "1-3,2"})
