@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from apr_sched.dependencies import Condition
 
-__all__ = ["BatchRef", "GraphError", "resolve_batch"]
+__all__ = ["BatchRef", "GraphError", "Target", "resolve_batch"]
 
 
 @dataclass(frozen=True)

@@ -28,14 +28,21 @@ import asyncio
 import gc
 import logging
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from apr_sched.errors import StoreUnavailable
 from apr_sched.models import Job, JobSpec, new_pending_job
-from apr_sched.store import IdempotencyKey, Store, SubmittedEvents, pending_job_row
+from apr_sched.store import (
+    EdgeRow,
+    IdempotencyKey,
+    Store,
+    SubmittedEvents,
+    edge_rows,
+    pending_job_row,
+)
 
 log = logging.getLogger("apr_sched")
 
@@ -107,6 +114,8 @@ class StagedBatch(Generic[Book]):
     """The jobs as submitted: what the caller returns."""
     events: SubmittedEvents | None = None
     """One "submitted" event per job, numbered at ``publish``."""
+    held: set[int] = field(default_factory=set)
+    """Offsets of the jobs submitted HELD."""
 
 
 class BatchWriter:
@@ -138,15 +147,17 @@ class BatchWriter:
             for step, start in enumerate(range(0, last_seq - first_seq + 1, CHUNK)):
                 chunk = specs[:CHUNK]
                 del specs[:CHUNK]
-                rows = self._build(batch, chunk, first_seq + start, first_queue_seq + start,
-                                   now, now_iso, make_book)
+                rows, edges = self._build(batch, chunk, first_seq + start,
+                                          first_queue_seq + start, now, now_iso, make_book)
                 del chunk
                 await asyncio.sleep(0)
                 with store.unsynced_transaction():  # the publish commit fsyncs them
                     if start == 0:
                         store.open_batch(first_seq, last_seq)
                     store.insert_jobs(rows)
-                    store.insert_first_attempts([row[1] for row in rows], now_iso)
+                    store.insert_first_attempts([row[1] for row in rows], now_iso,
+                                                {row[1] for row in rows if row[3] == "HELD"})
+                    store.insert_edges(edges)
                 if step % CHECKPOINT_EVERY == CHECKPOINT_EVERY - 1:
                     await asyncio.to_thread(store.checkpoint)
                 else:
@@ -159,22 +170,26 @@ class BatchWriter:
     @staticmethod
     def _build(batch: StagedBatch[Book], specs: Sequence[JobSpec], seq: int, queue_seq: int,
                now: datetime, now_iso: str, make_book: Callable[[int, int, datetime], Book],
-               ) -> list[tuple[Any, ...]]:
+               ) -> tuple[list[tuple[Any, ...]], list[EdgeRow]]:
         rows = []
+        edges: list[EdgeRow] = []
         for offset, spec in enumerate(specs):
             job = new_pending_job(spec, str(seq + offset), now)
             batch.jobs[job.job_id] = job
             batch.copies.append(job.model_copy())
             batch.books[job.job_id] = make_book(seq + offset, queue_seq + offset, now)
             rows.append(pending_job_row(seq + offset, spec, now_iso, queue_seq + offset))
-        return rows
+            edges += edge_rows(seq + offset, spec)
+            if spec.hold:
+                batch.held.add(seq + offset - batch.first_seq)
+        return rows, edges
 
     def publish(self, batch: StagedBatch[Book], first_event_seq: int,
                 idempotency_key: IdempotencyKey | None) -> SubmittedEvents:
         """Inside the caller's transaction: the batch becomes visible at its commit, its
         events numbered from ``first_event_seq``."""
         batch.events = SubmittedEvents(batch.first_seq, len(batch.jobs), first_event_seq,
-                                       batch.now)
+                                       batch.now, frozenset(batch.held))
         store = self._store()
         store.publish_batch(batch.events)
         if idempotency_key is not None:

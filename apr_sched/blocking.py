@@ -28,6 +28,7 @@ from apr_sched.models import (
     HostLoad,
     HostSpec,
     Job,
+    JobGraph,
     JobPage,
     JobSpec,
     JobStatus,
@@ -186,8 +187,20 @@ class BlockingScheduler:
     def stop(self, job_id: str) -> Job:
         return self._call(self._s.stop(job_id))
 
-    def rerun(self, job_id: str) -> Job:
-        return self._call(self._s.rerun(job_id))
+    def rerun(self, job_id: str, *, with_dependents: bool = False) -> Job:
+        return self._call(self._s.rerun(job_id, with_dependents=with_dependents))
+
+    def modify(self, job_id: str, changes: Mapping[str, Any]) -> Job:
+        return self._call(self._s.modify(job_id, changes))
+
+    def top(self, job_id: str) -> Job:
+        return self._call(self._s.top(job_id))
+
+    def bottom(self, job_id: str) -> Job:
+        return self._call(self._s.bottom(job_id))
+
+    def graph(self, job_id: str, depth: int = 2) -> JobGraph:
+        return self._call(self._s.graph(job_id, depth))
 
     def purge(self, before: datetime, *, host_events: bool = True) -> PurgeReport:
         return self._call(self._s.purge(before, host_events=host_events))

@@ -55,6 +55,7 @@ if TYPE_CHECKING:  # the models (and pydantic) load on the first reply that need
         HostLoad,
         HostSpec,
         Job,
+        JobGraph,
         JobPage,
         JobSpec,
         LogTail,
@@ -256,8 +257,40 @@ class SchedulerClient(RawClient):
     def stop(self, job_id: str) -> Job:
         return self._action(job_id, "stop")
 
-    def rerun(self, job_id: str) -> Job:
-        return self._action(job_id, "rerun")
+    def rerun(self, job_id: str, *, with_dependents: bool = False) -> Job:
+        """A new attempt of a finished job; ``with_dependents`` also re-arms the jobs below
+        it that were CANCELLED."""
+        from apr_sched.models import Job
+
+        path = f"/jobs/{_id(job_id, 'job_id')}/rerun"
+        body = {"with_dependents": True} if with_dependents else None
+        return Job.model_validate(self.request("POST", path, body=body)[1])
+
+    def modify(self, job_id: str, changes: Mapping[str, Any]) -> Job:
+        """Change a job's name, priority, timeout_sec, begin_at or resource_request
+        (``PATCH``; ``Scheduler.modify`` says what may change when)."""
+        from apr_sched.models import Job
+
+        body = {name: value.isoformat() if isinstance(value, datetime) else value
+                for name, value in changes.items()}
+        return Job.model_validate(self.request("PATCH", f"/jobs/{_id(job_id, 'job_id')}",
+                                               body=body)[1])
+
+    def top(self, job_id: str) -> Job:
+        """Move a pending job to the front of its priority."""
+        return self._action(job_id, "top")
+
+    def bottom(self, job_id: str) -> Job:
+        """Move a pending job to the back of its priority."""
+        return self._action(job_id, "bottom")
+
+    def graph(self, job_id: str, depth: int = 2) -> JobGraph:
+        """The jobs ``job_id`` waits for and those waiting for it, with their states."""
+        from apr_sched.models import JobGraph
+
+        reply = self.request("GET", f"/jobs/{_id(job_id, 'job_id')}/graph",
+                             query={"depth": depth})[1]
+        return JobGraph.model_validate(reply)
 
     def purge(self, before: datetime) -> PurgeReport:
         """Forget finished jobs (attempts, events, logs) and host events from before then."""

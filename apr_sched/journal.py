@@ -65,6 +65,11 @@ class Journal:
         finally:
             self._pending_status = None
 
+    def written_status(self, job_id: str) -> JobStatus | None:
+        """Inside a transaction: the status this transaction gives the job, if it touched
+        it (what a cascade decides its dependents by before the COMMIT)."""
+        return None if self._pending_status is None else self._pending_status.get(job_id)
+
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once the current transaction commits (at once outside one)."""
         self._store().after_commit(callback)

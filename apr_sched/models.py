@@ -407,6 +407,39 @@ class Host(HostSpec):
         return HostSpec.model_validate(self.model_dump(include=set(HostSpec.model_fields)))
 
 
+class GraphNode(BaseModel):
+    """A job in the graph around another: ``depth`` < 0 upstream, > 0 downstream."""
+
+    job_id: str
+    name: str | None = None
+    status: JobStatus | None
+    """None for a job that no longer exists (purged)."""
+    depth: int
+    pending_reason: str | None = None
+
+
+class GraphEdge(BaseModel):
+    """``job_id`` waits for ``upstream`` under ``condition``; ``state`` is what the
+    upstream's status says now: ``met``, ``waiting`` or ``never``."""
+
+    upstream: str
+    job_id: str
+    condition: Literal["after_ok", "after_any", "after_failed"]
+    state: Literal["met", "waiting", "never"]
+
+
+class JobGraph(BaseModel):
+    """The jobs a job waits for and those that wait for it, ``depth`` steps each way,
+    at most ``node_limit`` nodes (``truncated`` says some were left out)."""
+
+    job_id: str
+    depth: int
+    node_limit: int
+    truncated: bool
+    nodes: list[GraphNode]
+    edges: list[GraphEdge]
+
+
 class JobPage(BaseModel):
     jobs: list[Job]
     total: int
@@ -465,7 +498,8 @@ _JOB_FIELD_ORDER = tuple(Job.model_fields)
 
 
 def new_pending_job(spec: JobSpec, job_id: str, now: datetime) -> Job:
-    """A PENDING Job from an already validated spec, without validating it again.
+    """A PENDING Job (HELD with ``hold``) from an already validated spec, without
+    validating it again.
 
     What ``Job.model_construct`` does, minus its per-field default lookups (it inspects
     default factories every call): a 10,000-job batch builds 10,000 of these.
@@ -473,6 +507,8 @@ def new_pending_job(spec: JobSpec, job_id: str, now: datetime) -> Job:
     """
     given = {**spec.__dict__, **_NEW_JOB_FIELDS, "job_id": job_id, "submitted_at": now,
              "events": [], "attempts": []}
+    if spec.hold:
+        given["status"] = JobStatus.HELD
     values = {name: given[name] for name in _JOB_FIELD_ORDER}  # serialisation follows it
     job = Job.__new__(Job)
     object.__setattr__(job, "__dict__", values)

@@ -1,4 +1,4 @@
-"""Answers about jobs that change nothing: listings, a job's detail, its logs.
+"""Answers about jobs that change nothing: listings, a job's detail, its logs, its graph.
 
 Kept apart from the Scheduler's transitions because none of it writes: a listing reads the
 store in chunks and yields between them (a big list never holds the loop, DESIGN.md
@@ -9,13 +9,14 @@ reason), one that finished as stored.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from apr_sched.errors import InvalidInput, NotFound
+from apr_sched.job_graph import MAX_DEPTH, Node, walk
 from apr_sched.jobs import JobTable
 from apr_sched.logs import attempt_files, read_lines_from, tail_with_offset
-from apr_sched.models import Job, JobPage, JobStatus, LogTail, parse_statuses
+from apr_sched.models import Job, JobGraph, JobPage, JobStatus, LogTail, parse_statuses
 from apr_sched.store import Store, job_filter
 
 LIST_CHUNK = 200
@@ -70,6 +71,28 @@ def job_detail(table: JobTable, store: Store, job_id: str) -> Job:
     job.events = store.job_events(job_id)
     job.attempts = store.load_attempts(job_id)
     return job
+
+
+def job_graph(table: JobTable, store: Store, job_id: str, depth: int) -> JobGraph:
+    """The graph around a job (``job_graph.walk``): jobs in memory as they are there,
+    the others as stored."""
+    table.get(job_id)  # NotFound first
+    if isinstance(depth, bool) or not isinstance(depth, int) or not 0 <= depth <= MAX_DEPTH:
+        raise InvalidInput(f"depth must be an integer between 0 and {MAX_DEPTH}",
+                           [{"field": "depth", "message": f"between 0 and {MAX_DEPTH}"}])
+
+    def describe(job_ids: Sequence[str]) -> dict[str, Node]:
+        nodes: dict[str, Node] = {}
+        stored = [job_id for job_id in job_ids if job_id not in table]
+        for found, (status, name) in store.job_briefs(stored).items():
+            nodes[found] = Node(found, name, JobStatus(status))
+        for job in (table.jobs[job_id] for job_id in job_ids if job_id in table):
+            view = table.view(job)
+            nodes[job.job_id] = Node(job.job_id, job.name, job.status, view.pending_reason)
+        return nodes
+
+    return walk(job_id, depth, upstreams=store.upstreams, dependents=store.dependents,
+                describe=describe)
 
 
 async def tail_log(table: JobTable, state_dir: Path, job_id: str, n: int,

@@ -24,7 +24,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +33,8 @@ from typing import Any
 
 from apr_sched import reading, transitions
 from apr_sched.batches import STAGE_ABOVE, BatchWriter, LongLivedObjects, StagedBatch
+from apr_sched.cascade import Cascade
+from apr_sched.changes import modification
 from apr_sched.config import (
     LogsConfig,
     RetentionConfig,
@@ -40,10 +42,13 @@ from apr_sched.config import (
     local_host_spec,
     resolve_state_dir,
 )
+from apr_sched.dependencies import Condition, Edge
 from apr_sched.eligibility import Eligibility
 from apr_sched.errors import (
     AprError,
+    IllegalTransition,
     InvalidInput,
+    NotFound,
     StoreUnavailable,
     validated,
 )
@@ -59,6 +64,7 @@ from apr_sched.hosts import (
     reachability_state,
     silence_state,
 )
+from apr_sched.job_graph import never_holds, rearmable
 from apr_sched.jobs import Book, FinalWaiters, JobTable, seconds_between
 from apr_sched.journal import Journal, PgidSaver
 from apr_sched.logs import attempt_files
@@ -72,12 +78,14 @@ from apr_sched.models import (
     HostState,
     Job,
     JobEvent,
+    JobGraph,
     JobPage,
     JobSpec,
     JobStatus,
     LogTail,
     MetricsSummary,
     PurgeReport,
+    is_valid_id,
     utcnow,
 )
 from apr_sched.order import QueueOrder
@@ -88,7 +96,7 @@ from apr_sched.retention import RetentionTimer, remove_logs
 from apr_sched.runs import Run, RunSupervisor, launch_of, never_ran
 from apr_sched.statedir import StateDirLock
 from apr_sched.store import IdempotencyKey, Store
-from apr_sched.submission import Intake, new_book, new_jobs
+from apr_sched.submission import Accepted, Intake, new_book, new_jobs
 
 log = logging.getLogger("apr_sched")
 
@@ -175,15 +183,20 @@ class Scheduler:
             on_lost=self._host_lost)
         self._hosts, self._executors = self._registry.hosts, self._registry.executors
         self._resources = Resources(pool)
-        self._eligibility = Eligibility()
+        self._eligibility = Eligibility(self._status_of, call_later=self._call_later,
+                                        on_due=self._begun)
         self._order = QueueOrder()
         self._queue = PendingQueue()
         self._hub = EventHub()
         self._batches = BatchWriter(lambda: self.store)
         self._waiters = FinalWaiters()
         self._samples = TimingSamples()
-        self._intake = Intake(self._resources, run_as_owner=run_as_owner)
+        self._intake = Intake(self._resources, run_as_owner=run_as_owner,
+                              status_of=self._status_of)
         self._journal = Journal(lambda: self.store, self._hub)
+        self._cascade = Cascade(self._journal, self._table, self._eligibility,
+                                enqueue=self._enqueue, ended=self._ended, wake=self._wake,
+                                soon=self._soon, on_refused=self._schedule_store_retry)
         self._dispatch_scheduled = False
         self._unrecorded: dict[str, tuple[Run, ExitStatus, str | None]] = {}
         """Attempts that ended while the store refused writes: recorded once it accepts."""
@@ -252,6 +265,7 @@ class Scheduler:
             return
         self._closing = True  # no dispatch from here on
         self._retention.stop()
+        self._eligibility.begin.close()
         if stop_jobs:
             for run in self._runs.all():
                 if not self._runs.is_current(run):  # ended while another was signalled
@@ -297,9 +311,10 @@ class Scheduler:
             self._registry.install(host)
         self._table.last_seq = store.max_job_seq()
         self._order.last_seq = store.max_queue_seq()
+        self._order.first_seq = store.min_queue_seq()
         self._journal.restore(store)
-        for row in store.load_unfinished_jobs():  # finished jobs are read on demand
-            self._enqueue(self._table.install(row)[0])
+        # finished jobs are read on demand; dependencies are decided once all are in memory
+        self._arrive([self._table.install(row)[0] for row in store.load_unfinished_jobs()])
         self._samples.restore(store.recent_attempt_times(self._samples.keep))
 
     async def _recover_runs(self) -> None:
@@ -475,40 +490,47 @@ class Scheduler:
         (``batches``), never partly visible."""
         specs = list(specs)
         if len(specs) <= STAGE_ABOVE:
-            valid = await self._intake.batch(specs)
+            accepted = await self._intake.batch(specs)
+            valid = accepted.bind(self._table.last_seq + 1)
             return [job.model_copy() for job in self._add_jobs(valid, idempotency_key)]
         with LongLivedObjects():
-            valid = await self._intake.batch(specs)
-            return await self._add_staged_jobs(valid, idempotency_key)
+            accepted = await self._intake.batch(specs)
+            return await self._add_staged_jobs(accepted, idempotency_key)
 
     def _add_jobs(self, specs: list[JobSpec],
                   idempotency_key: IdempotencyKey | None = None) -> list[Job]:
         """Queue validated specs; one transaction however many there are."""
         now = utcnow()
         new = new_jobs(specs, self._table.last_seq + 1, self._order.last_seq + 1, now)
+        held = {job.job_id for job in new.jobs if job.status is JobStatus.HELD}
         with self._journal.transaction():
-            events = [self._journal.job_event(job, None, JobStatus.PENDING, "submitted", now)
+            events = [self._journal.job_event(job, None, job.status, "submitted", now)
                       for job in new.jobs]
             self.store.insert_jobs(new.rows)
-            self.store.insert_first_attempts([job.job_id for job in new.jobs], now.isoformat())
+            self.store.insert_first_attempts([job.job_id for job in new.jobs], now.isoformat(),
+                                             held)
+            self.store.insert_edges(new.edges)
             self.store.insert_events(events)
             if idempotency_key is not None:
                 self.store.save_idempotent_reply(idempotency_key, new.jobs)
         self._table.last_seq += len(specs)
         self._order.last_seq += len(specs)
-        self._journal.counts[JobStatus.PENDING] += len(new.jobs)
+        self._journal.counts[JobStatus.PENDING] += len(new.jobs) - len(held)
+        self._journal.counts[JobStatus.HELD] += len(held)
         for job, book in zip(new.jobs, new.books, strict=True):
             self._table.add(job, book)
-            self._enqueue(job)
+        self._arrive(new.jobs)
         self._journal.publish(events)
         self._wake()
         return new.jobs
 
-    async def _add_staged_jobs(self, specs: list[JobSpec],
+    async def _add_staged_jobs(self, accepted: Accepted,
                                idempotency_key: IdempotencyKey | None) -> list[Job]:
         """Queue a large batch: staged in steps, published by one short transaction, and
         applied to memory at once after it (``batches`` says how and why)."""
-        first, first_queue = self._table.last_seq + 1, self._order.reserve(len(specs))
+        first, first_queue = self._table.last_seq + 1, self._order.reserve(len(accepted.specs))
+        specs = accepted.bind(first)
+        accepted.specs = []  # consumed while staged
         self._table.last_seq += len(specs)  # reserved now: a batch that fails leaves a gap
         batch = await self._batches.stage(specs, first, first_queue, utcnow(), new_book)
         try:
@@ -527,7 +549,9 @@ class Scheduler:
         every job is known at once; they are queued in steps while dispatch waits."""
         self._jobs.update(batch.jobs)
         self._books.update(batch.books)
-        self._journal.counts[JobStatus.PENDING] += len(batch.jobs)
+        self._journal.counts[JobStatus.PENDING] += len(batch.jobs) - len(batch.held)
+        self._journal.counts[JobStatus.HELD] += len(batch.held)
+        self._arrive(job for job in batch.jobs.values() if job.depends_on or job.begin_at)
         self._journal.publish(events)
         self._batches.settle(batch, self._queue_published, self._wake)
 
@@ -586,6 +610,56 @@ class Scheduler:
         if self._eligibility.admits(job):
             priority, seq = self._order.key(job, self._books[job.job_id])
             self._queue.push(job.job_id, priority, seq, job.resource_request)
+
+    def _arrive(self, jobs: Iterable[Job]) -> None:
+        """Jobs that entered PENDING or HELD from outside (submit, restart, rerun): queued
+        if nothing keeps them waiting; those whose dependency can never hold cancelled."""
+        doomed = []
+        for job in jobs:
+            if job.status in (JobStatus.PENDING, JobStatus.HELD):
+                decision = self._eligibility.arrive(job)
+                if decision is not None:
+                    doomed.append(decision)
+                    continue
+            self._enqueue(job)
+        if doomed:
+            self._cascade.apply(doomed)
+
+    def _ended(self, job: Job) -> None:
+        """A job reached a final status without running (the cascade cancelled it)."""
+        self._eligibility.leave(job.job_id)
+        self._waiters.final(job.job_id)
+        self._table.forget(job)
+
+    def _status_of(self, job_id: str) -> JobStatus | None:
+        """A job's status as the transaction being written leaves it (dependencies are
+        decided by it), else as committed; None for no such job."""
+        status = self._journal.written_status(job_id)
+        if status is not None:
+            return status
+        job = self._jobs.get(job_id)
+        if job is not None:
+            return job.status
+        if self._store is None or not is_valid_id(job_id):
+            return None
+        stored = self.store.job_status(job_id)
+        return None if stored is None else JobStatus(stored)
+
+    def _call_later(self, delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
+        assert self._loop is not None
+        return self._loop.call_later(delay, callback)
+
+    def _soon(self, callback: Callable[[], None]) -> None:
+        if self._loop is not None and not self._closing:
+            self._loop.call_soon(callback)
+
+    def _begun(self, job_ids: list[str]) -> None:
+        """Their begin times have come: queue them (eligibility still decides)."""
+        for job_id in job_ids:
+            job = self._jobs.get(job_id)
+            if job is not None and job.status is JobStatus.PENDING:
+                self._enqueue(job)
+        self._wake()
 
     @property
     def last_event_seq(self) -> int:
@@ -684,8 +758,8 @@ class Scheduler:
         if job.status in (JobStatus.PENDING, JobStatus.HELD):
             self._journal.write(job, transitions.stopped_before_running(job, utcnow()))
             self._queue.remove(job_id)
-            self._waiters.final(job.job_id)
-            self._table.forget(job)
+            self._ended(job)
+            self._cascade.upstreams_ended([job_id])
             return self._table.view(job)
         run = self._runs.get(job_id)
         if run is None:
@@ -730,26 +804,116 @@ class Scheduler:
         with suppress(StoreUnavailable), self._journal.transaction():  # lost: a restart resends
             self.store.update_job(run.job_id, term_sent_at=now)
 
-    async def rerun(self, job_id: str) -> Job:
-        """Start a new attempt of a finished job; earlier attempts' logs and events stay."""
+    async def rerun(self, job_id: str, *, with_dependents: bool = False) -> Job:
+        """Start a new attempt of a finished job; earlier attempts' logs and events stay.
+        ``with_dependents`` also re-arms the jobs below it that were CANCELLED (because
+        of it, directly or down the graph), all in one transaction. Refused for a job
+        one of whose own dependencies can never hold now."""
         job = self._table.get(job_id)
         transitions.require("rerun", job)
-        if job_id not in self._jobs:
-            row = self.store.load_job(job_id)
-            assert row is not None
-            job, _ = self._table.install(row)
-        book = self._books[job_id]
+        why = never_holds(self._edges_of(job_id), self._status_of)
+        if why is not None:
+            raise IllegalTransition(
+                f"cannot rerun job {job_id}: {why}, so it could only be cancelled again; "
+                "rerun that job with its dependents instead",
+                {"job_id": job_id, "status": job.status.value, "action": "rerun"})
+        rearmed = rearmable(job_id, dependents=self.store.dependents,
+                            upstreams=self.store.upstreams,
+                            status_of=self._status_of) if with_dependents else []
+        jobs = [self._installed(other) for other in (job_id, *rearmed)]
         now = utcnow()
-        queue_seq = self._order.last_seq + 1
-        self._journal.write(job, transitions.new_attempt(
-            job, book, now, f"rerun by request as attempt {job.attempt + 1}",
-            queue_seq=queue_seq, retries_used=0))
-        self._order.last_seq = queue_seq
-        book.queue_seq, book.queued_at, book.retries_used = queue_seq, now, 0
-        book.run_sec, book.resumed_at = 0.0, None
-        self._enqueue(job)
+        first = self._order.last_seq + 1
+        note = f", with {len(rearmed)} cancelled dependents re-armed" if rearmed else ""
+        try:
+            with self._journal.transaction():
+                for offset, one in enumerate(jobs):
+                    reason = (f"rerun by request as attempt {one.attempt + 1}{note}" if not offset
+                              else f"re-armed by the rerun of job {job_id} (attempt "
+                                   f"{one.attempt + 1})")
+                    self._journal.write(one, transitions.new_attempt(
+                        one, self._books[one.job_id], now, reason, queue_seq=first + offset,
+                        retries_used=0))
+        except StoreUnavailable:
+            for one in jobs:
+                self._table.forget(one)
+            raise
+        self._order.last_seq = first + len(jobs) - 1
+        for offset, one in enumerate(jobs):
+            book = self._books[one.job_id]
+            book.queue_seq, book.queued_at, book.retries_used = first + offset, now, 0
+            book.run_sec, book.resumed_at = 0.0, None
+        self._arrive(jobs)
+        self._wake()
+        return self._table.view(jobs[0])
+
+    def _installed(self, job_id: str) -> Job:
+        """The job in memory, read from the store first if it has finished."""
+        job = self._jobs.get(job_id)
+        if job is None:
+            row = self.store.load_job(job_id)
+            if row is None:
+                raise NotFound(f"no job {job_id!r}", {"job_id": job_id})
+            job, _ = self._table.install(row)
+        return job
+
+    def _edges_of(self, job_id: str) -> list[Edge]:
+        return [Edge(Condition(condition), upstream)
+                for upstream, condition in self.store.upstreams(job_id)]
+
+    async def modify(self, job_id: str, changes: Mapping[str, Any]) -> Job:
+        """Change a waiting job's name, priority, timeout_sec, begin_at or resources, or a
+        running one's priority or timeout_sec (``changes`` says which rules); the job is
+        queued again under its new request, its timer re-armed for a new limit."""
+        job = self._table.get(job_id)
+        transitions.require("modify", job)
+        change = modification(job, changes)
+        if job.status in (JobStatus.PENDING, JobStatus.HELD):
+            self._resources.check_runnable([change.spec], batch=False)
+        self._journal.record(job, job.status, change.describe(),
+                             job_cols={"spec": change.spec.model_dump_json()},
+                             then=lambda: change.apply(job))
+        if "begin_at" in change.changed:
+            self._eligibility.begin_changed(job)
+        if self._queue.remove(job_id) or job.status is JobStatus.PENDING:
+            self._enqueue(job)
+        run = self._runs.get(job_id)
+        if "timeout_sec" in change.changed and run is not None and (
+                job.status is JobStatus.RUNNING and run.ending is None):
+            self._runs.disarm_timeout(run)
+            self._arm_timeout(job, run)
         self._wake()
         return self._table.view(job)
+
+    async def top(self, job_id: str) -> Job:
+        """Move a pending job to the front of its priority."""
+        return self._move(job_id, "top")
+
+    async def bottom(self, job_id: str) -> Job:
+        """Move a pending job to the back of its priority."""
+        return self._move(job_id, "bottom")
+
+    def _move(self, job_id: str, action: str) -> Job:
+        job = self._table.get(job_id)
+        transitions.require(action, job)
+        book = self._books[job_id]
+        seq = self._order.front() if action == "top" else self._order.back()
+
+        def then() -> None:
+            book.queue_seq = seq
+
+        where = "front" if action == "top" else "back"
+        self._journal.record(job, job.status, f"moved to the {where} of priority "
+                             f"{job.priority} by request", job_cols={"queue_seq": seq},
+                             then=then)
+        if self._queue.remove(job_id):
+            self._enqueue(job)
+        self._wake()
+        return self._table.view(job)
+
+    async def graph(self, job_id: str, depth: int = 2) -> JobGraph:
+        """The jobs ``job_id`` waits for and those waiting for it, ``depth`` levels each
+        way, with their states (at most ``job_graph.NODE_LIMIT`` jobs)."""
+        return reading.job_graph(self._table, self.store, job_id, depth)
 
     # running -----------------------------------------------------------------------------
     def _wake(self) -> None:
@@ -869,6 +1033,7 @@ class Scheduler:
         else:
             self._waiters.final(job.job_id)
             self._table.forget(job)
+            self._cascade.upstreams_ended([job.job_id])
         self._wake()
 
     # retention ---------------------------------------------------------------------------
@@ -922,6 +1087,7 @@ class Scheduler:
             return
         for run, status, note in list(self._unrecorded.values()):
             self._finish(run, status, note)
+        self._cascade.retry()
         if self._pgids:
             with suppress(StoreUnavailable):
                 self._pgids.save()

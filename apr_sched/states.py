@@ -37,6 +37,8 @@ class JobStatus(StrEnum):
     FAILED = "FAILED"
     TIMEOUT = "TIMEOUT"
     STOPPED = "STOPPED"
+    CANCELLED = "CANCELLED"
+    """Never ran: a dependency it needed can no longer hold (``dependency 12 FAILED``)."""
 
     @property
     def is_final(self) -> bool:
@@ -49,7 +51,8 @@ class JobStatus(StrEnum):
 
 
 FINAL_STATUSES = frozenset(
-    {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.TIMEOUT, JobStatus.STOPPED}
+    {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.TIMEOUT, JobStatus.STOPPED,
+     JobStatus.CANCELLED}
 )
 
 
@@ -65,5 +68,9 @@ ACTIONS: dict[str, frozenset[JobStatus]] = {
     "resume": frozenset({JobStatus.HELD, JobStatus.PAUSED}),
     "stop": frozenset({JobStatus.PENDING, JobStatus.HELD, JobStatus.RUNNING, JobStatus.PAUSED}),
     "rerun": FINAL_STATUSES,
+    "modify": frozenset({JobStatus.PENDING, JobStatus.HELD, JobStatus.RUNNING,
+                         JobStatus.PAUSED}),
+    "top": frozenset({JobStatus.PENDING}),
+    "bottom": frozenset({JobStatus.PENDING}),
 }
 """action -> statuses a job must be in for it."""

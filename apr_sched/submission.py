@@ -1,49 +1,93 @@
 """Accepting jobs: every check that may refuse a submit, all of a batch or none, before a write.
 
 A submit is refused here or not at all: the spec itself (field by field, naming each bad
-entry of a batch by its index), the owner's account when jobs run as their owner, and
-whether any registered host could ever run the job (``resources``). Checks over a batch as
-a whole (entries that depend on each other, array ranges) belong here too. Nothing is
-written: the Scheduler writes what passes, built by ``new_jobs`` (a large batch is built
-and written in steps by ``batches`` instead).
+entry of a batch by its index), the owner's account when jobs run as their owner, whether
+any registered host could ever run the job (``resources``), and its dependencies: each
+must name a job that exists (a purged one does not) or, in a batch, another entry by its
+``name`` (``batch_graph``: no ambiguity, no cycle), and none may be one that can never
+hold already (``after_ok`` on a job that FAILED is refused naming its state, as Slurm
+does, rather than accepted and cancelled at once). Arrays are refused until they are
+supported, so the field is never silently ignored. Nothing is written: the Scheduler
+writes what passes, built by ``new_jobs`` (a large batch is built and written in steps by
+``batches`` instead), once ``Accepted.bind`` has turned batch names into the new ids.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from apr_sched.batch_graph import BatchRef, GraphError, Target, resolve_batch
+from apr_sched.dependencies import Condition, Verdict, verdict
+from apr_sched.eligibility import StatusOf, job_upstream
 from apr_sched.errors import InvalidInput, validated
 from apr_sched.identity import local_account
 from apr_sched.jobs import Book
-from apr_sched.models import Job, JobSpec, new_pending_job
+from apr_sched.models import Dependencies, Job, JobSpec, is_valid_id, new_pending_job
 from apr_sched.resources import Resources
-from apr_sched.store import pending_job_row
+from apr_sched.store import EdgeRow, edge_rows, pending_job_row
 
 VALIDATE_CHUNK = 200
 """Specs of a batch validated per step (a large batch is then written in steps too)."""
 
 
+@dataclass(slots=True)
+class Accepted:
+    """A batch that passed every check; ``bind`` gives its specs with batch names turned
+    into the ids the entries get (known once the caller has reserved them)."""
+
+    specs: list[JobSpec]
+    targets: list[list[tuple[Condition, Target]]] | None = None
+    """Each entry's dependencies as resolved; None when no entry names another."""
+
+    def bind(self, first_seq: int) -> list[JobSpec]:
+        if self.targets is None:
+            return self.specs
+        return [_bound(spec, targets, first_seq)
+                for spec, targets in zip(self.specs, self.targets, strict=True)]
+
+
+def _bound(spec: JobSpec, targets: list[tuple[Condition, Target]], first_seq: int) -> JobSpec:
+    if not any(isinstance(target, BatchRef) for _, target in targets):
+        return spec
+    ids: dict[str, list[str]] = {condition.value: [] for condition in Condition}
+    for condition, target in targets:
+        ids[condition.value].append(
+            str(first_seq + target.index) if isinstance(target, BatchRef) else target)
+    depends_on = Dependencies.model_construct(after_ok=ids["after_ok"],
+                                              after_any=ids["after_any"],
+                                              after_failed=ids["after_failed"])
+    return spec.model_copy(update={"depends_on": depends_on})
+
+
 class Intake:
     """The checks a submit passes before anything is written (``run_as_owner``: a job's
-    owner must have a local account)."""
+    owner must have a local account; ``status_of``: an existing job's status, None for
+    none, to check dependencies by)."""
 
-    def __init__(self, resources: Resources, *, run_as_owner: bool) -> None:
+    def __init__(self, resources: Resources, *, run_as_owner: bool,
+                 status_of: StatusOf | None = None) -> None:
         self._resources = resources
         self._run_as_owner = run_as_owner
+        self._status_of: StatusOf = status_of or (lambda job_id: None)
 
     def one(self, spec: JobSpec | Mapping[str, Any]) -> JobSpec:
         """One job's spec, valid and runnable here, or InvalidInput naming the field."""
         valid = validated(JobSpec, spec)
+        refuse_arrays([valid], batch=False)
         self.check_owner_accounts([valid], batch=False)
         self._resources.check_runnable([valid], batch=False)
+        if valid.depends_on:
+            entry = [(valid.name, valid.depends_on.as_mapping())]
+            self._check_dependencies(entry, self._resolve(entry, prefix=""), prefix="")
         return valid
 
-    async def batch(self, specs: Sequence[JobSpec | Mapping[str, Any]]) -> list[JobSpec]:
-        """Every spec valid (yielding now and then), or InvalidInput naming each bad one."""
+    async def batch(self, specs: Sequence[JobSpec | Mapping[str, Any]]) -> Accepted:
+        """Every spec valid (yielding now and then) and the batch's dependencies sound, or
+        InvalidInput naming each bad one."""
         valid: list[JobSpec] = []
         details: list[dict[str, str]] = []
         for index, spec in enumerate(specs):
@@ -63,9 +107,53 @@ class Intake:
         if not valid:
             raise InvalidInput("batch rejected: it holds no jobs", [
                 {"field": "jobs", "message": "must hold at least one job"}])
+        refuse_arrays(valid, batch=True)
         self.check_owner_accounts(valid, batch=True)
         self._resources.check_runnable(valid, batch=True)
-        return valid
+        if not any(spec.depends_on for spec in valid):
+            return Accepted(valid)
+        entries = [(spec.name, spec.depends_on.as_mapping() if spec.depends_on else {})
+                   for spec in valid]
+        targets = self._resolve(entries, prefix="jobs")
+        self._check_dependencies(entries, targets, prefix="jobs")
+        return Accepted(valid, targets)
+
+    def _resolve(self, entries: Sequence[tuple[str | None, Mapping[str, Sequence[str]]]],
+                 prefix: str) -> list[list[tuple[Condition, Target]]]:
+        def exists(job_id: str) -> bool:
+            return is_valid_id(job_id) and self._status_of(job_id) is not None
+
+        try:
+            if prefix:
+                return resolve_batch(entries, exists, prefix=prefix)
+            return _resolve_one(entries[0][1], exists)
+        except GraphError as exc:
+            raise InvalidInput(f"{'batch rejected, no job queued: ' if prefix else ''}"
+                               f"{exc.field}: {exc.message}",
+                               [{"field": exc.field, "message": exc.message}]) from None
+
+    def _check_dependencies(self, entries: Sequence[tuple[str | None,
+                                                          Mapping[str, Sequence[str]]]],
+                            targets: Sequence[Sequence[tuple[Condition, Target]]],
+                            prefix: str) -> None:
+        """Refuse a dependency on an existing job that can never hold any more."""
+        for index, edges in enumerate(targets):
+            positions: dict[Condition, int] = dict.fromkeys(Condition, 0)
+            for condition, target in edges:
+                position = positions[condition]
+                positions[condition] += 1
+                if isinstance(target, BatchRef):
+                    continue
+                status = self._status_of(target)
+                if status is None or verdict(condition, job_upstream(status)) is not (
+                        Verdict.NEVER):
+                    continue
+                where = f"{prefix}[{index}]." if prefix else ""
+                field = f"{where}depends_on.{condition.value}[{position}]"
+                message = (f"job {target} is {status.value}: {condition.value} can never "
+                           f"hold (it waits for job {target} {condition.wanted})")
+                raise InvalidInput(f"{field}: {message}", [{"field": field,
+                                                            "message": message}])
 
     def check_owner_accounts(self, specs: Sequence[JobSpec], *, batch: bool) -> None:
         """With ``run_as_owner`` a job runs as its owner: one with no local account is
@@ -82,6 +170,29 @@ class Intake:
             raise InvalidInput(f"{details[0]['field']}: {details[0]['message']}", details)
 
 
+def refuse_arrays(specs: Sequence[JobSpec], *, batch: bool) -> None:
+    """Arrays are not supported yet: refused, never run as one job."""
+    details = [{"field": f"jobs[{index}].array" if batch else "array",
+                "message": "arrays are not supported yet: submit one job per index (a "
+                           "batch) for now"}
+               for index, spec in enumerate(specs) if spec.array is not None]
+    if details:
+        raise InvalidInput(f"{details[0]['field']}: {details[0]['message']}", details)
+
+
+def _resolve_one(depends_on: Mapping[str, Sequence[str]], exists: Callable[[str], bool],
+                 ) -> list[list[tuple[Condition, Target]]]:
+    """A single job's dependencies: job ids only (it has no batch to name)."""
+    edges: list[tuple[Condition, Target]] = []
+    for condition in Condition:
+        for position, ref in enumerate(depends_on.get(condition.value, ())):
+            if not exists(ref):
+                raise GraphError(f"depends_on.{condition.value}[{position}]",
+                                 f"no job {ref!r} (unknown, or purged)")
+            edges.append((condition, ref))
+    return [edges]
+
+
 @dataclass(slots=True)
 class NewJobs:
     """What a small batch writes (``rows``) and keeps in memory (``jobs``, ``books``)."""
@@ -89,19 +200,22 @@ class NewJobs:
     jobs: list[Job]
     books: list[Book]
     rows: list[tuple[Any, ...]]
+    edges: list[EdgeRow]
 
 
 def new_jobs(specs: Sequence[JobSpec], first_seq: int, first_queue_seq: int,
              now: datetime) -> NewJobs:
-    """PENDING jobs for validated specs, ids from ``first_seq`` and queue seqs from
-    ``first_queue_seq`` on (built without validating the specs again)."""
+    """PENDING (or, with ``hold``, HELD) jobs for validated specs, ids from ``first_seq``
+    and queue seqs from ``first_queue_seq`` on (built without validating the specs
+    again), with the edges their dependencies write."""
     now_iso = now.isoformat()
-    built = NewJobs([], [], [])
+    built = NewJobs([], [], [], [])
     for offset, spec in enumerate(specs):
         seq, queue_seq = first_seq + offset, first_queue_seq + offset
         built.jobs.append(new_pending_job(spec, str(seq), now))
         built.books.append(Book(seq=seq, queue_seq=queue_seq, queued_at=now))
         built.rows.append(pending_job_row(seq, spec, now_iso, queue_seq))
+        built.edges += edge_rows(seq, spec)
     return built
 
 

@@ -27,8 +27,9 @@ _ENDINGS = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.TIMEOUT,
                       JobStatus.STOPPED})
 
 LEGAL: dict[JobStatus, frozenset[JobStatus]] = {
-    JobStatus.PENDING: frozenset({JobStatus.RUNNING, JobStatus.HELD, JobStatus.STOPPED}),
-    JobStatus.HELD: frozenset({JobStatus.PENDING, JobStatus.STOPPED}),
+    JobStatus.PENDING: frozenset({JobStatus.RUNNING, JobStatus.HELD, JobStatus.STOPPED,
+                                  JobStatus.CANCELLED}),
+    JobStatus.HELD: frozenset({JobStatus.PENDING, JobStatus.STOPPED, JobStatus.CANCELLED}),
     # back to PENDING only when recovery finds the attempt never started
     JobStatus.RUNNING: frozenset({JobStatus.PAUSED, JobStatus.PENDING} | _ENDINGS),
     JobStatus.PAUSED: frozenset({JobStatus.RUNNING} | _ENDINGS),
@@ -199,6 +200,15 @@ def stopped_before_running(job: Job, now: datetime) -> Change:
 
     return Change(JobStatus.STOPPED, "stopped by request before it ran",
                   job_cols={"finished_at": now}, then=then)
+
+
+def cancelled(job: Job, reason: str, now: datetime) -> Change:
+    """PENDING/HELD -> CANCELLED: a dependency can never hold (``dependency 12 FAILED``)."""
+    def then() -> None:
+        job.finished_at = now
+
+    return Change(JobStatus.CANCELLED, reason, job_cols={"finished_at": now},
+                  attempt_cols={"reason": reason}, then=then)
 
 
 def requeued_unstarted(job: Job, book: Book, host_id: str) -> Change:

@@ -408,9 +408,9 @@ async def test_a_version_3_database_is_upgraded_and_takes_a_staged_batch(state_d
     spec = JobSpec(command="true", owner="ann", project="P9").model_dump_json()
     db.executescript(V3_SCHEMA.replace("{spec}", spec))
     db.close()
-    assert SCHEMA_VERSION == 4
+    assert SCHEMA_VERSION == 5
     async with Scheduler(state_dir, hosts=[]) as s:
-        assert raw_count(state_dir, "SELECT value FROM meta WHERE key='schema_version'") == 4
+        assert raw_count(state_dir, "SELECT value FROM meta WHERE key='schema_version'") == 5
         assert (await s.list_jobs()).total == 1
         jobs = await s.submit_batch(batch_of(STAGE_ABOVE + 1))
         assert jobs[0].job_id == "2"

@@ -52,8 +52,9 @@ def test_graph_fields_survive_the_fast_paths():
         "array": "1-9:2%2", "hold": True, "begin_at": "2026-05-01T12:00:00+02:00"})
     now = utcnow()
     fast = new_pending_job(spec, "7", now)
-    assert fast == Job.model_validate({**spec.model_dump(), "job_id": "7", "submitted_at": now})
-    columns = {"job_id": "7", "status": "PENDING", "attempt": 1, "host_id": None,
+    assert fast == Job.model_validate({**spec.model_dump(), "job_id": "7", "submitted_at": now,
+                                       "status": "HELD"})  # hold: submitted HELD
+    columns = {"job_id": "7", "status": "HELD", "attempt": 1, "host_id": None,
                "submitted_at": "2026-01-01T00:00:00+00:00", "started_at": None,
                "finished_at": None, "exit_code": None, "signal": None, "pgid": None}
     stored = json.loads(spec.model_dump_json())

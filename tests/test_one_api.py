@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 CANONICAL = [
     "register_host", "heartbeat", "unregister_host", "list_hosts", "get_host",
     "submit", "submit_batch", "list_jobs", "get_job", "tail_log", "read_log",
-    "pause", "resume", "stop", "rerun", "purge",
+    "pause", "resume", "stop", "rerun", "modify", "top", "bottom", "graph", "purge",
     "metrics_summary", "events_since", "wait",
 ]
 """The Scheduler's names: every client has each, with the Scheduler's signature."""

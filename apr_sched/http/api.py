@@ -39,6 +39,7 @@ from apr_sched.http.logwait import LogWaits
 from apr_sched.http.openapi import MAX_INT64, build_openapi
 from apr_sched.http.server import Admission, Request, Response, error_response
 from apr_sched.identity import NO_AUTH, Identity, daemon_user, redacted_env, socket_identity
+from apr_sched.job_graph import MAX_DEPTH
 from apr_sched.models import Event, Host, Job, JobStatus, is_valid_id
 from apr_sched.scheduler import Scheduler
 from apr_sched.store import IdempotencyKey, Store, StoredReply
@@ -133,11 +134,15 @@ class SchedulerApi:
             Route("POST", f"{s}/jobs/batch", self.submit_batch),
             Route("GET", f"{s}/jobs", self.list_jobs),
             Route("GET", f"{s}/jobs/{{job_id}}", self.get_job),
+            Route("PATCH", f"{s}/jobs/{{job_id}}", self.modify),
+            Route("GET", f"{s}/jobs/{{job_id}}/graph", self.graph),
             Route("GET", f"{s}/jobs/{{job_id}}/logs", self.logs),
             Route("POST", f"{s}/jobs/{{job_id}}/pause", self.pause),
             Route("POST", f"{s}/jobs/{{job_id}}/resume", self.resume),
             Route("POST", f"{s}/jobs/{{job_id}}/stop", self.stop),
             Route("POST", f"{s}/jobs/{{job_id}}/rerun", self.rerun),
+            Route("POST", f"{s}/jobs/{{job_id}}/top", self.top),
+            Route("POST", f"{s}/jobs/{{job_id}}/bottom", self.bottom),
             Route("GET", f"{s}/metrics/summary", self.metrics),
             Route("POST", f"{s}/purge", self.purge),
             Route("GET", f"{s}/events", self.events),
@@ -466,7 +471,39 @@ class SchedulerApi:
 
     async def rerun(self, request: Request, job_id: str) -> Response:
         self._require_owner(request, job_id, "rerun")
-        return Response.json(200, job_json(await self.scheduler.rerun(job_id)))
+        body = _json_object(request) if request.body.strip() else {}
+        unknown = sorted(set(body) - {"with_dependents"})
+        with_dependents = body.get("with_dependents", False)
+        if unknown or not isinstance(with_dependents, bool):
+            raise InvalidInput('rerun takes no body or {"with_dependents": true|false}', [
+                {"field": name, "message": "unknown field"} for name in unknown] or [
+                {"field": "with_dependents", "message": "must be true or false"}])
+        job = await self.scheduler.rerun(job_id, with_dependents=with_dependents)
+        return Response.json(200, job_json(job))
+
+    async def modify(self, request: Request, job_id: str) -> Response:
+        self._require_owner(request, job_id, "modify")
+        changes = _json_object(request)
+        return Response.json(200, job_json(await self.scheduler.modify(job_id, changes)))
+
+    async def top(self, request: Request, job_id: str) -> Response:
+        self._require_owner(request, job_id, "move")
+        return Response.json(200, job_json(await self.scheduler.top(job_id)))
+
+    async def bottom(self, request: Request, job_id: str) -> Response:
+        self._require_owner(request, job_id, "move")
+        return Response.json(200, job_json(await self.scheduler.bottom(job_id)))
+
+    async def graph(self, request: Request, job_id: str) -> Response:
+        q = request.query
+        unknown = sorted(set(q) - {"depth"})
+        if unknown:
+            raise InvalidInput(f"unknown query parameter {unknown[0]!r}",
+                               [{"field": k, "message": "unknown query parameter"}
+                                for k in unknown])
+        depth = _int(q, "depth", 2, 0, MAX_DEPTH) or 0
+        graph = await self.scheduler.graph(job_id, depth)
+        return Response.json(200, graph.model_dump(mode="json"))
 
     async def purge(self, request: Request) -> Response:
         self._require_admin(request, "purge jobs")

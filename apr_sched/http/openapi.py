@@ -20,6 +20,7 @@ from apr_sched.models import (
     HostSpec,
     Job,
     JobEvent,
+    JobGraph,
     JobSpec,
     LogTail,
     MetricsSummary,
@@ -194,10 +195,43 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                    "seconds to wait for a new event"),
             _int_query("limit", 1, 10_000, "at most this many (default 1000)")]},
 }
-for _action in ("pause", "resume", "stop", "rerun"):
+for _action in ("pause", "resume", "stop"):
     OPERATIONS[("POST", f"/jobs/{{job_id}}/{_action}")] = {
         "summary": f"{_action.capitalize()} a job (409 when it does not apply)",
         "replies": {200: _ref("Job")}, "errors": [400, 403, 404, 409]}
+OPERATIONS[("POST", "/jobs/{job_id}/rerun")] = {
+    "summary": "Rerun a finished job as a new attempt; with `with_dependents`, also the jobs "
+               "below it that were CANCELLED (409 when it does not apply, or when one of "
+               "the job's own dependencies can never hold)",
+    "body": {**_object({"with_dependents": {"type": "boolean", "default": False}},
+                       required=[]), "additionalProperties": False},
+    "body_required": False, "replies": {200: _ref("Job")}, "errors": [400, 403, 404, 409]}
+for _action, _where in (("top", "front"), ("bottom", "back")):
+    OPERATIONS[("POST", f"/jobs/{{job_id}}/{_action}")] = {
+        "summary": f"Move a PENDING job to the {_where} of its priority (409 otherwise)",
+        "replies": {200: _ref("Job")}, "errors": [400, 403, 404, 409]}
+OPERATIONS[("PATCH", "/jobs/{job_id}")] = {
+    "summary": "Change a job: PENDING or HELD, its name, priority, timeout_sec, begin_at and "
+               "resource_request (cpu, memory_gb, slots merge; host_labels replaces); "
+               "RUNNING or PAUSED, only priority and timeout_sec (409 for other fields); "
+               "null clears name, timeout_sec, begin_at. Validated as a submit is.",
+    "body": {**_object({
+        "name": {"type": ["string", "null"]}, "priority": {"type": "integer"},
+        "timeout_sec": {"type": ["number", "null"]},
+        "begin_at": {"type": ["string", "null"],
+                     "description": "ISO 8601 (local time without a zone) or +DURATION"},
+        "resource_request": {**_object({
+            "cpu": {"type": "integer"}, "memory_gb": {"type": "number"},
+            "slots": {"type": "integer"},
+            "host_labels": {"type": "object", "additionalProperties": {"type": "string"}}},
+            required=[]), "additionalProperties": False}}, required=[]),
+        "additionalProperties": False, "minProperties": 1},
+    "replies": {200: _ref("Job")}, "errors": [400, 403, 404, 409]}
+OPERATIONS[("GET", "/jobs/{job_id}/graph")] = {
+    "summary": "The jobs a job waits for and those waiting for it, with their states and "
+               "each edge's (at most `node_limit` jobs; `truncated` says some were left out)",
+    "replies": {200: _ref("JobGraph")}, "errors": [400, 404],
+    "query": [_int_query("depth", 0, 100, "levels each way (default 2)")]}
 
 DESCRIPTION = """Job scheduler for APR runs: the /scheduler contract.
 
@@ -241,6 +275,7 @@ def component_schemas() -> dict[str, Any]:
         (JobSpec, "validation"), (HostSpec, "validation"), (HostLoad, "validation"),
         (Job, "serialization"), (Host, "serialization"), (LogTail, "serialization"),
         (MetricsSummary, "serialization"), (PurgeReport, "serialization"),
+        (JobGraph, "serialization"),
         (JobEvent, "serialization"),
         (HostEvent, "serialization"),
     ]

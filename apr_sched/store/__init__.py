@@ -25,8 +25,8 @@ the store has the change.
 
 ``Store`` is one facade over one connection; each table group is its own module:
 ``base`` (connection, transactions), ``schema`` (tables, upgrades), ``jobs`` (jobs and
-attempts), ``events``, ``hosts``, ``staged`` (large batches), ``callers`` (tokens and
-idempotency keys).
+attempts), ``edges`` (who depends on whom), ``events``, ``hosts``, ``staged`` (large
+batches), ``callers`` (tokens and idempotency keys).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from apr_sched.store.callers import (
     IdempotencyKeyTaken,
     StoredReply,
 )
+from apr_sched.store.edges import EdgeRow, EdgeRows, edge_rows
 from apr_sched.store.events import EventRows
 from apr_sched.store.hosts import HostRows
 from apr_sched.store.jobs import (
@@ -63,6 +64,7 @@ __all__ = [
     "JOB_COLUMNS",
     "SCHEMA_VERSION",
     "UNFINISHED",
+    "EdgeRow",
     "IdempotencyKey",
     "IdempotencyKeyTaken",
     "JobFilter",
@@ -70,13 +72,14 @@ __all__ = [
     "Store",
     "StoredReply",
     "SubmittedEvents",
+    "edge_rows",
     "job_filter",
     "parse_time",
     "pending_job_row",
 ]
 
 
-class Store(JobRows, EventRows, HostRows, CallerRows):
+class Store(JobRows, EdgeRows, EventRows, HostRows, CallerRows):
     """SQLite persistence; callers group writes with ``transaction()``."""
 
     def __init__(self, path: Path, *, readonly: bool = False,

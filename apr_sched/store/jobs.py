@@ -7,7 +7,7 @@ Readers leave staged batches out (``StagedBatches._visible``); filters are index
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
 from apr_sched.models import Attempt, JobSpec, JobStatus
@@ -27,10 +27,17 @@ ATTEMPT_COLUMNS = (
 )
 
 
+_UPSTREAMS_OF_UNFINISHED = (
+    "SELECT edges.upstream FROM jobs AS waiting JOIN edges ON edges.job_id = waiting.job_id"
+    f" WHERE waiting.status IN {UNFINISHED!r}")
+
+
 def pending_job_row(seq: int, spec: JobSpec, submitted_at: str,
                     queue_seq: int) -> tuple[Any, ...]:
-    """A new job's row, PENDING at attempt 1, in JOB_COLUMNS order (its id is its seq)."""
-    return (seq, str(seq), spec.model_dump_json(), "PENDING", 1, None, submitted_at, None,
+    """A new job's row, PENDING (HELD with ``hold``) at attempt 1, in JOB_COLUMNS order
+    (its id is its seq)."""
+    status = "HELD" if spec.hold else "PENDING"
+    return (seq, str(seq), spec.model_dump_json(), status, 1, None, submitted_at, None,
             None, None, None, queue_seq, 0, 0.0, None, None, None, None, spec.owner,
             spec.project, spec.design)
 
@@ -101,9 +108,11 @@ class JobRows(StagedBatches):
     def finished_before(self, cutoff: str, limit: int) -> list[tuple[str, str]]:
         """``(job_id, status)`` of final jobs that finished before ``cutoff``, oldest first;
         none of a batch whose events are still being written (a purged job's event must
-        not be written after it)."""
+        not be written after it), and none that an unfinished job depends on (its
+        status decides the dependent, at restart too)."""
         clause, args = self._visible(
-            (f" WHERE finished_at < ? AND status NOT IN {UNFINISHED!r}", [cutoff]),
+            (f" WHERE finished_at < ? AND status NOT IN {UNFINISHED!r}"
+             f" AND job_id NOT IN ({_UPSTREAMS_OF_UNFINISHED})", [cutoff]),
             unwritten=True)
         return [(row[0], row[1]) for row in self._db.execute(
             f"SELECT job_id, status FROM jobs{clause} ORDER BY finished_at LIMIT ?",
@@ -112,7 +121,7 @@ class JobRows(StagedBatches):
     def delete_jobs(self, job_ids: Sequence[str]) -> None:
         """Forget final jobs with their attempts and events (retention)."""
         marks = ", ".join("?" * len(job_ids))
-        for table in ("events", "attempts", "jobs"):
+        for table in ("events", "attempts", "edges", "jobs"):
             self._db.execute(f"DELETE FROM {table} WHERE job_id IN ({marks})", list(job_ids))
 
     def finished_since(self, since: str) -> int:
@@ -125,6 +134,9 @@ class JobRows(StagedBatches):
     def max_queue_seq(self) -> int:
         return int(self._db.execute("SELECT COALESCE(MAX(queue_seq), 0) FROM jobs").fetchone()[0])
 
+    def min_queue_seq(self) -> int:
+        return int(self._db.execute("SELECT COALESCE(MIN(queue_seq), 1) FROM jobs").fetchone()[0])
+
     # attempts ----------------------------------------------------------------------------
     def save_attempt(self, job_id: str, attempt: int, **columns: Any) -> None:
         names = ("job_id", "attempt", *columns)
@@ -135,11 +147,13 @@ class JobRows(StagedBatches):
             (job_id, attempt, *(_iso(v) for v in columns.values())),
         )
 
-    def insert_first_attempts(self, job_ids: list[str], queued_at: str) -> None:
-        """Attempt 1, PENDING, of each new job."""
+    def insert_first_attempts(self, job_ids: list[str], queued_at: str,
+                              held: Collection[str] = ()) -> None:
+        """Attempt 1, PENDING (HELD for the ``held`` ids), of each new job."""
         self._db.executemany(
             "INSERT INTO attempts (job_id, attempt, status, queued_at) VALUES (?, 1, ?, ?)",
-            [(job_id, "PENDING", queued_at) for job_id in job_ids])
+            [(job_id, "HELD" if job_id in held else "PENDING", queued_at)
+             for job_id in job_ids])
 
     def load_attempts(self, job_id: str) -> list[Attempt]:
         rows = self._db.execute(

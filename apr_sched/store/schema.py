@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from apr_sched.store.base import StoreBase
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -90,6 +90,15 @@ CREATE TABLE IF NOT EXISTS batches (
     last_seq INTEGER NOT NULL,
     event_base INTEGER
 );
+CREATE TABLE IF NOT EXISTS edges (
+    seq INTEGER NOT NULL,
+    job_id TEXT NOT NULL,
+    upstream TEXT NOT NULL,
+    condition TEXT NOT NULL,
+    PRIMARY KEY (job_id, condition, upstream)
+);
+CREATE INDEX IF NOT EXISTS edges_upstream ON edges (upstream);
+CREATE INDEX IF NOT EXISTS edges_seq ON edges (seq);
 """
 
 _INDEXES = """
@@ -102,6 +111,16 @@ CREATE INDEX IF NOT EXISTS attempts_finished ON attempts (finished_at);
 CREATE INDEX IF NOT EXISTS events_time ON events (time);
 """
 """Created after any upgrade, so the columns they cover exist."""
+
+
+_EDGES_FROM_SPECS = """
+INSERT OR IGNORE INTO edges (seq, job_id, upstream, condition)
+SELECT jobs.seq, jobs.job_id, refs.value, conditions.key
+FROM jobs, json_each(json_extract(jobs.spec, '$.depends_on')) AS conditions,
+     json_each(conditions.value) AS refs
+WHERE json_type(jobs.spec, '$.depends_on') = 'object'
+"""
+"""An older database's edges, from the ``depends_on`` its specs kept."""
 
 
 class SchemaTooNew(RuntimeError):
@@ -132,6 +151,8 @@ def migrate(store: StoreBase) -> None:
                 db.execute(f"UPDATE jobs SET {name}=json_extract(spec, '$.{name}')")
         # v4: the batches table (created by _SCHEMA above) stages large batches; an
         # older database has none in flight, so there is nothing to convert.
+        if version < 5:  # v5: edges by upstream, from the specs that name dependencies
+            db.execute(_EDGES_FROM_SPECS)
         for statement in _INDEXES.split(";"):
             if statement.strip():
                 db.execute(statement)

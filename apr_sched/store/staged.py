@@ -27,7 +27,8 @@ JobFilter = tuple[str, list[Any]]
 
 _BATCH_EVENTS = """
 INSERT INTO events (seq, time, kind, job_id, host_id, attempt, from_state, to_state, reason)
-SELECT ? + seq - ?, submitted_at, 'job', job_id, NULL, 1, NULL, 'PENDING', 'submitted'
+SELECT ? + seq - ?, submitted_at, 'job', job_id, NULL, 1, NULL,
+       CASE WHEN json_extract(spec, '$.hold') THEN 'HELD' ELSE 'PENDING' END, 'submitted'
 FROM jobs WHERE seq BETWEEN ? AND ? ORDER BY seq
 """
 """A published batch's "submitted" events, from its jobs rows: (event_base, first_seq,
@@ -39,10 +40,13 @@ class SubmittedEvents(Sequence[JobEvent]):
     held and freed for nothing): event i is job ``first_seq`` + i's, numbered ``base`` + i,
     the same values as ``_BATCH_EVENTS`` writes from the jobs rows."""
 
-    __slots__ = ("base", "first_seq", "size", "time")
+    __slots__ = ("base", "first_seq", "held", "size", "time")
 
-    def __init__(self, first_seq: int, size: int, base: int, time: datetime) -> None:
+    def __init__(self, first_seq: int, size: int, base: int, time: datetime,
+                 held: frozenset[int] = frozenset()) -> None:
         self.first_seq, self.size, self.base, self.time = first_seq, size, base, time
+        self.held = held
+        """Offsets of the jobs submitted HELD (``hold``): their event says so."""
 
     def __len__(self) -> int:
         return self.size
@@ -64,7 +68,8 @@ class SubmittedEvents(Sequence[JobEvent]):
         return JobEvent.model_construct(
             kind="job", seq=self.base + index, time=self.time,
             job_id=str(self.first_seq + index), attempt=1, from_status=None,
-            to_status=JobStatus.PENDING, reason="submitted", host_id=None)
+            to_status=JobStatus.HELD if index in self.held else JobStatus.PENDING,
+            reason="submitted", host_id=None)
 
 
 @dataclass(slots=True)
@@ -153,6 +158,7 @@ class StagedBatches(StoreBase):
         low = max(first_seq, last - count + 1)
         self._db.execute("DELETE FROM attempts WHERE job_id IN "
                          "(SELECT job_id FROM jobs WHERE seq BETWEEN ? AND ?)", (low, last))
+        self._db.execute("DELETE FROM edges WHERE seq BETWEEN ? AND ?", (low, last))
         self._db.execute("DELETE FROM jobs WHERE seq BETWEEN ? AND ?", (low, last))
         done = low == first_seq
         if done:
@@ -178,6 +184,8 @@ class StagedBatches(StoreBase):
                 if base is None:
                     self._db.execute("DELETE FROM attempts WHERE job_id IN "
                                      "(SELECT job_id FROM jobs WHERE seq BETWEEN ? AND ?)",
+                                     (first, last))
+                    self._db.execute("DELETE FROM edges WHERE seq BETWEEN ? AND ?",
                                      (first, last))
                     self._db.execute("DELETE FROM jobs WHERE seq BETWEEN ? AND ?",
                                      (first, last))
