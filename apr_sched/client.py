@@ -262,7 +262,7 @@ class SchedulerClient(RawClient):
         it that were CANCELLED."""
         from apr_sched.models import Job
 
-        path = f"/jobs/{_id(job_id, 'job_id')}/rerun"
+        path = f"/jobs/{valid_id(job_id, 'job_id')}/rerun"
         body = {"with_dependents": True} if with_dependents else None
         return Job.model_validate(self.request("POST", path, body=body)[1])
 
@@ -273,7 +273,7 @@ class SchedulerClient(RawClient):
 
         body = {name: value.isoformat() if isinstance(value, datetime) else value
                 for name, value in changes.items()}
-        return Job.model_validate(self.request("PATCH", f"/jobs/{_id(job_id, 'job_id')}",
+        return Job.model_validate(self.request("PATCH", f"/jobs/{valid_id(job_id, 'job_id')}",
                                                body=body)[1])
 
     def top(self, job_id: str) -> Job:
@@ -288,7 +288,7 @@ class SchedulerClient(RawClient):
         """The jobs ``job_id`` waits for and those waiting for it, with their states."""
         from apr_sched.models import JobGraph
 
-        reply = self.request("GET", f"/jobs/{_id(job_id, 'job_id')}/graph",
+        reply = self.request("GET", f"/jobs/{valid_id(job_id, 'job_id')}/graph",
                              query={"depth": depth})[1]
         return JobGraph.model_validate(reply)
 
