@@ -46,7 +46,7 @@ def add_status(sub: _Sub) -> None:
     p = _command(sub, "status", help="one word per job: running, success or failed",
                  description="Print one word per job, in the order given: running (any "
                              "unfinished state: PENDING, HELD, RUNNING, PAUSED), success "
-                             "(SUCCEEDED) or failed (FAILED, TIMEOUT, STOPPED), as the "
+                             "(SUCCEEDED) or failed (FAILED, TIMEOUT, STOPPED, CANCELLED), as the "
                              "cluster status commands of workflow engines expect. A job the "
                              "daemon does not know (never was, or purged) is 'failed' "
                              "(UNKNOWN with --detail), with a note on stderr. Exit 0 unless "

@@ -48,6 +48,7 @@ STATUS_STYLE = {
     JobStatus.FAILED: "bold red",
     JobStatus.TIMEOUT: "red",
     JobStatus.STOPPED: "dim",
+    JobStatus.CANCELLED: "dim red",
 }
 HOST_STYLE = {
     HostState.ONLINE: "green",
@@ -146,6 +147,8 @@ def reason(job: Job) -> str:
     """Why it waits, or how it ended: what the REASON column shows."""
     if job.pending_reason and job.status in (JobStatus.PENDING, JobStatus.HELD):
         return job.pending_reason
+    if job.status is JobStatus.CANCELLED:
+        return job.events[-1].reason if job.events else "a dependency can never hold"
     if job.status in (JobStatus.FAILED, JobStatus.TIMEOUT, JobStatus.STOPPED):
         if job.signal:
             return f"signal {job.signal}"

@@ -25,7 +25,7 @@ __all__ = ["STATUS_WORDS", "UNKNOWN_JOB_WORD", "run_job", "run_jobs", "run_logs"
 STATUS_WORDS = {
     JobStatus.PENDING: "running", JobStatus.HELD: "running", JobStatus.RUNNING: "running",
     JobStatus.PAUSED: "running", JobStatus.SUCCEEDED: "success", JobStatus.FAILED: "failed",
-    JobStatus.TIMEOUT: "failed", JobStatus.STOPPED: "failed",
+    JobStatus.TIMEOUT: "failed", JobStatus.STOPPED: "failed", JobStatus.CANCELLED: "failed",
 }
 """``apr-sched status``: the one word generic cluster executors of workflow engines expect."""
 UNKNOWN_JOB_WORD = "failed"

@@ -39,7 +39,7 @@ EXIT_STOPPED = 202
 EXIT_LOST = 203
 EXIT_CANNOT_START = 204
 EXIT_CANCELLED = 205
-"""Reserved for the CANCELLED final state another issue adds."""
+"""CANCELLED: a dependency of the job can never hold (``dependency 12 FAILED``)."""
 EXIT_WAIT_FAILED = 206
 """The wait itself failed: no such job (or purged), or the daemon stayed away too long."""
 
@@ -50,7 +50,7 @@ EXIT_CODES: tuple[tuple[str, str], ...] = (
     (str(EXIT_STOPPED), "STOPPED: someone stopped the job (apr-sched stop, the TUI)"),
     (str(EXIT_LOST), "lost: the job's host or wrapper vanished; how it ended is unknown"),
     (str(EXIT_CANNOT_START), "cannot start: the job could not be started on its host"),
-    (str(EXIT_CANCELLED), "CANCELLED (reserved for a final state still to come)"),
+    (str(EXIT_CANCELLED), "CANCELLED: never ran, a dependency can never hold"),
     (str(EXIT_WAIT_FAILED), "the wait failed: no such job, or the daemon stayed away "
                             "longer than --reconnect-timeout"),
     ("2", "invalid input or a refused submit: nothing was submitted"),
@@ -110,7 +110,7 @@ def exit_code_of(status: JobStatus, exit_code: int | None, signal_name: str | No
         return EXIT_TIMEOUT
     if status is JobStatus.STOPPED:
         return EXIT_STOPPED
-    if status.value == "CANCELLED":  # pragma: no cover - the state does not exist yet
+    if status is JobStatus.CANCELLED:
         return EXIT_CANCELLED
     if exit_code is not None:
         return exit_code if 0 < exit_code < 256 else 1

@@ -89,6 +89,7 @@ STATUS_LOOK: dict[JobStatus, StatusLook] = {
     JobStatus.FAILED: StatusLook("✗", "#ff6b6b", "#b3261e", bold=True),  # red
     JobStatus.TIMEOUT: StatusLook("!", "#ff79c6", "#a3246a", bold=True),  # magenta
     JobStatus.STOPPED: StatusLook("■", "#a8a8a8", "#5c5c5c"),  # grey: ended by request
+    JobStatus.CANCELLED: StatusLook("∅", "#d7875f", "#87471f"),  # orange: never ran
 }
 STATUS_STYLE_PREFIX = "status:"
 """A cell style ``status:RUNNING`` is resolved when drawn, for the theme of the moment."""

@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import cli_daemon, emit
 
-FINAL = {"SUCCEEDED", "FAILED", "TIMEOUT", "STOPPED"}
+FINAL = {"SUCCEEDED", "FAILED", "TIMEOUT", "STOPPED", "CANCELLED"}
 
 
 def by_curl(url: str, token: str) -> float:

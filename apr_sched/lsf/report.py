@@ -34,6 +34,7 @@ _STAT = {
     JobStatus.FAILED: "EXIT",
     JobStatus.TIMEOUT: "EXIT",
     JobStatus.STOPPED: "EXIT",
+    JobStatus.CANCELLED: "EXIT",
 }
 _HOST_STATUS = {
     HostState.ONLINE: "ok",
@@ -117,6 +118,8 @@ def _ending(job: Job) -> str:
         return "Exited; the job reached its run limit (TERM_RUNLIMIT)."
     if job.status is JobStatus.STOPPED:
         return "Exited; the job was killed by its owner or an admin (TERM_OWNER)."
+    if job.status is JobStatus.CANCELLED:
+        return "Exited; a dependency of the job can never be satisfied."
     code = job.exit_code if job.exit_code is not None else "unknown"
     return f"Exited with exit code {code}."
 
