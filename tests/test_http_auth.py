@@ -65,6 +65,12 @@ ROUTES = [
     Case("POST", f"{J}/{{job_id}}/resume", f"{J}/2/resume", {200}, {400, 401, 403, 404, 409}),
     Case("POST", f"{J}/{{job_id}}/stop", f"{J}/3/stop", {200}, {400, 401, 403, 404, 409}),
     Case("POST", f"{J}/{{job_id}}/rerun", f"{J}/4/rerun", {200}, {400, 401, 403, 404, 409}),
+    Case("PATCH", f"{J}/{{job_id}}", f"{J}/1", {200}, {400, 401, 403, 404, 409},
+         {"priority": 3}),
+    Case("POST", f"{J}/{{job_id}}/top", f"{J}/1/top", {200}, {400, 401, 403, 404, 409}),
+    Case("POST", f"{J}/{{job_id}}/bottom", f"{J}/3/bottom", {200},
+         {400, 401, 403, 404, 409}),
+    Case("GET", f"{J}/{{job_id}}/graph", f"{J}/1/graph", {200}, {400, 401, 404}),
     Case("POST", "/scheduler/purge", "/scheduler/purge", {200}, {400, 401, 403},
          {"before": "2000-01-01T00:00:00+00:00"}),
     Case("GET", "/scheduler/metrics/summary", "/scheduler/metrics/summary", {200}, {401}),
@@ -227,7 +233,7 @@ async def test_bad_input_gets_only_the_route_s_expected_statuses(world: World) -
                                      reply.data)
         assert reply.data["error"]["details"], (path, reply.data)
     newline = [reply for _, path, _, reply in asked if "1%0A" in path]
-    assert len(newline) == 9  # every route with an id
+    assert len(newline) == 13  # every route with an id
     assert all("not a valid id" in r.data["error"]["message"] for r in newline)
     assert await world.snapshot() == before
     assert (await world.call("GET", "/scheduler/health")).status == 200
