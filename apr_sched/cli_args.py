@@ -27,6 +27,7 @@ __all__ = ["ACTIONS", "BULK_ACTIONS", "CLIENT_PARSERS", "FILTERS", "add_client_c
 ACTIONS = ("pause", "resume", "stop", "rerun")
 BULK_ACTIONS = ("pause", "resume", "stop")
 FILTERS = ("owner", "status", "name", "project", "design", "host")
+GRAPH_COMMANDS = ("modify", "top", "bottom", "graph")
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -116,6 +117,7 @@ CLIENT_PARSERS: dict[str, str] = {
     "wait": "apr_sched.cli_args_submit:add_wait",
     "logs": "apr_sched.cli_args_jobs:add_logs",
     **{action: f"apr_sched.cli_args_admin:add_{action}" for action in ACTIONS},
+    **{name: f"apr_sched.cli_args_graph:add_{name}" for name in GRAPH_COMMANDS},
     "hosts": "apr_sched.cli_args_admin:add_hosts",
     "register": "apr_sched.cli_args_admin:add_register",
     "metrics": "apr_sched.cli_args_admin:add_metrics",

@@ -28,6 +28,10 @@ def action_parser(action: str) -> Callable[[_Sub], None]:
                        help="job ids" + (" (or filters below)" if bulk else ""))
         if bulk:
             _add_filter_options(p, action)
+        if action == "rerun":
+            p.add_argument("--with-dependents", action="store_true",
+                           help="also rerun the jobs below it that were CANCELLED because "
+                                "it failed (those whose other dependencies may still hold)")
     return add
 
 

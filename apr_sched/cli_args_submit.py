@@ -60,9 +60,26 @@ def add_submit(sub: _Sub) -> None:
     p.add_argument("--allow-pending", action="store_true",
                    help="queue it even if no registered host could ever run it (one may "
                         "be registered later); else such a job is refused with the reason")
+    add_start_options(p)
     _add_wait_options(p, in_submit=True)
     p.add_argument("words", nargs=argparse.REMAINDER, metavar="COMMAND",
                    help="the command to run (after --)")
+
+
+def add_start_options(parser: argparse.ArgumentParser) -> None:
+    """When the job may start: after other jobs, once released, not before a time."""
+    group = parser.add_argument_group("when it may start")
+    for flag, condition, what in (("--after", "after_ok", "succeeded"),
+                                  ("--after-any", "after_any", "ended, however"),
+                                  ("--after-failed", "after_failed", "ended without success")):
+        group.add_argument(flag, dest=condition, action="append", default=[], metavar="ID[,ID]",
+                           help=f"start once these jobs {what} (repeatable); one that can "
+                                "never do so any more cancels this job")
+    group.add_argument("--hold", action="store_true",
+                       help="submit it HELD: it starts only once released (apr-sched resume)")
+    group.add_argument("--begin", metavar="TIME",
+                       help="not before TIME: 2026-12-01T18:00 (your local time unless it "
+                            "names a zone) or +DURATION (+2h, +30m)")
 
 
 def add_submit_batch(sub: _Sub) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 from apr_sched.cli_args import BULK_ACTIONS, filters_given
 from apr_sched.cli_common import Context, dict_field, error, json_object_file, print_json
 from apr_sched.errors import Forbidden, IllegalTransition, InvalidInput, NotFound
+from apr_sched.rawclient import json_object, valid_id
 from apr_sched.views import JobView
 
 __all__ = ["run_action", "run_hosts", "run_metrics", "run_purge", "run_register"]
@@ -37,7 +38,12 @@ def run_action(ctx: Context, args: argparse.Namespace) -> int:
     replies: list[dict[str, Any]] = []
     for job_id in args.job_ids:
         try:
-            reply = ctx.client.act(job_id, args.command)
+            if getattr(args, "with_dependents", False):
+                reply = json_object(ctx.client.request(
+                    "POST", f"/jobs/{valid_id(job_id, 'job_id')}/rerun",
+                    body={"with_dependents": True})[1])
+            else:
+                reply = ctx.client.act(job_id, args.command)
         except (NotFound, IllegalTransition, InvalidInput, Forbidden) as exc:
             refused = True
             message = exc.message

@@ -148,7 +148,10 @@ def reason(job: Job) -> str:
     if job.pending_reason and job.status in (JobStatus.PENDING, JobStatus.HELD):
         return job.pending_reason
     if job.status is JobStatus.CANCELLED:
-        return job.events[-1].reason if job.events else "a dependency can never hold"
+        if job.events:
+            return job.events[-1].reason
+        told = [attempt.reason for attempt in job.attempts if attempt.reason]
+        return told[-1] if told else "cancelled: a dependency can never hold"
     if job.status in (JobStatus.FAILED, JobStatus.TIMEOUT, JobStatus.STOPPED):
         if job.signal:
             return f"signal {job.signal}"

@@ -70,7 +70,38 @@ def job_spec(args: argparse.Namespace) -> dict[str, Any]:
         spec["resource_request"] = resources
     if args.allow_pending:
         spec["allow_pending"] = True
+    add_start(spec, args)
     return spec
+
+
+def add_start(spec: dict[str, Any], args: argparse.Namespace) -> None:
+    """``--after`` and its kin, ``--hold``, ``--begin``: on top of a --json spec's own."""
+    depends_on = dict_field(spec, "depends_on")
+    for condition in ("after_ok", "after_any", "after_failed"):
+        ids = [part.strip() for value in getattr(args, condition) for part in value.split(",")
+               if part.strip()]
+        if ids:
+            depends_on[condition] = [*depends_on.get(condition, []), *ids]
+    if depends_on:
+        spec["depends_on"] = depends_on
+    if args.hold:
+        spec["hold"] = True
+    if args.begin is not None:
+        spec["begin_at"] = begin_time(args.begin)
+
+
+def begin_time(text: str) -> str | None:
+    """``--begin``: an ISO time without a zone is the submitter's local time (the daemon
+    may keep another zone), so the zone is added here; ``+2h`` and ``none`` go as given."""
+    from datetime import datetime
+
+    if text.strip().lower() == "none":
+        return None
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return text  # +2h, or a mistake the daemon names
+    return (when.astimezone() if when.tzinfo is None else when).isoformat()
 
 
 def run_submit(ctx: Context, args: argparse.Namespace) -> int:

@@ -409,12 +409,14 @@ class Waiter:
     # outcome ----------------------------------------------------------------------------
     def outcome(self) -> dict[str, JobView | None]:
         """Each job as last read; a FAILED one without an exit code or signal is read
-        again whole (its timeline says whether it was lost or could not start)."""
+        again whole (its timeline says whether it was lost or could not start), and so is
+        a CANCELLED one (its timeline names the dependency)."""
         jobs: dict[str, JobView | None] = {}
         for tracked in self.tracked.values():
             view = tracked.view
-            if view is not None and view.status is JobStatus.FAILED and (
-                    view.exit_code is None and not view.signal):
+            if view is not None and (view.status is JobStatus.CANCELLED or (
+                    view.status is JobStatus.FAILED and view.exit_code is None
+                    and not view.signal)):
                 read = functools.partial(self._call, self.client.job_dict, view.job_id)
                 view = JobView(self._retrying(read))
             jobs[tracked.job_id] = view

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -57,7 +58,12 @@ def test_a_script_on_stdin_with_bsub_directives() -> None:
 @pytest.mark.parametrize(("argv", "named"), [
     (["-x", "true"], "-x"),
     (["-Z", "true"], "-Z"),
-    (["-w", "done(1)", "true"], "-w"),
+    (["-w", "done(1) || done(2)", "true"], "|| is not supported"),
+    (["-w", "started(1)", "true"], "'started(1)' is not supported"),
+    (["-w", "exit(1, >2)", "true"], "'exit(1, >2)' is not supported"),
+    (["-w", "!done(1)", "true"], "'!done(1)' is not supported"),
+    (["-b", "tomorrow", "true"], "-b tomorrow"),
+    (["-b", "2:30:18:00", "true"], "day is out of range"),
     (["-I", "true"], "-I"),
     (["-R", "rusage[innovus=1]", "true"], "innovus"),
     (["-R", "order[ut]", "true"], "order"),
@@ -70,6 +76,25 @@ def test_a_script_on_stdin_with_bsub_directives() -> None:
 def test_what_bsub_cannot_honour_is_refused_by_name(argv: list[str], named: str) -> None:
     with pytest.raises(LsfUsageError, match=re.escape(named)):
         parse(*argv)
+
+
+def test_dependencies_hold_and_begin_map_onto_the_job() -> None:
+    spec = parse("-w", "done(12) && ended(13)&&exit( 14 ) && 15", "-H", "true")
+    assert spec["depends_on"] == {"after_ok": ["12", "15"], "after_any": ["13"],
+                                  "after_failed": ["14"]}
+    assert spec["hold"] is True
+    now = datetime(2026, 3, 10, 17, 0).astimezone()
+
+    def begin(text: str) -> datetime:
+        submission = parse_bsub(["-b", text, "true"], script=None, cwd="/", environ={},
+                                now=now)
+        return datetime.fromisoformat(submission.spec["begin_at"])
+
+    assert begin("18:30") == now.replace(hour=18, minute=30)
+    assert begin("16:30") == now.replace(day=11, hour=16, minute=30)  # passed: tomorrow
+    assert begin("12:18:30") == now.replace(day=12, hour=18, minute=30)
+    assert begin("4:1:9:05") == now.replace(month=4, day=1, hour=9, minute=5)
+    assert begin("2027:1:2:3:04") == now.replace(year=2027, month=1, day=2, hour=3, minute=4)
 
 
 def test_the_environment_travels_as_lsf_copies_it() -> None:
@@ -225,3 +250,27 @@ def test_bsub_o_and_e_write_files_in_the_working_directory(lsf: Shell, tmp_path:
     job_id = submitted(done.stdout)
     assert (tmp_path / "run" / f"out.{job_id}").read_text() == "to-out\n"
     assert (tmp_path / "run" / f"err.{job_id}").read_text() == "to-err\n"
+
+
+def test_bsub_w_waits_in_the_scheduler_and_h_holds(
+        lsf: Shell, daemon: Daemon, tmp_path: Path,  # noqa: F811
+) -> None:
+    gate = tmp_path / "gate"
+    first = submitted(lsf(f"bsub -J up 'while [ ! -e {gate} ]; do sleep 0.02; done'").stdout)
+    after = submitted(lsf(f'bsub -J down -w "done({first})" true').stdout)
+    failed_only = submitted(lsf(f'bsub -w "exit({first})" true').stdout)
+    held = submitted(lsf("bsub -H true").stdout)
+    assert lsf(f"bjobs -noheader {after}").stdout.split()[2] == "PEND"
+    assert lsf(f"bjobs -noheader {held}").stdout.split()[2] == "PSUSP"
+    with daemon.client() as client:
+        assert client.job(after).depends_on.after_ok == [first]
+        assert client.job(after).pending_reason.startswith(f"waiting for job {first}")
+    gate.touch()
+    done = daemon.wait_status(after, JobStatus.SUCCEEDED)
+    assert done.started_at >= daemon.client().job(first).finished_at
+    daemon.wait_status(failed_only, JobStatus.CANCELLED)
+    assert lsf(f"bjobs -noheader {failed_only}").stdout.split()[2] == "EXIT"
+    assert lsf(f"bjobs -noheader {held}").stdout.split()[2] == "PSUSP"
+    refused = lsf(f'bsub -w "done({first}) || done(1)" true')
+    assert refused.returncode == 255 and "|| is not supported" in refused.stderr
+    daemon.client().stop(held)

@@ -7,6 +7,12 @@ run without it.
 
 Units follow LSF's usual site setting ``LSF_UNIT_FOR_LIMITS=MB``: ``rusage[mem=4000]`` and
 ``-M 4000`` are megabytes; a suffix (``4G``, ``512M``, ``100K``) says otherwise.
+
+``-w`` maps onto ``depends_on``: ``done(ID)`` (or a bare ID) is ``after_ok``, ``ended(ID)``
+``after_any``, ``exit(ID)`` ``after_failed``, all joined by ``&&``; anything else (``||``,
+``!``, ``started``, ``exit(ID, op code)``, job names) is refused, naming it. ``-H`` submits
+the job held; ``-b [[[year:]month:]day:]hour:minute`` is its begin time, local, the next
+such time when no day is given (as LSF).
 """
 
 from __future__ import annotations
@@ -15,23 +21,18 @@ import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
-__all__ = ["DEFAULT_QUEUE", "LsfUsageError", "Submission", "names_command", "parse_bsub",
-           "parse_memory_mb"]
+__all__ = ["DEFAULT_QUEUE", "LsfUsageError", "Submission", "names_command", "parse_begin",
+           "parse_bsub", "parse_dependency", "parse_memory_mb"]
 
 DEFAULT_QUEUE = "normal"
 
 # Options that take a value, and those that do not (LSF spells them with one dash).
 _WITH_VALUE = {"-J", "-n", "-R", "-M", "-o", "-e", "-cwd", "-W", "-P", "-q", "-env", "-sp",
-               "-w"}
-_FLAGS = {"-K"}
-_NOT_YET = {
-    "-w": "dependencies (-w) are not supported yet; submit after the job ends "
-          "(`bwait -w \"done(ID)\"`)",
-    "-H": "holding a job at submit (-H) is not supported yet",
-    "-b": "a begin time (-b) is not supported yet",
-}
+               "-w", "-b"}
+_FLAGS = {"-K", "-H"}
 _NEVER = {
     "-I": "interactive jobs (-I) are not supported",
     "-Ip": "interactive jobs (-Ip) are not supported",
@@ -47,6 +48,9 @@ _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)B?\s*$", re.IGNORECASE)
 _LABEL_TERM = re.compile(r"^\s*([A-Za-z_][\w.-]*)\s*==?\s*\"?([\w.:/-]+)\"?\s*$")
 _RUN_LIMIT = re.compile(r"^(?:(\d+):)?(\d+)$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_DEPENDENCY = re.compile(r"^\s*(?:(done|ended|exit)\s*\(\s*([0-9]+)\s*\)|([0-9]+))\s*$")
+_CONDITIONS = {"done": "after_ok", "ended": "after_any", "exit": "after_failed"}
+_BEGIN = re.compile(r"^\d{1,4}(?::\d{1,2}){1,4}$")
 # what describes the submitting shell, not the job (the workdir is sent on its own)
 _STAYS_BEHIND = frozenset({"_", "SHLVL", "PWD", "OLDPWD"})
 _MAX_ENV_VALUE = 32768
@@ -68,10 +72,11 @@ class Submission:
 
 
 def parse_bsub(argv: Sequence[str], *, script: str | None, cwd: str,
-               environ: Mapping[str, str]) -> Submission:
+               environ: Mapping[str, str], now: datetime | None = None) -> Submission:
     """The submission ``bsub argv`` asks for. ``script`` is the job script read from stdin
     when the command line names no command (``bsub < job.sh``); its ``#BSUB`` lines are
-    options too, overridden by the command line's."""
+    options too, overridden by the command line's. ``now`` (local, default: now) is what
+    ``-b`` counts from."""
     options, command = _split(list(argv))
     if not command:
         if script is None or not script.strip():
@@ -83,7 +88,8 @@ def parse_bsub(argv: Sequence[str], *, script: str | None, cwd: str,
         command_line = command[0]
     else:
         command_line = shlex.join(command)
-    return _submission(options, command_line, cwd, environ)
+    return _submission(options, command_line, cwd, environ,
+                       now or datetime.now().astimezone())
 
 
 def names_command(argv: Sequence[str]) -> bool:
@@ -107,8 +113,6 @@ def _split(argv: list[str]) -> tuple[list[tuple[str, str | None]], list[str]]:
             return options, argv[i:]
         if word in _NEVER:
             raise LsfUsageError(_NEVER[word])
-        if word in _NOT_YET and word not in _WITH_VALUE:
-            raise LsfUsageError(_NOT_YET[word])
         if word in _FLAGS:
             options.append((word, None))
             i += 1
@@ -144,7 +148,7 @@ def _directives(script: str) -> list[tuple[str, str | None]]:
 
 
 def _submission(options: list[tuple[str, str | None]], command: str, cwd: str,
-                environ: Mapping[str, str]) -> Submission:
+                environ: Mapping[str, str], now: datetime) -> Submission:
     spec: dict[str, Any] = {"command": command, "workdir": cwd}
     request: dict[str, Any] = {}
     labels: dict[str, str] = {}
@@ -156,9 +160,10 @@ def _submission(options: list[tuple[str, str | None]], command: str, cwd: str,
         if option == "-K":
             result.wait = True
             continue
+        if option == "-H":
+            spec["hold"] = True
+            continue
         assert value is not None
-        if option in _NOT_YET:
-            raise LsfUsageError(_NOT_YET[option])
         if option == "-J":
             if "[" in value:
                 raise LsfUsageError(f"-J {value}: job arrays are not supported yet")
@@ -185,6 +190,10 @@ def _submission(options: list[tuple[str, str | None]], command: str, cwd: str,
             env_mode = value
         elif option == "-sp":
             spec["priority"] = _count(option, value)
+        elif option == "-w":
+            spec["depends_on"] = parse_dependency(value)
+        elif option == "-b":
+            spec["begin_at"] = parse_begin(value, now).isoformat()
     memory_mb = max(m for m in (rusage_mb, limit_mb, 0.0) if m is not None)
     if memory_mb:
         request["memory_gb"] = round(memory_mb / 1024, 6)
@@ -198,6 +207,43 @@ def _submission(options: list[tuple[str, str | None]], command: str, cwd: str,
         result.notes.append("-e without -o: stdout is kept in the scheduler's log only")
     spec["env"] = _environment(env_mode, environ)
     return result
+
+
+def parse_dependency(value: str) -> dict[str, list[str]]:
+    """``-w "done(12) && ended(13)"`` -> ``{"after_ok": ["12"], "after_any": ["13"]}``."""
+    if "||" in value:
+        raise LsfUsageError(f"-w {value!r}: || is not supported; every dependency must hold "
+                            "(join them with &&)")
+    depends_on: dict[str, list[str]] = {}
+    for term in value.split("&&"):
+        match = _DEPENDENCY.match(term)
+        if match is None:
+            raise LsfUsageError(
+                f"-w {value!r}: {term.strip()!r} is not supported; use done(ID), ended(ID) "
+                "or exit(ID) with numeric job ids, joined by &&")
+        kind, job_id, bare = match.groups()
+        condition = _CONDITIONS[kind] if kind else "after_ok"
+        depends_on.setdefault(condition, []).append(job_id or bare)
+    return depends_on
+
+
+def parse_begin(value: str, now: datetime) -> datetime:
+    """``-b [[[year:]month:]day:]hour:minute``, local; without a day, the next such time."""
+    text = value.strip()
+    if not _BEGIN.match(text):
+        raise LsfUsageError(f"-b {value}: needs [[[year:]month:]day:]hour:minute, e.g. 18:30 "
+                            "or 12:1:18:30")
+    parts = [int(part) for part in text.split(":")]
+    *date, hour, minute = parts
+    year, month, day = ([now.year, now.month, now.day][: 3 - len(date)] + date)[-3:]
+    try:
+        when = now.replace(year=year, month=month, day=day, hour=hour, minute=minute,
+                           second=0, microsecond=0)
+    except ValueError as exc:
+        raise LsfUsageError(f"-b {value}: {exc}") from None
+    if not date and when <= now:
+        when += timedelta(days=1)
+    return when
 
 
 def _count(option: str, value: str) -> int:
