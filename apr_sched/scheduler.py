@@ -758,8 +758,8 @@ class Scheduler:
         if job.status in (JobStatus.PENDING, JobStatus.HELD):
             self._journal.write(job, transitions.stopped_before_running(job, utcnow()))
             self._queue.remove(job_id)
-            self._ended(job)
             self._cascade.upstreams_ended([job_id])
+            self._ended(job)
             return self._table.view(job)
         run = self._runs.get(job_id)
         if run is None:
@@ -1031,9 +1031,9 @@ class Scheduler:
         if job.status is JobStatus.PENDING:
             self._enqueue(job)
         else:
+            self._cascade.upstreams_ended([job.job_id])  # while its status is in memory
             self._waiters.final(job.job_id)
             self._table.forget(job)
-            self._cascade.upstreams_ended([job.job_id])
         self._wake()
 
     # retention ---------------------------------------------------------------------------
