@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from apr_sched.errors import NotFound
-from apr_sched.models import Job, is_valid_id, stored_job
+from apr_sched.models import Job, JobStatus, is_valid_id, stored_job
 from apr_sched.store import Store, parse_time
 
 
@@ -110,6 +110,16 @@ class JobTable:
                 raise NotFound(f"no job {job_id!r}", {"job_id": job_id})
             job = job_from_row(row)
         return job
+
+    def status(self, job_id: str) -> JobStatus | None:
+        """A job's status, from memory or the store (None: no such job, or staged)."""
+        job = self.jobs.get(job_id)
+        if job is not None:
+            return job.status
+        if not is_valid_id(job_id):
+            return None
+        stored = self._store().job_status(job_id)
+        return None if stored is None else JobStatus(stored)
 
     def view(self, job: Job) -> Job:
         """A copy for callers, with the running time and why it waits."""

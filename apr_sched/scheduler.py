@@ -34,7 +34,6 @@ from typing import Any
 from apr_sched import reading, transitions
 from apr_sched.batches import STAGE_ABOVE, BatchWriter, LongLivedObjects, StagedBatch
 from apr_sched.cascade import Cascade
-from apr_sched.changes import modification
 from apr_sched.config import (
     LogsConfig,
     RetentionConfig,
@@ -42,13 +41,10 @@ from apr_sched.config import (
     local_host_spec,
     resolve_state_dir,
 )
-from apr_sched.dependencies import Condition, Edge
 from apr_sched.eligibility import Eligibility
 from apr_sched.errors import (
     AprError,
-    IllegalTransition,
     InvalidInput,
-    NotFound,
     StoreUnavailable,
     validated,
 )
@@ -64,7 +60,7 @@ from apr_sched.hosts import (
     reachability_state,
     silence_state,
 )
-from apr_sched.job_graph import never_holds, rearmable
+from apr_sched.job_changes import JobChanges
 from apr_sched.jobs import Book, FinalWaiters, JobTable, seconds_between
 from apr_sched.journal import Journal, PgidSaver
 from apr_sched.logs import attempt_files
@@ -85,7 +81,6 @@ from apr_sched.models import (
     LogTail,
     MetricsSummary,
     PurgeReport,
-    is_valid_id,
     utcnow,
 )
 from apr_sched.order import QueueOrder
@@ -197,6 +192,11 @@ class Scheduler:
         self._cascade = Cascade(self._journal, self._table, self._eligibility,
                                 enqueue=self._enqueue, ended=self._ended, wake=self._wake,
                                 soon=self._soon, on_refused=self._schedule_store_retry)
+        self._changes = JobChanges(
+            self._journal, self._table, lambda: self.store, self._order, self._queue,
+            self._eligibility, status_of=self._status_of, arrive=self._arrive,
+            enqueue=self._enqueue, retime=self._retime, wake=self._wake,
+            check_runnable=lambda spec: self._resources.check_runnable([spec], batch=False))
         self._dispatch_scheduled = False
         self._unrecorded: dict[str, tuple[Run, ExitStatus, str | None]] = {}
         """Attempts that ended while the store refused writes: recorded once it accepts."""
@@ -634,16 +634,7 @@ class Scheduler:
     def _status_of(self, job_id: str) -> JobStatus | None:
         """A job's status as the transaction being written leaves it (dependencies are
         decided by it), else as committed; None for no such job."""
-        status = self._journal.written_status(job_id)
-        if status is not None:
-            return status
-        job = self._jobs.get(job_id)
-        if job is not None:
-            return job.status
-        if self._store is None or not is_valid_id(job_id):
-            return None
-        stored = self.store.job_status(job_id)
-        return None if stored is None else JobStatus(stored)
+        return self._journal.written_status(job_id) or self._table.status(job_id)
 
     def _call_later(self, delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
         assert self._loop is not None
@@ -809,106 +800,28 @@ class Scheduler:
         ``with_dependents`` also re-arms the jobs below it that were CANCELLED (because
         of it, directly or down the graph), all in one transaction. Refused for a job
         one of whose own dependencies can never hold now."""
-        job = self._table.get(job_id)
-        transitions.require("rerun", job)
-        why = never_holds(self._edges_of(job_id), self._status_of)
-        if why is not None:
-            raise IllegalTransition(
-                f"cannot rerun job {job_id}: {why}, so it could only be cancelled again; "
-                "rerun that job with its dependents instead",
-                {"job_id": job_id, "status": job.status.value, "action": "rerun"})
-        rearmed = rearmable(job_id, dependents=self.store.dependents,
-                            upstreams=self.store.upstreams,
-                            status_of=self._status_of) if with_dependents else []
-        jobs = [self._installed(other) for other in (job_id, *rearmed)]
-        now = utcnow()
-        first = self._order.last_seq + 1
-        note = f", with {len(rearmed)} cancelled dependents re-armed" if rearmed else ""
-        try:
-            with self._journal.transaction():
-                for offset, one in enumerate(jobs):
-                    reason = (f"rerun by request as attempt {one.attempt + 1}{note}" if not offset
-                              else f"re-armed by the rerun of job {job_id} (attempt "
-                                   f"{one.attempt + 1})")
-                    self._journal.write(one, transitions.new_attempt(
-                        one, self._books[one.job_id], now, reason, queue_seq=first + offset,
-                        retries_used=0))
-        except StoreUnavailable:
-            for one in jobs:
-                self._table.forget(one)
-            raise
-        self._order.last_seq = first + len(jobs) - 1
-        for offset, one in enumerate(jobs):
-            book = self._books[one.job_id]
-            book.queue_seq, book.queued_at, book.retries_used = first + offset, now, 0
-            book.run_sec, book.resumed_at = 0.0, None
-        self._arrive(jobs)
-        self._wake()
-        return self._table.view(jobs[0])
-
-    def _installed(self, job_id: str) -> Job:
-        """The job in memory, read from the store first if it has finished."""
-        job = self._jobs.get(job_id)
-        if job is None:
-            row = self.store.load_job(job_id)
-            if row is None:
-                raise NotFound(f"no job {job_id!r}", {"job_id": job_id})
-            job, _ = self._table.install(row)
-        return job
-
-    def _edges_of(self, job_id: str) -> list[Edge]:
-        return [Edge(Condition(condition), upstream)
-                for upstream, condition in self.store.upstreams(job_id)]
+        return self._changes.rerun(job_id, with_dependents=with_dependents)
 
     async def modify(self, job_id: str, changes: Mapping[str, Any]) -> Job:
         """Change a waiting job's name, priority, timeout_sec, begin_at or resources, or a
-        running one's priority or timeout_sec (``changes`` says which rules); the job is
-        queued again under its new request, its timer re-armed for a new limit."""
-        job = self._table.get(job_id)
-        transitions.require("modify", job)
-        change = modification(job, changes)
-        if job.status in (JobStatus.PENDING, JobStatus.HELD):
-            self._resources.check_runnable([change.spec], batch=False)
-        self._journal.record(job, job.status, change.describe(),
-                             job_cols={"spec": change.spec.model_dump_json()},
-                             then=lambda: change.apply(job))
-        if "begin_at" in change.changed:
-            self._eligibility.begin_changed(job)
-        if self._queue.remove(job_id) or job.status is JobStatus.PENDING:
-            self._enqueue(job)
-        run = self._runs.get(job_id)
-        if "timeout_sec" in change.changed and run is not None and (
-                job.status is JobStatus.RUNNING and run.ending is None):
-            self._runs.disarm_timeout(run)
-            self._arm_timeout(job, run)
-        self._wake()
-        return self._table.view(job)
+        running one's priority or timeout_sec (``apr_sched.changes`` says the rules); the
+        job is queued again under its new request, its timer re-armed for a new limit."""
+        return self._changes.modify(job_id, changes)
 
     async def top(self, job_id: str) -> Job:
         """Move a pending job to the front of its priority."""
-        return self._move(job_id, "top")
+        return self._changes.move(job_id, "top")
 
     async def bottom(self, job_id: str) -> Job:
         """Move a pending job to the back of its priority."""
-        return self._move(job_id, "bottom")
+        return self._changes.move(job_id, "bottom")
 
-    def _move(self, job_id: str, action: str) -> Job:
-        job = self._table.get(job_id)
-        transitions.require(action, job)
-        book = self._books[job_id]
-        seq = self._order.front() if action == "top" else self._order.back()
-
-        def then() -> None:
-            book.queue_seq = seq
-
-        where = "front" if action == "top" else "back"
-        self._journal.record(job, job.status, f"moved to the {where} of priority "
-                             f"{job.priority} by request", job_cols={"queue_seq": seq},
-                             then=then)
-        if self._queue.remove(job_id):
-            self._enqueue(job)
-        self._wake()
-        return self._table.view(job)
+    def _retime(self, job: Job) -> None:
+        """A running job's limit changed: its timer counts down the new one."""
+        run = self._runs.get(job.job_id)
+        if run is not None and run.ending is None:
+            self._runs.disarm_timeout(run)
+            self._arm_timeout(job, run)
 
     async def graph(self, job_id: str, depth: int = 2) -> JobGraph:
         """The jobs ``job_id`` waits for and those waiting for it, ``depth`` levels each
