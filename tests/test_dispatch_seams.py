@@ -104,3 +104,88 @@ def test_a_job_nothing_could_ever_run_is_refused_before_it_is_queued() -> None:
     with pytest.raises(InvalidInput, match="cpu"):
         resources.check_runnable([JobSpec(command="true",
                                           resource_request=ResourceRequest(cpu=3))], batch=False)
+
+
+def spec_job(job_id: str, **spec: object) -> Job:
+    return new_pending_job(JobSpec.model_validate({"command": "true", **spec}), job_id, NOW)
+
+
+class Timers:
+    """The loop's ``call_later`` as eligibility sees it, with a clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = NOW
+        self.armed: list[tuple[float, object]] = []
+        self.due: list[list[str]] = []
+
+    def call_later(self, delay: float, callback: object) -> Timers.Handle:
+        handle = Timers.Handle(delay, callback)
+        self.armed.append((delay, handle))
+        return handle
+
+    class Handle:
+        def __init__(self, delay: float, callback: object) -> None:
+            self.delay, self.callback, self.cancelled = delay, callback, False
+
+        def cancel(self) -> None:
+            self.cancelled = True
+
+    def live(self) -> list[Timers.Handle]:
+        return [h for _, h in self.armed if isinstance(h, Timers.Handle) and not h.cancelled]
+
+    def fire(self, seconds: float) -> None:
+        from datetime import timedelta
+
+        self.now += timedelta(seconds=seconds)
+        (handle,) = self.live()
+        handle.cancelled = True
+        handle.callback()  # type: ignore[operator]
+
+
+def test_begin_times_wait_under_one_timer_for_the_earliest() -> None:
+    from datetime import timedelta
+
+    timers = Timers()
+    rules = Eligibility(call_later=timers.call_later, on_due=timers.due.append,
+                        clock=lambda: timers.now)
+    at = {name: NOW + timedelta(seconds=s) for name, s in (("a", 30), ("b", 10), ("c", 10))}
+    for name, when in at.items():
+        rules.arrive(spec_job(name, begin_at=when))
+    assert [round(h.delay) for h in timers.live()] == [10]  # re-armed for b, a's cancelled
+    assert not rules.admits(job("b"))
+    assert rules.pending_reason(job("b"), lambda _: None).startswith("begins at ")
+    rules.leave("c")
+    timers.fire(10)
+    assert timers.due == [["b"]] and [round(h.delay) for h in timers.live()] == [20]
+    assert rules.admits(job("b"))
+    rules.arrive(spec_job("d", begin_at=NOW - timedelta(seconds=1)))
+    assert rules.admits(job("d")) and len(rules.begin) == 1  # a past time holds nothing
+    timers.fire(25)
+    assert timers.due == [["b"], ["a"]] and timers.live() == []
+
+
+def test_what_a_waiting_job_waits_for_comes_first_in_its_reason() -> None:
+    from datetime import timedelta
+
+    from apr_sched.dependencies import Cancelled
+
+    statuses = {"1": JobStatus.RUNNING, "2": JobStatus.FAILED}
+    rules = Eligibility(statuses.get)
+    later = NOW + timedelta(hours=2)
+    dependent = spec_job("5", depends_on={"after_ok": ["1"]}, begin_at=later)
+    assert rules.arrive(dependent) is None and not rules.admits(dependent)
+    reason = rules.pending_reason(dependent, lambda _: "no host has 64 cpu free")
+    assert reason.startswith("waiting for job 1 (RUNNING) to succeed; begins at ")
+    held = dependent.model_copy(update={"status": JobStatus.HELD})
+    assert rules.pending_reason(held, lambda _: None).startswith(
+        f"{HELD_REASON} (then waiting for job 1")
+    doomed = spec_job("6", depends_on={"after_ok": ["2"]})
+    decision = rules.arrive(doomed)
+    assert decision == Cancelled("6", "dependency 2 FAILED")
+    rules.cancelling(decision)
+    assert not rules.admits(doomed)
+    assert rules.pending_reason(doomed, lambda _: None) == (
+        "being cancelled: dependency 2 FAILED")
+    assert rules.upstream_ended("1") == []  # still RUNNING
+    statuses["1"] = JobStatus.SUCCEEDED
+    assert [d.job_id for d in rules.upstream_ended("1")] == ["5"]
