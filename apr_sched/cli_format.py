@@ -284,6 +284,13 @@ def print_job(job: Job, out: TextIO | None = None) -> None:
     ]
     if job.exit_code is not None or job.signal:
         rows.append(("exit", f"signal {job.signal}" if job.signal else str(job.exit_code)))
+    if job.depends_on:  # a model's Dependencies, or a view's dict
+        after = job.depends_on if isinstance(job.depends_on, dict) else (
+            job.depends_on.as_mapping())
+        rows.append(("after", "  ".join(f"{condition} {','.join(ids)}"
+                                        for condition, ids in after.items() if ids)))
+    if job.begin_at is not None:
+        rows.append(("begin", local_time(job.begin_at)))
     fields = [Column("FIELD"), Column("VALUE", flexible=True)]
     print_table(fields, [[(key, "bold"), value] for key, value in rows], header=False,
                 out=out)

@@ -519,8 +519,8 @@ class Scheduler:
         self._journal.counts[JobStatus.HELD] += len(held)
         for job, book in zip(new.jobs, new.books, strict=True):
             self._table.add(job, book)
-        self._arrive(new.jobs)
         self._journal.publish(events)
+        self._arrive(new.jobs)  # after: a cancellation's event follows the submit's
         self._wake()
         return new.jobs
 
@@ -551,8 +551,8 @@ class Scheduler:
         self._books.update(batch.books)
         self._journal.counts[JobStatus.PENDING] += len(batch.jobs) - len(batch.held)
         self._journal.counts[JobStatus.HELD] += len(batch.held)
-        self._arrive(job for job in batch.jobs.values() if job.depends_on or job.begin_at)
         self._journal.publish(events)
+        self._arrive(job for job in batch.jobs.values() if job.depends_on or job.begin_at)
         self._batches.settle(batch, self._queue_published, self._wake)
 
     def _queue_published(self, jobs: Sequence[Job]) -> None:

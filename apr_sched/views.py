@@ -88,7 +88,9 @@ class JobView:
     __slots__ = (
         "attempt",
         "attempts",
+        "begin_at",
         "command",
+        "depends_on",
         "design",
         "env",
         "events",
@@ -138,6 +140,10 @@ class JobView:
         self.finished_at = _time(data.get("finished_at"))
         self.exit_code: int | None = data.get("exit_code")
         self.signal: str | None = data.get("signal")
+        self.depends_on: dict[str, list[str]] = {
+            condition: [str(job_id) for job_id in ids]
+            for condition, ids in (data.get("depends_on") or {}).items() if ids}
+        self.begin_at = _time(data.get("begin_at"))
         self.attempts = [AttemptView(a) for a in data.get("attempts") or []]
         self.events = [EventView(e) for e in data.get("events") or []]
 
