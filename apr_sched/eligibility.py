@@ -15,7 +15,7 @@ job's view says. Policies answer; the Scheduler writes.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Protocol
 
@@ -149,6 +149,8 @@ class Eligibility:
         self.begin = BeginTimes(call_later, on_due or (lambda job_ids: None), clock)
         self._cancelling: dict[str, str] = {}
         """Dependents decided CANCELLED whose cancellation is not written yet."""
+        self._expected: set[str] = set()
+        """Jobs of a published batch that have not arrived yet (they arrive in steps)."""
 
     def _upstream(self, job_id: str) -> Upstream | None:
         status = self._status_of(job_id)
@@ -166,6 +168,11 @@ class Eligibility:
         decision = self.dependencies.add(job.job_id, edges_of(job.depends_on.as_mapping()))
         return decision if isinstance(decision, Cancelled) else None
 
+    def expect(self, job_ids: Iterable[str]) -> None:
+        """These jobs will ``arrive`` soon (a large batch's, a step at a time): until then
+        they may not be queued, whatever asks."""
+        self._expected.update(job_ids)
+
     def upstream_ended(self, job_id: str) -> list[Decision]:
         """``job_id`` reached a final status: the dependents it releases or dooms."""
         return self.dependencies.changed(job_id)
@@ -179,6 +186,7 @@ class Eligibility:
         self.dependencies.discard(job_id)
         self.begin.discard(job_id)
         self._cancelling.pop(job_id, None)
+        self._expected.discard(job_id)
 
     def begin_changed(self, job: Job) -> None:
         """The job's begin time was changed (modify): wait for the new one, if any."""
@@ -194,7 +202,8 @@ class Eligibility:
         dependency or its begin time, or about to be cancelled."""
         job_id = job.job_id
         return (job.status is JobStatus.PENDING and job_id not in self.dependencies
-                and job_id not in self._cancelling and self.begin.waiting(job_id) is None)
+                and job_id not in self._cancelling and job_id not in self._expected
+                and self.begin.waiting(job_id) is None)
 
     def pending_reason(self, job: Job,
                        placement_reason: Callable[[str], str | None]) -> str | None:

@@ -518,6 +518,18 @@ def new_pending_job(spec: JobSpec, job_id: str, now: datetime) -> Job:
     return job
 
 
+def with_dependencies(spec: JobSpec, depends_on: Dependencies) -> JobSpec:
+    """``spec`` with other (already checked) dependencies, without validating again: a
+    batch's names turned into ids, 10,000 of them (``model_copy`` took 30 us each).
+    tests/test_models.py checks it equals ``model_copy``."""
+    copy = JobSpec.__new__(JobSpec)
+    object.__setattr__(copy, "__dict__", {**spec.__dict__, "depends_on": depends_on})
+    object.__setattr__(copy, "__pydantic_fields_set__", {*spec.model_fields_set, "depends_on"})
+    object.__setattr__(copy, "__pydantic_extra__", None)
+    object.__setattr__(copy, "__pydantic_private__", None)
+    return copy
+
+
 _SPEC_FIELDS = frozenset(JobSpec.model_fields)
 
 

@@ -187,7 +187,7 @@ class Scheduler:
         self._waiters = FinalWaiters()
         self._samples = TimingSamples()
         self._intake = Intake(self._resources, run_as_owner=run_as_owner,
-                              status_of=self._status_of)
+                              statuses=self._table.statuses)
         self._journal = Journal(lambda: self.store, self._hub)
         self._cascade = Cascade(self._journal, self._table, self._eligibility,
                                 enqueue=self._enqueue, ended=self._ended, wake=self._wake,
@@ -529,9 +529,9 @@ class Scheduler:
         """Queue a large batch: staged in steps, published by one short transaction, and
         applied to memory at once after it (``batches`` says how and why)."""
         first, first_queue = self._table.last_seq + 1, self._order.reserve(len(accepted.specs))
-        specs = accepted.bind(first)
+        self._table.last_seq += len(accepted.specs)  # reserved: a failed batch leaves a gap
+        specs = await accepted.bind_aside(first)
         accepted.specs = []  # consumed while staged
-        self._table.last_seq += len(specs)  # reserved now: a batch that fails leaves a gap
         batch = await self._batches.stage(specs, first, first_queue, utcnow(), new_book)
         try:
             with self._journal.transaction():
@@ -552,15 +552,15 @@ class Scheduler:
         self._journal.counts[JobStatus.PENDING] += len(batch.jobs) - len(batch.held)
         self._journal.counts[JobStatus.HELD] += len(batch.held)
         self._journal.publish(events)
-        self._arrive(job for job in batch.jobs.values() if job.depends_on or job.begin_at)
+        self._eligibility.expect(job.job_id for job in batch.jobs.values()
+                                 if job.depends_on or job.begin_at)
         self._batches.settle(batch, self._queue_published, self._wake)
 
     def _queue_published(self, jobs: Sequence[Job]) -> None:
-        """Queue a published batch's jobs that are still pending and not queued: a pause,
-        stop or resume may have come first."""
-        for job in jobs:
-            if self._jobs.get(job.job_id) is job and job.job_id not in self._queue:
-                self._enqueue(job)
+        """A published batch's jobs arrive, a step at a time: those still pending (or
+        held) and not queued; a pause, stop or resume may have come first."""
+        self._arrive(job for job in jobs
+                     if self._jobs.get(job.job_id) is job and job.job_id not in self._queue)
 
     # reading -----------------------------------------------------------------------------
     async def list_jobs(

@@ -15,23 +15,33 @@ writes what passes, built by ``new_jobs`` (a large batch is built and written in
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from apr_sched.batch_graph import BatchRef, GraphError, Target, resolve_batch
 from apr_sched.dependencies import Condition, Verdict, verdict
-from apr_sched.eligibility import StatusOf, job_upstream
+from apr_sched.eligibility import job_upstream
 from apr_sched.errors import InvalidInput, validated
 from apr_sched.identity import local_account
 from apr_sched.jobs import Book
-from apr_sched.models import Dependencies, Job, JobSpec, is_valid_id, new_pending_job
+from apr_sched.models import (
+    Dependencies,
+    Job,
+    JobSpec,
+    JobStatus,
+    new_pending_job,
+    with_dependencies,
+)
 from apr_sched.resources import Resources
 from apr_sched.store import EdgeRow, edge_rows, pending_job_row
 
 VALIDATE_CHUNK = 200
 """Specs of a batch validated per step (a large batch is then written in steps too)."""
+RESOLVE_IN_THREAD_ABOVE = 1000
+"""A batch graph larger than this is resolved, and bound to its ids, in a thread: 10,000
+entries took ~150 and ~250 ms, too long to hold the loop."""
 
 
 @dataclass(slots=True)
@@ -49,6 +59,12 @@ class Accepted:
         return [_bound(spec, targets, first_seq)
                 for spec, targets in zip(self.specs, self.targets, strict=True)]
 
+    async def bind_aside(self, first_seq: int) -> list[JobSpec]:
+        """``bind``, in a thread for a large graph (the specs are ours alone by now)."""
+        if self.targets is None or len(self.specs) <= RESOLVE_IN_THREAD_ABOVE:
+            return self.bind(first_seq)
+        return await asyncio.to_thread(self.bind, first_seq)
+
 
 def _bound(spec: JobSpec, targets: list[tuple[Condition, Target]], first_seq: int) -> JobSpec:
     if not any(isinstance(target, BatchRef) for _, target in targets):
@@ -60,19 +76,23 @@ def _bound(spec: JobSpec, targets: list[tuple[Condition, Target]], first_seq: in
     depends_on = Dependencies.model_construct(after_ok=ids["after_ok"],
                                               after_any=ids["after_any"],
                                               after_failed=ids["after_failed"])
-    return spec.model_copy(update={"depends_on": depends_on})
+    return with_dependencies(spec, depends_on)
+
+
+Statuses = Callable[[Iterable[str]], Mapping[str, JobStatus]]
+"""The statuses of the jobs among these ids that exist (a purged one does not)."""
 
 
 class Intake:
     """The checks a submit passes before anything is written (``run_as_owner``: a job's
-    owner must have a local account; ``status_of``: an existing job's status, None for
-    none, to check dependencies by)."""
+    owner must have a local account; ``statuses``: existing jobs' statuses, asked once
+    per submit, to check dependencies by)."""
 
     def __init__(self, resources: Resources, *, run_as_owner: bool,
-                 status_of: StatusOf | None = None) -> None:
+                 statuses: Statuses | None = None) -> None:
         self._resources = resources
         self._run_as_owner = run_as_owner
-        self._status_of: StatusOf = status_of or (lambda job_id: None)
+        self._statuses: Statuses = statuses or (lambda job_ids: {})
 
     def one(self, spec: JobSpec | Mapping[str, Any]) -> JobSpec:
         """One job's spec, valid and runnable here, or InvalidInput naming the field."""
@@ -82,7 +102,9 @@ class Intake:
         self._resources.check_runnable([valid], batch=False)
         if valid.depends_on:
             entry = [(valid.name, valid.depends_on.as_mapping())]
-            self._check_dependencies(entry, self._resolve(entry, prefix=""), prefix="")
+            found = self._statuses(_references(entry))
+            self._check_dependencies(self._resolve(entry, found, prefix=""), found,
+                                     prefix="")
         return valid
 
     async def batch(self, specs: Sequence[JobSpec | Mapping[str, Any]]) -> Accepted:
@@ -112,30 +134,40 @@ class Intake:
         self._resources.check_runnable(valid, batch=True)
         if not any(spec.depends_on for spec in valid):
             return Accepted(valid)
-        entries = [(spec.name, spec.depends_on.as_mapping() if spec.depends_on else {})
-                   for spec in valid]
-        targets = self._resolve(entries, prefix="jobs")
-        self._check_dependencies(entries, targets, prefix="jobs")
+        aside = len(valid) > RESOLVE_IN_THREAD_ABOVE  # pure work on our own data, in a
+        # thread for a large batch so the loop runs on meanwhile
+        entries, references = (await asyncio.to_thread(_graph_of, valid) if aside
+                               else _graph_of(valid))
+        found = self._statuses(references)
+        if aside:
+            targets = await asyncio.to_thread(self._checked_graph, entries, found)
+        else:
+            targets = self._checked_graph(entries, found)
         return Accepted(valid, targets)
 
-    def _resolve(self, entries: Sequence[tuple[str | None, Mapping[str, Sequence[str]]]],
-                 prefix: str) -> list[list[tuple[Condition, Target]]]:
-        def exists(job_id: str) -> bool:
-            return is_valid_id(job_id) and self._status_of(job_id) is not None
+    @classmethod
+    def _checked_graph(cls, entries: Sequence[tuple[str | None, Mapping[str, Sequence[str]]]],
+                       found: Mapping[str, JobStatus]) -> list[list[tuple[Condition, Target]]]:
+        targets = cls._resolve(entries, found, prefix="jobs")
+        cls._check_dependencies(targets, found, prefix="jobs")
+        return targets
 
+    @staticmethod
+    def _resolve(entries: Sequence[tuple[str | None, Mapping[str, Sequence[str]]]],
+                 found: Mapping[str, JobStatus],
+                 prefix: str) -> list[list[tuple[Condition, Target]]]:
         try:
             if prefix:
-                return resolve_batch(entries, exists, prefix=prefix)
-            return _resolve_one(entries[0][1], exists)
+                return resolve_batch(entries, found.__contains__, prefix=prefix)
+            return _resolve_one(entries[0][1], found.__contains__)
         except GraphError as exc:
             raise InvalidInput(f"{'batch rejected, no job queued: ' if prefix else ''}"
                                f"{exc.field}: {exc.message}",
                                [{"field": exc.field, "message": exc.message}]) from None
 
-    def _check_dependencies(self, entries: Sequence[tuple[str | None,
-                                                          Mapping[str, Sequence[str]]]],
-                            targets: Sequence[Sequence[tuple[Condition, Target]]],
-                            prefix: str) -> None:
+    @staticmethod
+    def _check_dependencies(targets: Sequence[Sequence[tuple[Condition, Target]]],
+                            found: Mapping[str, JobStatus], prefix: str) -> None:
         """Refuse a dependency on an existing job that can never hold any more."""
         for index, edges in enumerate(targets):
             positions: dict[Condition, int] = dict.fromkeys(Condition, 0)
@@ -144,7 +176,7 @@ class Intake:
                 positions[condition] += 1
                 if isinstance(target, BatchRef):
                     continue
-                status = self._status_of(target)
+                status = found.get(target)
                 if status is None or verdict(condition, job_upstream(status)) is not (
                         Verdict.NEVER):
                     continue
@@ -168,6 +200,21 @@ class Intake:
                    for index, spec in enumerate(specs) if spec.owner in missing]
         if details:
             raise InvalidInput(f"{details[0]['field']}: {details[0]['message']}", details)
+
+
+def _graph_of(specs: Sequence[JobSpec]
+              ) -> tuple[list[tuple[str | None, Mapping[str, Sequence[str]]]], list[str]]:
+    """A batch's entries as ``(name, depends_on)``, and every reference they make."""
+    entries: list[tuple[str | None, Mapping[str, Sequence[str]]]] = [
+        (spec.name, spec.depends_on.as_mapping() if spec.depends_on else {}) for spec in specs]
+    return entries, _references(entries)
+
+
+def _references(entries: Sequence[tuple[str | None, Mapping[str, Sequence[str]]]]
+                ) -> list[str]:
+    """Every reference the entries make, once each (asked for in one go)."""
+    return list(dict.fromkeys(ref for _, depends_on in entries
+                              for refs in depends_on.values() for ref in refs))
 
 
 def refuse_arrays(specs: Sequence[JobSpec], *, batch: bool) -> None:

@@ -124,6 +124,8 @@ async def test_a_cascade_of_a_1000_job_chain_is_a_few_transactions(make_schedule
                "depends_on": {"after_ok": [f"c{i - 1}"]}} for i in range(1, 1000)]
     jobs = await s.submit_batch(chain)
     assert jobs[-1].depends_on.after_ok == [jobs[-2].job_id]
+    await wait_until(lambda: len(s._eligibility.dependencies) == 1000  # all arrived,
+                     and not s.store._unwritten)  # and the batch's events written
     begins: list[str] = []
     s.store._db.set_trace_callback(
         lambda sql: begins.append(sql) if sql.startswith("BEGIN") else None)
@@ -140,6 +142,26 @@ async def test_a_cascade_of_a_1000_job_chain_is_a_few_transactions(make_schedule
     assert (await s.get_job(jobs[0].job_id)).events[-1].reason == (
         f"dependency {head.job_id} STOPPED")
     assert s.job_counts()[JobStatus.CANCELLED] == 1000 and not s._jobs
+
+
+async def test_a_large_batch_s_dependent_waits_even_if_resumed_before_it_arrives(
+        make_scheduler, tmp_path):
+    s = await make_scheduler()
+    gate = tmp_path / "gate"
+    upstream = await s.submit({"command": gate_command(gate)})
+    filler = {"command": "true", "allow_pending": True,
+              "resource_request": {"host_labels": {"x": "never"}}}
+    jobs = await s.submit_batch([filler] * 300 + [
+        {"command": "true", "hold": True, "depends_on": {"after_ok": [upstream.job_id]}}])
+    dependent = jobs[-1].job_id
+    await s.resume(dependent)  # before the batch's jobs have arrived (in steps)
+    await wait_until(lambda: not s._batches.queueing)
+    assert dependent not in s._queue
+    assert (await s.get_job(dependent)).pending_reason == (
+        f"waiting for job {upstream.job_id} (RUNNING) to succeed")
+    gate.touch()
+    done = await s.wait(dependent, 10)
+    assert done.started_at >= (await s.get_job(upstream.job_id)).finished_at
 
 
 async def test_stop_cancels_after_ok_dependents_and_releases_after_any(make_scheduler, tmp_path):

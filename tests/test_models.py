@@ -95,3 +95,16 @@ def test_dependencies_are_bounded_and_named():
         JobSpec.model_validate({"command": "x", "depends_on": {"after_okk": ["1"]}})
     with pytest.raises(ValidationError, match="array"):
         JobSpec.model_validate({"command": "x", "array": "1-3,2"})
+
+
+def test_with_dependencies_equals_a_model_copy():
+    from apr_sched.models import Dependencies, JobSpec, with_dependencies
+
+    spec = JobSpec.model_validate({"command": "true", "name": "route",
+                                   "depends_on": {"after_ok": ["place"]}})
+    ids = Dependencies.model_construct(after_ok=["12"], after_any=[], after_failed=[])
+    fast = with_dependencies(spec, ids)
+    slow = spec.model_copy(update={"depends_on": ids})
+    assert fast == slow and fast.model_dump_json() == slow.model_dump_json()
+    assert spec.depends_on.after_ok == ["place"]  # the original is left as it was
+    assert fast.model_fields_set == slow.model_fields_set

@@ -53,6 +53,17 @@ class EdgeRows(StagedBatches):
         row = self._db.execute(f"SELECT status FROM jobs{clause}", args).fetchone()
         return None if row is None else str(row[0])
 
+    def job_statuses(self, job_ids: Sequence[str]) -> dict[str, str]:
+        """``{job id: status}`` of many jobs, a query per 500 (unknown ids left out)."""
+        found: dict[str, str] = {}
+        for start in range(0, len(job_ids), 500):
+            chunk = list(job_ids[start:start + 500])
+            clause, args = self._visible(
+                (f" WHERE job_id IN ({', '.join('?' * len(chunk))})", chunk))
+            found.update((row[0], row[1]) for row in self._db.execute(
+                f"SELECT job_id, status FROM jobs{clause}", args))
+        return found
+
     def job_briefs(self, job_ids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
         """``{job id: (status, name)}`` of many jobs, a query per 500 (unknown ids left
         out)."""
