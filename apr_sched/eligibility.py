@@ -4,9 +4,11 @@ The dispatch pass only sees queued jobs, so whatever keeps a pending job from ru
 before its turn is decided here, when the Scheduler is about to queue it (``admits``), and
 never costs the pass anything: a hold, dependencies not yet met (``dependencies``), a begin
 time not yet reached. A job entering PENDING or HELD from outside (submit, restart, rerun)
-``arrive``s: its dependencies are tracked and its begin time noted. When a job ends,
-``upstream_ended`` says which dependents that releases or dooms (O(edges on it)); the
-Scheduler writes the cancellations and queues the released (``cascade``). Begin times wait
+``arrive``s: its dependencies are tracked and its begin time noted (a large batch's jobs
+are ``expect``ed at its commit and arrive in steps, kept out of the queue until then).
+When a job ends, ``upstream_ended`` says which dependents that releases or dooms (O(edges
+on it)); the Scheduler writes the cancellations and queues the released (``cascade``).
+Begin times wait
 in one heap under one loop timer for the earliest (``BeginTimes``); when it fires, the
 Scheduler is told which jobs are due and queues them. ``pending_reason`` is what a waiting
 job's view says. Policies answer; the Scheduler writes.
