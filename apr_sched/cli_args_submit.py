@@ -69,12 +69,13 @@ def add_submit(sub: _Sub) -> None:
 def add_start_options(parser: argparse.ArgumentParser) -> None:
     """When the job may start: after other jobs, once released, not before a time."""
     group = parser.add_argument_group("when it may start")
-    for flag, condition, what in (("--after", "after_ok", "succeeded"),
-                                  ("--after-any", "after_any", "ended, however"),
-                                  ("--after-failed", "after_failed", "ended without success")):
+    for flag, condition, what in (
+            ("--after", "after_ok", "succeeded (one that fails instead cancels this job)"),
+            ("--after-any", "after_any", "ended, however they ended"),
+            ("--after-failed", "after_failed",
+             "ended without success (one that succeeds instead cancels this job)")):
         group.add_argument(flag, dest=condition, action="append", default=[], metavar="ID[,ID]",
-                           help=f"start once these jobs {what} (repeatable); one that can "
-                                "never do so any more cancels this job")
+                           help=f"start once these jobs {what}; repeatable")
     group.add_argument("--hold", action="store_true",
                        help="submit it HELD: it starts only once released (apr-sched resume)")
     group.add_argument("--begin", metavar="TIME",

@@ -33,14 +33,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from apr_sched import HostSpec, Scheduler  # noqa: E402
-from apr_sched.dependencies import Edge, Condition  # noqa: E402
-from apr_sched.eligibility import Eligibility  # noqa: E402
-from apr_sched.models import JobSpec, JobStatus, ResourceRequest, new_pending_job, utcnow  # noqa: E402
-from apr_sched.placement import HostCapacity, HostPool  # noqa: E402
-from apr_sched.queue import PendingQueue  # noqa: E402
-from bench._common import emit as _emit  # noqa: E402
-from bench._common import percentile  # noqa: E402
+import itertools
+
+from apr_sched import HostSpec, Scheduler
+from apr_sched.dependencies import Condition, Edge
+from apr_sched.eligibility import Eligibility
+from apr_sched.models import JobSpec, JobStatus, ResourceRequest, new_pending_job, utcnow
+from apr_sched.placement import HostCapacity, HostPool
+from apr_sched.queue import PendingQueue
+from bench._common import emit as _emit
+from bench._common import percentile
 
 
 def emit(metric: str, value: float | int | None, **extra: Any) -> None:
@@ -77,7 +79,7 @@ async def run_batch(count: int, chained: bool) -> tuple[float, list[float]]:
                         ended[event.job_id] = event.time.timestamp()
                 seq = page[-1].seq
             ids = [job.job_id for job in jobs]
-            latency = [(started[b] - ended[a]) * 1e3 for a, b in zip(ids, ids[1:], strict=False)]
+            latency = [(started[b] - ended[a]) * 1e3 for a, b in itertools.pairwise(ids)]
             return elapsed, latency
 
 
