@@ -47,18 +47,21 @@ def _ago(**delta: float) -> datetime:
 def demo_hosts() -> list[Host]:
     def host(host_id: str, slots: int, cpu: int, mem: float, tool: str, used: tuple[int, int,
              float], running: int, state: HostState = HostState.ONLINE,
-             load: float | None = None, reason: str | None = None) -> Host:
+             load: float | None = None, reason: str | None = None,
+             free: tuple[float, float] | None = None) -> Host:
         return Host(host_id=host_id, total_slots=slots, total_cpu=cpu, total_memory_gb=mem,
                     labels={"tool": tool}, state=state, state_reason=reason,
                     registered_at=_ago(days=30),
                     last_heartbeat=_ago(seconds=4), used_slots=used[0], used_cpu=used[1],
                     used_memory_gb=used[2], running_jobs=running,
-                    load=HostLoad(load_avg_1m=load) if load is not None else None)
+                    load=HostLoad(load_avg_1m=load, free_memory_gb=free[0] if free else None,
+                                  free_disk_gb=free[1] if free else None)
+                    if load is not None else None)
 
     return [
-        host("pnr-01", 8, 64, 512, "innovus", (4, 40, 320), 4, load=38.5),
-        host("pnr-02", 8, 64, 512, "icc2", (2, 24, 192), 2, load=22.1),
-        host("pnr-03", 4, 32, 256, "openroad", (1, 8, 64), 1, load=7.9),
+        host("pnr-01", 8, 64, 512, "innovus", (4, 40, 320), 4, load=38.5, free=(171.2, 812.0)),
+        host("pnr-02", 8, 64, 512, "icc2", (2, 24, 192), 2, load=22.1, free=(301.7, 1240.5)),
+        host("pnr-03", 4, 32, 256, "openroad", (1, 8, 64), 1, load=7.9, free=(183.0, 96.3)),
         host("pnr-04", 8, 64, 512, "innovus", (0, 0, 0), 0, state=HostState.OFFLINE,
              reason="unreachable: ssh connect timed out after 10 s"),
     ]
