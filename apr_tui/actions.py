@@ -63,7 +63,7 @@ def question(action: str, jobs: Sequence[Job]) -> str:
     left = [job for job in jobs if job.job_id not in chosen]
     if left:
         text += (f"\n{_jobs_word(len(left))} ({counts_phrase(left)}) "
-                 f"{'is' if len(left) == 1 else 'are'} left as they are.")
+                 f"{'is left as it is' if len(left) == 1 else 'are left as they are'}.")
     if action == "stop":
         text += "\nRunning jobs get SIGTERM, then SIGKILL after the grace period."
     return text

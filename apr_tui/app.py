@@ -377,8 +377,9 @@ class AprTui(App[str]):
 
     @work(group="run-times", exit_on_error=False)
     async def _read_run_times(self, job_ids: list[str]) -> None:
-        """Take the scheduler's running time of jobs that just ended: it counts to when the
-        process ended, the event is when the scheduler noticed."""
+        """Take the scheduler's running time and exit of jobs that just ended: it counts to
+        when the process ended, the event is when the scheduler noticed (and carries no exit
+        code)."""
         try:
             jobs = await self.backend.get_jobs(job_ids)
         except AprError:
@@ -387,9 +388,11 @@ class AprTui(App[str]):
         for job in jobs:
             old = self.book.get(job.job_id)
             if old is not None and (old.status, old.attempt) == (job.status, job.attempt) \
-                    and (old.run_sec, old.finished_at) != (job.run_sec, job.finished_at):
+                    and (old.run_sec, old.finished_at, old.exit_code, old.signal) != (
+                        job.run_sec, job.finished_at, job.exit_code, job.signal):
                 old.run_sec, old.resumed_at = job.run_sec, job.resumed_at
                 old.finished_at = job.finished_at
+                old.exit_code, old.signal = job.exit_code, job.signal
                 changed.append(job.job_id)
         if changed:
             self.jobs_changed(changed)

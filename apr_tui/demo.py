@@ -289,18 +289,25 @@ class StaticBackend(Backend):
             finished_last_hour=2, wait_sec_median=180.0, wait_sec_p95=1860.0,
             run_sec_median=2940.0, run_sec_p95=12600.0)
 
-    async def tail_log(self, job_id: str, lines: int, attempt: int | None = None) -> LogTail:
+    async def _log_text(self, job_id: str, attempt: int | None) -> tuple[int, list[str]]:
         job = await self.get_job(job_id)
         attempt = attempt or job.attempt
-        text = self._logs.get(job_id, []) if attempt == job.attempt else \
-            ["(attempt 1 log: killed by SIGKILL, out of memory)"]
+        return attempt, (self._logs.get(job_id, []) if attempt == job.attempt else
+                         ["(attempt 1 log: killed by SIGKILL, out of memory)"])
+
+    async def tail_log(self, job_id: str, lines: int, attempt: int | None = None) -> LogTail:
+        attempt, text = await self._log_text(job_id, attempt)
         shown = text[-lines:] if lines else []
         return LogTail(job_id=job_id, attempt=attempt, lines=shown,
-                       offset=sum(len(line) + 1 for line in text))
+                       offset=sum(len(line.encode()) + 1 for line in text))
 
     async def read_log(self, job_id: str, offset: int, attempt: int | None = None) -> LogTail:
-        job = await self.get_job(job_id)
-        return LogTail(job_id=job_id, attempt=attempt or job.attempt, lines=[], offset=offset)
+        """The lines from byte ``offset`` on, as a log file holding them would give them."""
+        attempt, text = await self._log_text(job_id, attempt)
+        data = "".join(line + "\n" for line in text).encode()[offset:]
+        lines = data.decode("utf-8", errors="replace").split("\n")[:-1]
+        return LogTail(job_id=job_id, attempt=attempt, lines=lines,
+                       offset=offset + len(data))
 
     def _refuse(self, what: str) -> IllegalTransition:
         return IllegalTransition(f"cannot {what}: this is demo data (read-only)")

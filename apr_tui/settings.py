@@ -159,7 +159,7 @@ class SettingsFile:
             return file
         try:
             raw = path.read_bytes()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # nothing there (yet)
             return file
         except OSError as exc:
             file._refuse(f"cannot read {path}: {exc.strerror or exc}")

@@ -92,14 +92,16 @@ class LogPane(Vertical):
     """Shows one attempt of one job; ``show`` switches, ``follow`` sticks to the end."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("slash", "search", "Log pane: search the whole log (n/N: next/previous)",
-                show=False),
-        Binding("n", "search_next(1)", "Log pane: next match", show=False),
+        # shown in the footer while the pane is selected, in place of the screen's / and n
+        Binding("slash", "search", "Search", tooltip="Log pane: search the whole log "
+                "(n/N: next/previous, wrapping around)"),
+        Binding("n", "search_next(1)", "Next", tooltip="Log pane: next match"),
         Binding("N", "search_next(-1)", "Log pane: previous match", show=False),
-        Binding("e", "error(1)", "Log pane: first error line (settings: error_patterns)",
-                show=False),
+        Binding("e", "error(1)", "Error", tooltip="Log pane: first error line "
+                "(settings: log.error_patterns)"),
         Binding("E", "error(-1)", "Log pane: last error line", show=False),
-        Binding("w", "toggle_wrap", "Log pane: wrap long lines, or cut them", show=False),
+        Binding("w", "toggle_wrap", "Wrap", tooltip="Log pane: wrap long lines, or cut "
+                "them (remembered)"),
         Binding("y", "copy_path", "Log pane: show the log's path and copy it", show=False),
         Binding("escape", "stop_search", "Log pane: stop the search, then its highlight",
                 show=False),
@@ -245,12 +247,12 @@ class LogPane(Vertical):
             title += f" · {self.finder.label}"
             if self.search_state:
                 title += f": {self.search_state}"
-        title += f" · attempt {self.attempt}"
-        if self.latest_attempt > 1:
-            title += f" of {self.latest_attempt} ([ ] other attempts)"
         title += " · following" if self.follow else " · paused (f to follow)"
         if self.view.wrap:
             title += " · wrap"
+        title += f" · attempt {self.attempt}"
+        if self.latest_attempt > 1:
+            title += f" of {self.latest_attempt} ([ ] other attempts)"
         self.border_title = title
 
     # reading the end -------------------------------------------------------------------
@@ -477,12 +479,12 @@ class LogPane(Vertical):
         """Mark the matching line and scroll it into view, reading the lines around it
         when the view does not hold it."""
         view = self.view
+        if self.follow:
+            self.follow = False  # new lines must not pull the match out of view
         index = view.index_of_offset(hit.line_start)
         if index is None:
             window = await read_window(reader, hit.line_start)
             self._generation += 1  # polls in flight were for the old view
-            if self.follow:
-                self.follow = False
             view.replace(window.lines, window.offsets, window.end)
             self.at_tail = window.at_end
             self._offset, self._drained = window.end, False
