@@ -304,7 +304,7 @@ class LogPane(Vertical):
             self.call_after_refresh(self._to_end)
 
     def _to_end(self) -> None:
-        self.view.scroll_end(animate=False, immediate=True, x_axis=False)
+        self.view.stick_to_end()
 
     # reading elsewhere -----------------------------------------------------------------
     def _reader_now(self) -> LogReader | None:
@@ -362,12 +362,12 @@ class LogPane(Vertical):
         if isinstance(self.finder, LiteralFinder):
             bar.value = self.finder.text
         bar.add_class("-active")
-        bar.focus()
+        self.screen.set_focus(bar)  # now, not later: keys typed next go to the bar
 
     def on_search_bar_done(self, event: SearchBar.Done) -> None:
         event.stop()
         self.search_bar.remove_class("-active")
-        self.view.focus()
+        self.screen.set_focus(self.view)
         if event.text:
             self._set_finder(LiteralFinder(event.text))
             self._search_from("view", 1)

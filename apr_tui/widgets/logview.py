@@ -111,7 +111,10 @@ class LogView(ScrollView, can_focus=True):
         self.hit_line = None
         self._trim(keep_end=True)
         self._relayout()
-        self.scroll_to(0, 0, animate=False, immediate=True)
+        if self.auto_scroll:
+            self.stick_to_end()
+        else:
+            self.scroll_to(0, 0, animate=False, immediate=True, force=True)
 
     def clear(self) -> None:
         self.replace([], [], 0)
@@ -132,7 +135,7 @@ class LogView(ScrollView, can_focus=True):
             self._relayout()
             if not self.auto_scroll:  # what is shown stays in view
                 self.scroll_to(y=max(0, self.scroll_offset.y - dropped_rows), animate=False,
-                               immediate=True)
+                               immediate=True, force=True)
         else:
             if self.wrap:
                 width, total = self._laid_out_for, self._rows[-1]
@@ -142,8 +145,15 @@ class LogView(ScrollView, can_focus=True):
             self._note_widths(added)
             self._resize()
         if self.auto_scroll:
-            self.scroll_end(animate=False, immediate=True, x_axis=False)
+            self.stick_to_end()
         self.refresh()
+
+    def stick_to_end(self) -> None:
+        """The last line in view, now and once a pending layout has settled. ``force``:
+        right after the lines changed, Textual has not yet decided that a scrollbar is
+        needed, and would refuse to scroll (the view then stayed at the top)."""
+        self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True, force=True)
+        self.scroll_end(animate=False, immediate=True, force=True, x_axis=False)
 
     def prepend(self, lines: Sequence[str], offsets: Sequence[int]) -> None:
         """Lines that come before the first one; what is shown stays where it is."""
@@ -156,7 +166,8 @@ class LogView(ScrollView, can_focus=True):
             self.hit_line += len(lines)
         self._trim(keep_end=False)
         self._relayout()
-        self.scroll_to(y=top_rows + self._row_of(len(lines)), animate=False, immediate=True)
+        self.scroll_to(y=top_rows + self._row_of(len(lines)), animate=False, immediate=True,
+                       force=True)
 
     def _trim(self, *, keep_end: bool) -> int:
         """Drop lines beyond ``max_lines`` from the start (``keep_end``) or the end; how many
@@ -181,7 +192,8 @@ class LogView(ScrollView, can_focus=True):
         top = self.line_at_top()
         self.wrap = wrap
         self._relayout()
-        self.scroll_to(x=0, y=self._row_of(top), animate=False, immediate=True)
+        self.scroll_to(x=0, y=self._row_of(top), animate=False, immediate=True,
+                       force=True)
 
     def set_spans(self, spans: Spans | None) -> None:
         self.spans = spans
@@ -194,12 +206,13 @@ class LogView(ScrollView, can_focus=True):
         (characters) too when lines are cut."""
         height = max(1, self.size.height)
         self.scroll_to(y=max(0, self._row_of(index) - height // 3), animate=False,
-                       immediate=True)
+                       immediate=True, force=True)
         if not self.wrap:
             x = cell_len(self.lines[index][:column]) if 0 <= index < len(self.lines) else 0
             left, width = int(self.scroll_offset.x), max(1, self.size.width)
             if not left <= x < left + width - 8:
-                self.scroll_to(x=max(0, x - width // 3), animate=False, immediate=True)
+                self.scroll_to(x=max(0, x - width // 3), animate=False, immediate=True,
+                               force=True)
         self.refresh()
 
     def mark_hit(self, index: int | None) -> None:
@@ -254,6 +267,8 @@ class LogView(ScrollView, can_focus=True):
     def on_resize(self) -> None:
         if self._width() != self._laid_out_for:
             self._relayout()
+        if self.auto_scroll:
+            self.stick_to_end()
 
     # rendering -------------------------------------------------------------------------
     def _component(self, name: str) -> Style:
