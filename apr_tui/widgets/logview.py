@@ -81,6 +81,8 @@ class LogView(ScrollView, can_focus=True):
         self._widest = 0
         self._strips: LRUCache[tuple[Any, ...], Strip] = LRUCache(512)
         self._styles: dict[str, Style] = {}
+        self._moving = False
+        """Scrolling on our own (new lines, a jump): not the user reaching an edge."""
 
     # reading ---------------------------------------------------------------------------
     @property
@@ -114,7 +116,7 @@ class LogView(ScrollView, can_focus=True):
         if self.auto_scroll:
             self.stick_to_end()
         else:
-            self.scroll_to(0, 0, animate=False, immediate=True, force=True)
+            self._jump(0, 0)
 
     def clear(self) -> None:
         self.replace([], [], 0)
@@ -134,8 +136,7 @@ class LogView(ScrollView, can_focus=True):
             self._trim(keep_end=True)
             self._relayout()
             if not self.auto_scroll:  # what is shown stays in view
-                self.scroll_to(y=max(0, self.scroll_offset.y - dropped_rows), animate=False,
-                               immediate=True, force=True)
+                self._jump(y=max(0, self.scroll_offset.y - dropped_rows))
         else:
             if self.wrap:
                 width, total = self._laid_out_for, self._rows[-1]
@@ -149,10 +150,9 @@ class LogView(ScrollView, can_focus=True):
         self.refresh()
 
     def stick_to_end(self) -> None:
-        """The last line in view, now and once a pending layout has settled. ``force``:
-        right after the lines changed, Textual has not yet decided that a scrollbar is
-        needed, and would refuse to scroll (the view then stayed at the top)."""
-        self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True, force=True)
+        """The last line in view, now and once a pending layout has settled (``_jump``
+        forces it: without, a log opened while following could stay at its top)."""
+        self._jump(y=self.max_scroll_y)
         self.scroll_end(animate=False, immediate=True, force=True, x_axis=False)
 
     def prepend(self, lines: Sequence[str], offsets: Sequence[int]) -> None:
@@ -166,8 +166,7 @@ class LogView(ScrollView, can_focus=True):
             self.hit_line += len(lines)
         self._trim(keep_end=False)
         self._relayout()
-        self.scroll_to(y=top_rows + self._row_of(len(lines)), animate=False, immediate=True,
-                       force=True)
+        self._jump(y=top_rows + self._row_of(len(lines)))
 
     def _trim(self, *, keep_end: bool) -> int:
         """Drop lines beyond ``max_lines`` from the start (``keep_end``) or the end; how many
@@ -192,8 +191,7 @@ class LogView(ScrollView, can_focus=True):
         top = self.line_at_top()
         self.wrap = wrap
         self._relayout()
-        self.scroll_to(x=0, y=self._row_of(top), animate=False, immediate=True,
-                       force=True)
+        self._jump(0, self._row_of(top))
 
     def set_spans(self, spans: Spans | None) -> None:
         self.spans = spans
@@ -205,14 +203,12 @@ class LogView(ScrollView, can_focus=True):
         """Scroll so line ``index`` is in view (a third from the top), and its ``column``
         (characters) too when lines are cut."""
         height = max(1, self.size.height)
-        self.scroll_to(y=max(0, self._row_of(index) - height // 3), animate=False,
-                       immediate=True, force=True)
+        self._jump(y=max(0, self._row_of(index) - height // 3))
         if not self.wrap:
             x = cell_len(self.lines[index][:column]) if 0 <= index < len(self.lines) else 0
             left, width = int(self.scroll_offset.x), max(1, self.size.width)
             if not left <= x < left + width - 8:
-                self.scroll_to(x=max(0, x - width // 3), animate=False, immediate=True,
-                               force=True)
+                self._jump(x=max(0, x - width // 3))
         self.refresh()
 
     def mark_hit(self, index: int | None) -> None:
@@ -333,6 +329,15 @@ class LogView(ScrollView, can_focus=True):
         parts = text.divide(cuts) if cuts else [text]
         return parts[piece] if piece < len(parts) else Text("")
 
+    def _jump(self, x: float | None = None, y: float | None = None) -> None:
+        """Scroll at once, as the view's own move (no ``NeedMore``). ``force``: right after
+        the lines changed, Textual may not yet have decided a scrollbar is needed."""
+        self._moving = True
+        try:
+            self.scroll_to(x, y, animate=False, immediate=True, force=True)
+        finally:
+            self._moving = False
+
     # edges -----------------------------------------------------------------------------
     def action_scroll_up(self) -> None:
         if self.scroll_offset.y <= 0:
@@ -360,6 +365,8 @@ class LogView(ScrollView, can_focus=True):
 
     def watch_scroll_y(self, old: float, new: float) -> None:
         super().watch_scroll_y(old, new)
+        if self._moving:
+            return
         if new < old and new <= 0 and self.lines:
             self.post_message(self.NeedMore(-1))
         elif new > old and new >= self.max_scroll_y and self.lines:
