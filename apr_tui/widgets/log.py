@@ -443,13 +443,16 @@ class LogPane(Vertical):
             return
         if generation != self._generation or finder is not self.finder:
             return
-        self.searching = False
         if hit is None:
             self.search_state = "not found"
             self.notify(f"{finder.label}: not found in the log", timeout=3)
         else:
             self.search_state = "wrapped around" if wrapped else ""
-            await self._show_hit(reader, hit)
+            try:
+                await self._show_hit(reader, hit, generation)
+            except (AprError, OSError) as exc:
+                self.search_state = f"cannot read: {getattr(exc, 'message', exc)}"
+        self.searching = False  # only now: the match is on screen
         self._update_title()
 
     async def _scan(self, reader: LogReader, finder: Finder, start: int, size: int,
@@ -475,15 +478,19 @@ class LogPane(Vertical):
             return await search_backward(reader, finder, size, start, progress), True
         return hit, False
 
-    async def _show_hit(self, reader: LogReader, hit: Hit) -> None:
+    async def _show_hit(self, reader: LogReader, hit: Hit, generation: int) -> None:
         """Mark the matching line and scroll it into view, reading the lines around it
-        when the view does not hold it."""
+        when the view does not hold it (unless another log was chosen meanwhile)."""
         view = self.view
+        window = None
+        if view.index_of_offset(hit.line_start) is None:
+            window = await read_window(reader, hit.line_start)
+            if generation != self._generation:
+                return
         if self.follow:
             self.follow = False  # new lines must not pull the match out of view
         index = view.index_of_offset(hit.line_start)
-        if index is None:
-            window = await read_window(reader, hit.line_start)
+        if index is None and window is not None:
             self._generation += 1  # polls in flight were for the old view
             view.replace(window.lines, window.offsets, window.end)
             self.at_tail = window.at_end
