@@ -15,14 +15,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from apr_sched.errors import AprError, InvalidInput, NotFound
 from apr_sched.events import Subscription, SubscriptionLagged
 from apr_sched.http.service import HttpService
+from apr_sched.logs import attempt_files
 from apr_sched.models import (
     Event,
     Host,
@@ -38,6 +41,7 @@ from apr_sched.models import (
 from apr_sched.scheduler import Scheduler
 from apr_tui.apiclient import ApiClient
 from apr_tui.handoff import DaemonHandoff, Handover
+from apr_tui.logsearch import BackendLogReader, FileLogReader, LogReader
 
 log = logging.getLogger("apr_tui")
 
@@ -151,6 +155,14 @@ class Backend(ABC):
     @abstractmethod
     async def read_log(self, job_id: str, offset: int,
                        attempt: int | None = None) -> LogTail: ...
+
+    def log_reader(self, job_id: str, attempt: int) -> LogReader:
+        """Bytes of an attempt's log by offset, for searching and browsing it."""
+        return BackendLogReader(self, job_id, attempt)
+
+    async def log_location(self, job_id: str, attempt: int) -> str | None:
+        """Where the attempt's log file is, when that is known here."""
+        return None
 
     @abstractmethod
     async def control(self, action: str, job_id: str) -> Job:
@@ -300,6 +312,16 @@ class InProcessBackend(Backend):
     async def read_log(self, job_id: str, offset: int, attempt: int | None = None) -> LogTail:
         return await self.scheduler.read_log(job_id, offset, attempt)
 
+    def _log_file(self, job_id: str, attempt: int) -> Path:
+        return attempt_files(self.scheduler.state_dir, _id(job_id), attempt).log
+
+    def log_reader(self, job_id: str, attempt: int) -> LogReader:
+        """The file itself: the scan reads it in a worker thread, off the event loop."""
+        return FileLogReader(self._log_file(job_id, attempt))
+
+    async def log_location(self, job_id: str, attempt: int) -> str | None:
+        return str(self._log_file(job_id, attempt))
+
     async def control(self, action: str, job_id: str) -> Job:
         if action not in ACTIONS:
             raise ValueError(f"unknown action {action!r}")
@@ -346,7 +368,9 @@ class AttachedBackend(Backend):
     """A daemon reached over HTTP at ``url`` (with ``token`` unless it runs without auth).
 
     ``long_poll_sec`` is how long one events request may wait for news; a daemon shutting
-    down waits for requests in flight, so shorter polls let it stop sooner.
+    down waits for requests in flight, so shorter polls let it stop sooner. ``state_dir``:
+    the daemon's state dir when it is on this machine (then logs have a path, and are read
+    directly when this user may read them).
     """
 
     attached = True
@@ -354,10 +378,12 @@ class AttachedBackend(Backend):
 
     def __init__(self, url: str, token: str | None = None, timeout: float = 30.0, *,
                  long_poll_sec: float = LONG_POLL_SEC,
-                 probe_timeout: float = PROBE_TIMEOUT_SEC) -> None:
+                 probe_timeout: float = PROBE_TIMEOUT_SEC,
+                 state_dir: Path | None = None) -> None:
         self.client = ApiClient(url, token, timeout)
         self.long_poll_sec = long_poll_sec
         self.probe_timeout = probe_timeout
+        self.state_dir = state_dir
 
     @property
     def description(self) -> str:
@@ -420,6 +446,21 @@ class AttachedBackend(Backend):
         data = await self.client.request("GET", f"/jobs/{_id(job_id)}/logs",
                                          query={"offset": offset, "attempt": attempt})
         return LogTail.model_validate(data)
+
+    def _log_file(self, job_id: str, attempt: int) -> Path | None:
+        if self.state_dir is None:
+            return None
+        return attempt_files(self.state_dir, _id(job_id), attempt).log
+
+    def log_reader(self, job_id: str, attempt: int) -> LogReader:
+        path = self._log_file(job_id, attempt)
+        if path is not None and os.access(path, os.R_OK):
+            return FileLogReader(path)
+        return BackendLogReader(self, job_id, attempt)
+
+    async def log_location(self, job_id: str, attempt: int) -> str | None:
+        path = self._log_file(job_id, attempt)
+        return None if path is None else str(path)
 
     async def control(self, action: str, job_id: str) -> Job:
         if action not in ACTIONS:

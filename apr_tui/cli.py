@@ -32,6 +32,7 @@ from apr_sched.statedir import read_owner
 from apr_sched.unix_socket import UNIX_SCHEME
 from apr_tui.backend import AttachedBackend, Backend, InProcessBackend
 from apr_tui.handoff import DaemonHandoff
+from apr_tui.settings import default_settings_path
 
 LOG_FILE = "apr-tui.log"
 
@@ -51,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="attach to a running daemon instead of running a scheduler")
     parser.add_argument("--token", help="bearer token for --connect (default: $APR_SCHED_TOKEN "
                                         "or <state_dir>/token)")
+    parser.add_argument("--settings", metavar="FILE",
+                        help="the TUI's own settings: columns, log options (default: "
+                             "$XDG_CONFIG_HOME/apr_tui/settings.toml or "
+                             "~/.config/apr_tui/settings.toml)")
     parser.add_argument("--demo", action="store_true",
                         help="show fixed demo data (no scheduler; nothing can change)")
     return parser
@@ -113,12 +118,15 @@ async def open_backend(args: argparse.Namespace) -> tuple[Backend, str | None]:
         raise AprError(f"state dir {state_dir} is in use by {who}, which serves no HTTP "
                        "endpoint to attach to")
     note = f"a scheduler ({who}) already owns {state_dir}: attached to it at {url}"
-    return await _attach(url, args.token, state_dir), note
+    return await _attach(url, args.token, state_dir, daemon_state=True), note
 
 
-async def _attach(url: str, token: str | None, state_dir: Path) -> AttachedBackend:
+async def _attach(url: str, token: str | None, state_dir: Path, *,
+                  daemon_state: bool = False) -> AttachedBackend:
+    """``daemon_state``: ``state_dir`` is the daemon's own (its logs are on this machine)."""
     socket = url.startswith(UNIX_SCHEME)  # the daemon knows us by uid there: no token
-    backend = AttachedBackend(url, None if socket else find_token(token, state_dir))
+    backend = AttachedBackend(url, None if socket else find_token(token, state_dir),
+                              state_dir=state_dir if daemon_state else None)
     try:
         await backend.start()
     except BaseException:
@@ -150,8 +158,9 @@ async def run(args: argparse.Namespace) -> int:
         _configure_logging(None)
     if note:
         print(f"apr-tui: {note}", file=sys.stderr)
+    settings = Path(args.settings) if args.settings else default_settings_path()
     app = make_app(backend, notice=note, clock=demo_clock if args.demo else None,
-                   owner=DEMO_OWNER if args.demo else None)
+                   owner=DEMO_OWNER if args.demo else None, settings_path=settings)
     try:
         await app.run_async()
     finally:

@@ -47,18 +47,21 @@ def _ago(**delta: float) -> datetime:
 def demo_hosts() -> list[Host]:
     def host(host_id: str, slots: int, cpu: int, mem: float, tool: str, used: tuple[int, int,
              float], running: int, state: HostState = HostState.ONLINE,
-             load: float | None = None, reason: str | None = None) -> Host:
+             load: float | None = None, reason: str | None = None,
+             free: tuple[float, float] | None = None) -> Host:
         return Host(host_id=host_id, total_slots=slots, total_cpu=cpu, total_memory_gb=mem,
                     labels={"tool": tool}, state=state, state_reason=reason,
                     registered_at=_ago(days=30),
                     last_heartbeat=_ago(seconds=4), used_slots=used[0], used_cpu=used[1],
                     used_memory_gb=used[2], running_jobs=running,
-                    load=HostLoad(load_avg_1m=load) if load is not None else None)
+                    load=HostLoad(load_avg_1m=load, free_memory_gb=free[0] if free else None,
+                                  free_disk_gb=free[1] if free else None)
+                    if load is not None else None)
 
     return [
-        host("pnr-01", 8, 64, 512, "innovus", (4, 40, 320), 4, load=38.5),
-        host("pnr-02", 8, 64, 512, "icc2", (2, 24, 192), 2, load=22.1),
-        host("pnr-03", 4, 32, 256, "openroad", (1, 8, 64), 1, load=7.9),
+        host("pnr-01", 8, 64, 512, "innovus", (4, 40, 320), 4, load=38.5, free=(171.2, 812.0)),
+        host("pnr-02", 8, 64, 512, "icc2", (2, 24, 192), 2, load=22.1, free=(301.7, 1240.5)),
+        host("pnr-03", 4, 32, 256, "openroad", (1, 8, 64), 1, load=7.9, free=(183.0, 96.3)),
         host("pnr-04", 8, 64, 512, "innovus", (0, 0, 0), 0, state=HostState.OFFLINE,
              reason="unreachable: ssh connect timed out after 10 s"),
     ]
@@ -286,18 +289,25 @@ class StaticBackend(Backend):
             finished_last_hour=2, wait_sec_median=180.0, wait_sec_p95=1860.0,
             run_sec_median=2940.0, run_sec_p95=12600.0)
 
-    async def tail_log(self, job_id: str, lines: int, attempt: int | None = None) -> LogTail:
+    async def _log_text(self, job_id: str, attempt: int | None) -> tuple[int, list[str]]:
         job = await self.get_job(job_id)
         attempt = attempt or job.attempt
-        text = self._logs.get(job_id, []) if attempt == job.attempt else \
-            ["(attempt 1 log: killed by SIGKILL, out of memory)"]
+        return attempt, (self._logs.get(job_id, []) if attempt == job.attempt else
+                         ["(attempt 1 log: killed by SIGKILL, out of memory)"])
+
+    async def tail_log(self, job_id: str, lines: int, attempt: int | None = None) -> LogTail:
+        attempt, text = await self._log_text(job_id, attempt)
         shown = text[-lines:] if lines else []
         return LogTail(job_id=job_id, attempt=attempt, lines=shown,
-                       offset=sum(len(line) + 1 for line in text))
+                       offset=sum(len(line.encode()) + 1 for line in text))
 
     async def read_log(self, job_id: str, offset: int, attempt: int | None = None) -> LogTail:
-        job = await self.get_job(job_id)
-        return LogTail(job_id=job_id, attempt=attempt or job.attempt, lines=[], offset=offset)
+        """The lines from byte ``offset`` on, as a log file holding them would give them."""
+        attempt, text = await self._log_text(job_id, attempt)
+        data = "".join(line + "\n" for line in text).encode()[offset:]
+        lines = data.decode("utf-8", errors="replace").split("\n")[:-1]
+        return LogTail(job_id=job_id, attempt=attempt, lines=lines,
+                       offset=offset + len(data))
 
     def _refuse(self, what: str) -> IllegalTransition:
         return IllegalTransition(f"cannot {what}: this is demo data (read-only)")

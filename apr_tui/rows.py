@@ -1,17 +1,18 @@
-"""What a job looks like as a table row: cells, colours, sort keys and filters.
+"""What a job looks like as a table row: cells, colours, durations and filters.
 
-Headless (no textual import): the jobs table renders these cells, tests check them directly.
+Headless (no textual import): the jobs table renders these cells, tests check them directly
+(``apr_tui.columns`` says which cells make a row).
 A cell is a plain ``Cell`` (text + one style) or a ``Since`` (a live duration the table
 formats against its clock at render time, so ticking clocks never rewrite rows).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from apr_sched.models import FINAL_STATUSES, Job, JobStatus
 from apr_tui.query import Term, parse_query
@@ -38,35 +39,6 @@ class Since:
 
 CellValue = Cell | Since
 
-
-@dataclass(frozen=True, slots=True)
-class ColumnSpec:
-    key: str
-    label: str
-    width: int
-    """Fixed width in cells; 0 means flexible: between ``min_width`` and ``max_width``
-    (0: no limit), sharing what the fixed columns leave."""
-    justify: str = "left"
-    min_width: int = 0
-    max_width: int = 0
-    drop: int = 0
-    """When the screen is too narrow, columns are hidden in increasing ``drop`` order;
-    0 means never hidden."""
-
-
-JOB_COLUMNS: tuple[ColumnSpec, ...] = (
-    ColumnSpec("id", "ID", 5, "right"),
-    ColumnSpec("name", "NAME/DESIGN", 0, min_width=12, max_width=28),
-    ColumnSpec("project", "PROJECT", 9, drop=2),
-    ColumnSpec("owner", "OWNER", 9, drop=1),
-    ColumnSpec("priority", "PRI", 4, "right", drop=3),
-    ColumnSpec("status", "STATUS", 11),
-    ColumnSpec("host", "HOST", 9, drop=5),
-    ColumnSpec("attempt", "ATT", 3, "right", drop=4),
-    ColumnSpec("time", "WAIT/RAN", 9, "right", drop=6),
-    ColumnSpec("reason", "REASON", 0, min_width=16),
-)
-COLUMN_KEYS = tuple(c.key for c in JOB_COLUMNS)
 
 @dataclass(frozen=True, slots=True)
 class StatusLook:
@@ -137,35 +109,6 @@ _FILTER_STATUSES: dict[StatusFilter, frozenset[JobStatus] | None] = {
     StatusFilter.FAILED: frozenset({JobStatus.FAILED, JobStatus.TIMEOUT}),
     StatusFilter.DONE: frozenset({JobStatus.SUCCEEDED, JobStatus.STOPPED}),
 }
-
-
-def layout_widths(columns: tuple[ColumnSpec, ...], width: int, gutter: int = 2) -> list[int]:
-    """Each column's width for a line of ``width`` cells (0 = hidden). Columns are separated
-    by one space and preceded by ``gutter`` cells; narrow screens hide droppable columns
-    first, then flexible ones share the rest (the first flexible one takes up to 30 %)."""
-
-    def needed(shown: list[bool]) -> int:
-        return gutter + sum((c.width or c.min_width) + 1
-                            for c, keep in zip(columns, shown, strict=True) if keep)
-
-    shown = [True] * len(columns)
-    for index in sorted((i for i, c in enumerate(columns) if c.drop), key=lambda i:
-                        columns[i].drop):
-        if needed(shown) <= width:
-            break
-        shown[index] = False
-    widths = [c.width if keep else 0 for c, keep in zip(columns, shown, strict=True)]
-    flexible = [i for i, c in enumerate(columns) if not c.width and shown[i]]
-    room = width - gutter - sum(w + 1 for w in widths if w) - len(flexible)
-    for position, index in enumerate(flexible):
-        column = columns[index]
-        last = position == len(flexible) - 1
-        share = room if last else int(room * 0.3)
-        if column.max_width:
-            share = min(share, column.max_width)
-        widths[index] = max(column.min_width, share)
-        room -= widths[index]
-    return widths
 
 
 def format_duration(seconds: float) -> str:
@@ -250,60 +193,19 @@ def reason_text(job: Job, note: str | None = None) -> str:
     return note or outcome(job)
 
 
-def job_cells(job: Job, since: datetime | None = None,
-              note: str | None = None) -> tuple[CellValue, ...]:
-    """The row for ``job`` in ``JOB_COLUMNS`` order. ``note`` is the reason of its latest
-    event when known (shown for running and finished jobs)."""
-    if job.status in (JobStatus.PENDING, JobStatus.HELD):
-        reason = Cell(job.pending_reason or "", "dim" if job.status is JobStatus.HELD else "")
-    else:
-        reason = Cell(note or outcome(job), "dim")
-    return (
-        Cell(job.job_id),
-        Cell(display_name(job)),
-        Cell(job.project),
-        Cell(job.owner),
-        Cell(str(job.priority)),
-        Cell(status_label(job.status), STATUS_STYLE_PREFIX + job.status.value),
-        Cell(job.host_id or "-", "" if job.host_id else "dim"),
-        Cell(str(job.attempt)),
-        time_cell(job, since),
-        reason,
-    )
-
-
 def id_order(job_id: str) -> tuple[int, int, str]:
     """Submit order from the id alone (ids are increasing numbers)."""
     return (0, int(job_id), "") if job_id.isdigit() else (1, 0, job_id)
 
 
-def _time_key(job: Job, since: datetime | None) -> float:
+def sort_time(job: Job, since: datetime | None) -> float:
+    """WAIT/RAN order: longer durations first, waiting ones before finished ones."""
     cell = time_cell(job, since)
     if isinstance(cell, Since):
         return -cell.start.timestamp()  # earlier start = longer duration
     if job.started_at is None:
         return 1e13
     return -_still_run_sec(job) - 1e12
-
-
-SORT_KEYS: dict[str, Callable[[Job, datetime | None], Any]] = {
-    "id": lambda job, since: id_order(job.job_id),
-    "name": lambda job, since: display_name(job).lower(),
-    "project": lambda job, since: job.project.lower(),
-    "owner": lambda job, since: job.owner.lower(),
-    "priority": lambda job, since: -job.priority,
-    "status": lambda job, since: STATUS_ORDER[job.status],
-    "host": lambda job, since: job.host_id or "\uffff",
-    "attempt": lambda job, since: job.attempt,
-    "time": _time_key,
-    "reason": lambda job, since: (job.pending_reason or outcome(job)).lower(),
-}
-"""Natural order per column: priority and durations sort largest first."""
-
-
-def sort_key(column: str, job: Job, since: datetime | None = None) -> tuple[Any, ...]:
-    """Sort by ``column``, then by id so equal values keep submit order."""
-    return (SORT_KEYS[column](job, since), id_order(job.job_id))
 
 
 @dataclass(frozen=True, slots=True)

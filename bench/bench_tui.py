@@ -40,7 +40,8 @@ from textual.widgets import DataTable
 from apr_sched import HostSpec, JobStatus, Scheduler
 from apr_tui.app import AprTui, make_app
 from apr_tui.backend import InProcessBackend
-from apr_tui.rows import JOB_COLUMNS, status_label
+from apr_tui.columns import JOB_COLUMNS
+from apr_tui.rows import status_label
 
 BENCH = "tui"
 SIZE = (160, 48)

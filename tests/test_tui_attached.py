@@ -93,28 +93,48 @@ async def test_attached_keys_act_on_the_real_processes(daemon: Any, tmp_path: Pa
             JobStatus.PAUSED, JobStatus.HELD), 5)
 
 
-async def test_attached_new_job_and_refusal_notification(daemon: Any, tmp_path: Path) -> None:
-    scheduler, service = daemon
-    running = await scheduler.submit(sleep_job(tmp_path, "runner"))
-    pgid = await pgid_of(scheduler, running.job_id)
-    async with open_tui(attached(scheduler, service)) as (app, pilot, seen):
-        await pilot.press("n")
-        form = app.screen
-        form.query_one("#field-command").value = "true"  # type: ignore[attr-defined]
-        form.query_one("#field-name").value = "over-http"  # type: ignore[attr-defined]
-        await pilot.press("ctrl+s")
-        await wait_until(lambda: app.main.jobs.row_count == 2, 5)
-        done = next(j for j in (await scheduler.list_jobs()).jobs if j.name == "over-http")
-        await wait_shown(app, done.job_id, "SUCCEEDED")
-        # mark both: p applies to the running one; the daemon refuses the other (409)
-        await select(app, pilot, running.job_id)
-        await pilot.press("space")
-        await select(app, pilot, done.job_id)
-        await pilot.press("space", "p")
-        await wait_shown(app, running.job_id, "PAUSED")
-        await wait_until(lambda: proc_state(pgid) == "T", 5)
-        await wait_until(lambda: seen.errors, 5)
-        assert f"cannot pause job {done.job_id}: it is SUCCEEDED" in seen.errors[-1]
+async def test_attached_new_job_and_refusal_notification(make_scheduler: Any,
+                                                         tmp_path: Path) -> None:
+    """A marked job p does not apply to is left out (and said so); a job the daemon refuses
+    to pause (it is being stopped: it ignores SIGTERM) is a 409, shown with its reason."""
+    scheduler = await start_scheduler(make_scheduler, stop_grace_sec=60)
+    service = HttpService(scheduler, "127.0.0.1", 0)
+    await service.start()
+    try:
+        running = await scheduler.submit(sleep_job(tmp_path, "runner"))
+        pgid = await pgid_of(scheduler, running.job_id)
+        stopping = await scheduler.submit({"command": "trap '' TERM; echo armed; sleep 300",
+                                           "name": "stubborn"})
+
+        async def armed() -> bool:
+            return (await scheduler.tail_log(stopping.job_id)).lines == ["armed"]
+
+        await wait_until(armed, 10)
+        async with open_tui(attached(scheduler, service)) as (app, pilot, seen):
+            await pilot.press("n")
+            form = app.screen
+            form.query_one("#field-command").value = "true"  # type: ignore[attr-defined]
+            form.query_one("#field-name").value = "over-http"  # type: ignore[attr-defined]
+            await pilot.press("ctrl+s")
+            await wait_until(lambda: app.main.jobs.row_count == 3, 5)
+            done = next(j for j in (await scheduler.list_jobs()).jobs if j.name == "over-http")
+            await wait_shown(app, done.job_id, "SUCCEEDED")
+            # mark both: p applies to the running one; the finished one is left out
+            await select(app, pilot, running.job_id)
+            await pilot.press("space")
+            await select(app, pilot, done.job_id)
+            await pilot.press("space", "p")
+            await wait_shown(app, running.job_id, "PAUSED")
+            await wait_until(lambda: proc_state(pgid) == "T", 5)
+            await wait_until(lambda: any("1 job (1 SUCCEEDED) left as it is" in note
+                                         for note in seen.notes), 5)
+            await scheduler.stop(stopping.job_id)  # RUNNING until the SIGKILL, 60 s away
+            await select(app, pilot, stopping.job_id)
+            await pilot.press("p")
+            await wait_until(lambda: seen.errors, 5, message="the daemon's refusal")
+            assert "pause refused" in seen.errors[-1] and "being stopped" in seen.errors[-1]
+    finally:
+        await service.close()
 
 
 async def test_attached_quit_asks_like_in_process_and_detach_only_disconnects(

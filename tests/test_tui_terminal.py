@@ -34,8 +34,10 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
 
 def open_terminal(daemon: Daemon, width: int, height: int) -> Terminal:
     """apr-tui attached to ``daemon``, once it shows its jobs table."""
+    # its own settings file, never the user's (~/.config/apr_tui)
+    env = {**clean_env(), "XDG_CONFIG_HOME": str(daemon.state_dir.parent / "xdg")}
     terminal = Terminal([sys.executable, "-m", "apr_tui", "--state-dir", str(daemon.state_dir)],
-                        width=width, height=height, env=clean_env())
+                        width=width, height=height, env=env)
     try:
         terminal.wait_text("jobs ·", timeout=30)
     except BaseException:
@@ -100,3 +102,26 @@ def test_escape_then_a_key_in_one_read_is_both_keys(daemon: Daemon) -> None:
             screen = terminal.wait_for(lambda screen: "New job" not in screen,
                                        message="the form closed")
             assert "1 shown of 1" in screen
+
+
+def test_a_log_search_typed_in_one_burst_finds_the_line(daemon: Daemon) -> None:
+    """``l``, ``/``, the text and Enter in one write: the text lands in the log's search bar
+    (not in the jobs filter), and the match, far above the tail shown, comes into view;
+    ``w`` then wraps and is remembered in the settings file."""
+    lines = "; ".join([*(f"echo filler {i}" for i in range(30)), "echo the-far-needle",
+                       *(f"echo filler {i}" for i in range(30, 600))])
+    with daemon.client() as client:
+        job = client.submit({"command": lines, "name": "needles"})
+        client.wait(job.job_id, timeout=30)
+        with open_terminal(daemon, 120, 36) as terminal:
+            terminal.wait_text("filler 599")
+            terminal.keys("l", "/", "the-far-needle", "Enter")
+            screen = terminal.wait_for(
+                lambda screen: "· /the-far-needle" in screen and "filler 599" not in screen,
+                timeout=20, message="the match in view, named in the log's title")
+            assert "\nthe-far-needle" in screen.replace("│", "\n")  # the line itself
+            assert "1 shown of 1" in screen  # the jobs filter was not touched
+            terminal.keys("w")
+            terminal.wait_text("· wrap ·")
+    settings = daemon.state_dir.parent / "xdg" / "apr_tui" / "settings.toml"
+    assert "wrap = true" in settings.read_text()

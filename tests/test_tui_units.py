@@ -16,18 +16,15 @@ from textual.color import Color
 
 from apr_sched.models import Job, JobEvent, JobStatus
 from apr_tui.book import JobBook
+from apr_tui.columns import JOB_COLUMNS, job_cells, layout_widths, sort_key
 from apr_tui.forms import load_batch_file, parse_form, parse_pairs
 from apr_tui.query import QueryError
 from apr_tui.rows import (
-    JOB_COLUMNS,
     Cell,
     JobFilter,
     Since,
     StatusFilter,
     format_duration,
-    job_cells,
-    layout_widths,
-    sort_key,
     status_label,
     status_style,
 )

@@ -11,9 +11,14 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
+TAB_KEYS: list[BindingType] = [
+    Binding("tab", "focus_next", "Next pane: jobs, log, hosts (when shown)"),
+    Binding("shift+tab", "focus_previous", "Previous pane"),
+]
+"""The screen's own focus keys (Textual binds them), listed so help shows them too."""
 KEY_NAMES = {"slash": "/", "question_mark": "?", "left_square_bracket": "[",
              "right_square_bracket": "]", "escape": "esc", "pageup": "pgup",
-             "pagedown": "pgdn"}
+             "pagedown": "pgdn", "asterisk": "*"}
 
 
 def key_label(key: str) -> str:
@@ -43,12 +48,16 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         from apr_tui.app import AprTui
         from apr_tui.screens.main import MainScreen
+        from apr_tui.widgets.hosts import HostsPane
         from apr_tui.widgets.jobs import JobsTable
+        from apr_tui.widgets.log import LogPane
 
         table: DataTable[str] = DataTable(cursor_type="none", zebra_stripes=True,
                                           id="help-keys")
         table.add_columns("key", "does")
-        for section in (MainScreen.BINDINGS, JobsTable.BINDINGS, AprTui.BINDINGS):
+        sections = (MainScreen.BINDINGS, JobsTable.BINDINGS, LogPane.BINDINGS,
+                    HostsPane.BINDINGS, AprTui.BINDINGS, TAB_KEYS)
+        for section in sections:
             table.add_rows(key_rows(section))
         with Vertical(classes="dialog help"):
             yield Static("[b]apr_tui keys[/b]  (esc, q or ? closes)", classes="question")

@@ -11,46 +11,29 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar, cast
 
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Input
 
-from apr_sched.errors import AprError
-from apr_sched.models import FINAL_STATUSES, Host, Job, JobStatus
+from apr_sched.models import Host, Job, JobStatus
+from apr_tui.actions import APPLIES
 from apr_tui.backend import Backend
+from apr_tui.columns import Row, cell_builder, column_specs, sort_key
 from apr_tui.query import QueryError
-from apr_tui.rows import (
-    JOB_COLUMNS,
-    JobFilter,
-    StatusFilter,
-    id_order,
-    job_cells,
-    outcome,
-    sort_key,
-)
+from apr_tui.rows import JobFilter, StatusFilter, id_order, outcome
+from apr_tui.settings import Settings
 from apr_tui.widgets.filter import FilterBar
 from apr_tui.widgets.footer import KeysFooter
 from apr_tui.widgets.hosts import HostsPane, hosts_trouble
-from apr_tui.widgets.jobs import JobsTable, Row
+from apr_tui.widgets.jobs import JobsTable
 from apr_tui.widgets.log import LogPane
 from apr_tui.widgets.summary import SummaryData, SummaryHeader
 
 if TYPE_CHECKING:
     from apr_tui.app import AprTui
 
-APPLIES: dict[str, frozenset[JobStatus]] = {
-    "pause": frozenset({JobStatus.PENDING, JobStatus.RUNNING}),
-    "resume": frozenset({JobStatus.HELD, JobStatus.PAUSED}),
-    "stop": frozenset({JobStatus.PENDING, JobStatus.HELD, JobStatus.RUNNING, JobStatus.PAUSED}),
-    "rerun": FINAL_STATUSES,
-}
-"""Which states each action applies to (the scheduler has the final word)."""
-DONE_VERB = {"pause": "paused", "resume": "resumed", "stop": "stop sent to",
-             "rerun": "rerun queued for"}
-SORT_COLUMNS = [c.key for c in JOB_COLUMNS]
 LOG_SWITCH_DELAY = 0.08
 """Holding a cursor key does not reload the log for every job passed over."""
 FILTER_DELAY = 0.15
@@ -80,8 +63,14 @@ class MainScreen(Screen[None]):
                 "!word excludes"),
         Binding("n", "new_job", "New", tooltip="Submit a new job"),
         Binding("b", "batch", "Batch", tooltip="Submit a batch of jobs from a JSON file"),
-        Binding("h", "toggle_hosts", "Hosts", tooltip="Show or hide the hosts pane (hidden "
-                "at first on short terminals)"),
+        Binding("h", "toggle_hosts", "Hosts", tooltip="Show (and select) or hide the hosts "
+                "pane (hidden at first on short terminals); tab moves between the panes"),
+        Binding("c", "columns", "Columns", tooltip="Choose and order the jobs table's "
+                "columns (remembered in the settings file)"),
+        Binding("l", "focus_log", "Select the log pane (/ search, n N, e E errors, w wrap, "
+                "y path)", show=False),
+        Binding("asterisk", "mark_all", "Mark every job shown", show=False),
+        Binding("v", "invert_marks", "Invert the marks (among the jobs shown)", show=False),
         Binding("1", "view('all')", "View all jobs", show=False),
         Binding("2", "view('pending')", "View pending and held jobs", show=False),
         Binding("3", "view('running')", "View running and paused jobs", show=False),
@@ -95,13 +84,16 @@ class MainScreen(Screen[None]):
         Binding("escape", "clear", "Clear the marks, else the filter", show=False),
     ]
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, settings: Settings) -> None:
         super().__init__(id="main")
         # kept, not queried: the app's timers may call in while the screen is torn down
         self.summary = SummaryHeader(id="summary")
         self.hosts = HostsPane(id="hosts")
-        self.jobs = JobsTable(JOB_COLUMNS, sort_key=self._sort_value, id="jobs")
-        self.log_pane = LogPane(backend, id="log")
+        self.column_keys = settings.columns
+        self._cells_of = cell_builder(self.column_keys)
+        self.jobs = JobsTable(column_specs(self.column_keys), sort_key=self._sort_value,
+                              id="jobs")
+        self.log_pane = LogPane(backend, settings.log, id="log")
         self.filter_bar = FilterBar(id="filter")
         self.job_filter = JobFilter()
         self.filter_error = ""
@@ -133,7 +125,16 @@ class MainScreen(Screen[None]):
     # widgets -------------------------------------------------------------------------
     def _cells(self, job: Job) -> Row:
         book = self.tui.book
-        return job_cells(job, book.since.get(job.job_id), book.notes.get(job.job_id))
+        return self._cells_of(job, book.since.get(job.job_id), book.notes.get(job.job_id))
+
+    def show_columns(self, keys: tuple[str, ...]) -> None:
+        """Show these columns, in this order (rows are made again)."""
+        if keys == self.column_keys:
+            return
+        self.column_keys = keys
+        self._cells_of = cell_builder(keys)
+        self.jobs.set_columns(column_specs(keys))
+        self.reload_jobs()
 
     def _sort_value(self, key: str, column: str) -> object:
         book = self.tui.book
@@ -283,7 +284,10 @@ class MainScreen(Screen[None]):
         if action in ("control", "stop"):
             name = str(parameters[0]) if parameters else "stop"
             applies = APPLIES[name]
-            return True if any(job.status in applies for job in self.target_jobs()) else None
+            return True if any(status in applies for status in self._target_statuses()) \
+                else None
+        if action in ("mark_all", "invert_marks"):
+            return True if self.jobs.row_count else None
         if action in ("detail", "mark", "follow"):
             return True if self.cursor_job() is not None else None
         if action == "attempt":
@@ -293,60 +297,30 @@ class MainScreen(Screen[None]):
             return True if self.jobs.marked or self.job_filter.text.strip() else None
         return True
 
+    def _target_statuses(self) -> set[JobStatus]:
+        """The states of the jobs an action would apply to (no need to order them)."""
+        book, table = self.tui.book, self.jobs
+        if table.marked:
+            return {job.status for key in table.marked if (job := book.get(key)) is not None}
+        job = book.get(table.cursor_key)
+        return {job.status} if job is not None else set()
+
     def _refresh_bindings_if_changed(self) -> None:
         """Footer work only when what applies has changed, not on every cursor step."""
-        jobs = self.target_jobs()
-        signature = (tuple(sorted({job.status for job in jobs})), bool(jobs),
-                     bool(self.jobs.marked), any(job.attempt > 1 for job in jobs[:1]))
+        cursor = self.cursor_job()
+        signature = (tuple(sorted(self._target_statuses())), cursor is not None,
+                     bool(self.jobs.marked), bool(self.jobs.row_count),
+                     cursor is not None and cursor.attempt > 1)
         if signature != self._bindings_signature:
             self._bindings_signature = signature
             self.refresh_bindings()
 
     # actions -------------------------------------------------------------------------
     def action_control(self, name: str) -> None:
-        self._control(name, [job.job_id for job in self.target_jobs()], bool(self.jobs.marked))
+        self.tui.request_action(name, self.target_jobs(), from_marks=bool(self.jobs.marked))
 
     def action_stop(self) -> None:
-        from apr_tui.screens.confirm import ConfirmScreen
-
-        jobs = self.target_jobs()
-        if not jobs:
-            return
-        ids = [job.job_id for job in jobs]
-        shown = ", ".join(ids[:8]) + (f" and {len(ids) - 8} more" if len(ids) > 8 else "")
-        question = (f"Stop {len(ids)} job{'s' if len(ids) != 1 else ''} ({shown})?\n"
-                    "Running jobs get SIGTERM, then SIGKILL after the grace period.")
-        marked = bool(self.jobs.marked)
-
-        def decided(confirmed: bool | None) -> None:
-            if confirmed:
-                self._control("stop", ids, marked)
-
-        self.app.push_screen(ConfirmScreen(question, confirm_label="Stop"), decided)
-
-    @work(group="control", exit_on_error=False)
-    async def _control(self, action: str, job_ids: list[str], from_marks: bool) -> None:
-        tui = self.tui
-        done: list[str] = []
-        refusals: list[str] = []
-        for job_id in job_ids:
-            try:
-                job = await tui.backend.control(action, job_id)
-            except AprError as exc:
-                refusals.append(exc.message)
-                continue
-            tui.book.upsert(job)
-            done.append(job_id)
-        if from_marks and done:
-            self.jobs.clear_marks()
-        tui.jobs_changed(done)
-        if done:
-            which = f"job {done[0]}" if len(done) == 1 else f"{len(done)} jobs"
-            self.notify(f"{DONE_VERB[action]} {which}", timeout=3)
-        if refusals:
-            more = f" (and {len(refusals) - 3} more)" if len(refusals) > 3 else ""
-            self.notify("\n".join(refusals[:3]) + more, title=f"{action} refused",
-                        severity="error", timeout=8)
+        self.action_control("stop")
 
     def action_mark(self) -> None:
         key = self.jobs.cursor_key
@@ -357,12 +331,26 @@ class MainScreen(Screen[None]):
         self._update_title()
         self._refresh_bindings_if_changed()
 
+    def action_mark_all(self) -> None:
+        self.jobs.mark_all()
+        self._marks_changed()
+
+    def action_invert_marks(self) -> None:
+        self.jobs.invert_marks()
+        self._marks_changed()
+
+    def clear_marks(self) -> None:
+        self.jobs.clear_marks()
+        self._marks_changed()
+
+    def _marks_changed(self) -> None:
+        self._update_title()
+        self._refresh_bindings_if_changed()
+
     def action_clear(self) -> None:
         """esc: the marks first (as before), then the text filter."""
         if self.jobs.marked:
-            self.jobs.clear_marks()
-            self._update_title()
-            self._refresh_bindings_if_changed()
+            self.clear_marks()
         elif self.job_filter.text:
             self.clear_filter()
 
@@ -385,9 +373,9 @@ class MainScreen(Screen[None]):
             self.notify(f"filter /{text} still applies (esc clears it)", timeout=3)
 
     def action_sort_next(self) -> None:
-        table = self.jobs
-        index = SORT_COLUMNS.index(table.sort_column) + 1 if table.sort_column else 0
-        column = SORT_COLUMNS[index] if index < len(SORT_COLUMNS) else None
+        table, keys = self.jobs, self.column_keys
+        index = keys.index(table.sort_column) + 1 if table.sort_column in keys else 0
+        column = keys[index] if index < len(keys) else None
         table.sort_by(column, table.sort_reverse if column else False)
         self._update_title()
 
@@ -442,9 +430,52 @@ class MainScreen(Screen[None]):
             self.app.push_screen(JobDetailScreen(job.job_id))
 
     def action_toggle_hosts(self) -> None:
+        """Hidden: show the hosts pane and select it; shown: hide it."""
         shown = self.hosts.display
         self.set_class(not shown, "-show-hosts")
         self.set_class(shown, "-hide-hosts")
+        if shown:
+            if self.focused is self.hosts or self.focused is None:
+                self.set_focus(self.jobs)
+        else:
+            self.call_after_refresh(self.set_focus, self.hosts)
+
+    def action_focus_log(self) -> None:
+        self.set_focus(self.log_pane.view)
+
+    def on_log_pane_wrap_changed(self, event: LogPane.WrapChanged) -> None:
+        self.tui.update_settings(self.tui.settings.with_wrap(event.wrap))
+
+    def action_columns(self) -> None:
+        from apr_tui.screens.columns import ColumnsScreen
+
+        def chosen(keys: tuple[str, ...] | None) -> None:
+            if keys:
+                self.tui.update_settings(self.tui.settings.with_columns(keys))
+                self.show_columns(keys)
+
+        self.app.push_screen(ColumnsScreen(self.column_keys), chosen)
+
+    def filter_text(self, text: str) -> None:
+        """Set the ``/`` filter to ``text`` (as if typed), shown in the bar and the title."""
+        bar = self.filter_bar
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+            self._filter_timer = None
+        with bar.prevent(Input.Changed):
+            bar.value = text
+        bar.set_class(bool(text), "-active")
+        self._apply_text_filter()
+
+    def on_hosts_pane_show_jobs(self, event: HostsPane.ShowJobs) -> None:
+        self.filter_text(f"host:{event.host_id}")
+        self.set_focus(self.jobs)
+        self.notify(f"jobs on {event.host_id} (esc clears the filter)", timeout=3)
+
+    def on_hosts_pane_describe(self, event: HostsPane.Describe) -> None:
+        from apr_tui.screens.host_detail import HostDetailScreen
+
+        self.app.push_screen(HostDetailScreen(event.host_id))
 
     def action_follow(self) -> None:
         pane = self.log_pane

@@ -2,16 +2,26 @@
 
 Why a host is not ONLINE (bad host key, unreachable, missed heartbeats) is its REASON
 cell, and the pane's bottom border names it too, so it shows even where the table is cut.
+Selected (``tab``, or ``h`` when it was hidden), a row is a host to act on: ``enter`` shows
+its jobs (the jobs table filtered by ``host:ID``), ``d`` describes it (state reason, probe
+figures), and the bottom border names the highlighted host's figures. Drain, close and open
+keys come with the host policy; until then they are absent.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
+from typing import ClassVar
 
 from rich.text import Text
+from textual import events
+from textual.binding import Binding, BindingType
+from textual.message import Message
 from textual.widgets import DataTable
 
-from apr_sched.models import Host, HostState
+from apr_sched.models import Host, HostState, utcnow
+from apr_tui.rows import format_duration
 
 HOST_STATE_STYLE: dict[HostState, str] = {
     HostState.ONLINE: "bold green",
@@ -93,12 +103,101 @@ def hosts_trouble(hosts: Sequence[Host]) -> str:
     return text
 
 
+def host_figures(host: Host, now: datetime) -> str:
+    """``load 38.50 · 120 GB memory free · spool 812 GB free · heartbeat 4s ago``: what the
+    host last reported (figures it did not report are left out)."""
+    parts = []
+    load = host.load
+    if load is not None and load.load_avg_1m is not None:
+        parts.append(f"load {load.load_avg_1m:.2f}")
+    if load is not None and load.free_memory_gb is not None:
+        parts.append(f"{load.free_memory_gb:.1f} GB memory free")
+    if load is not None and load.free_disk_gb is not None:
+        parts.append(f"spool {load.free_disk_gb:.1f} GB free")
+    if host.last_heartbeat is not None:
+        age = format_duration((now - host.last_heartbeat).total_seconds())
+        parts.append(f"heartbeat {age} ago")
+    return " · ".join(parts)
+
+
+def host_line(host: Host, now: datetime) -> str:
+    """The highlighted host in one line: state, why, and its figures."""
+    text = f"{host.host_id} {host.state.value}"
+    if reason := host_reason(host):
+        text += f": {reason}"
+    if figures := host_figures(host, now):
+        text += f" · {figures}"
+    return text
+
+
 class HostsPane(DataTable[Text | str]):
     """Hosts, as the summary of what runs where; ``update_hosts`` touches changed cells only."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "show_jobs", "Jobs on the selected host (filter host:ID)",
+                show=False),
+        Binding("d", "describe", "Describe the selected host (state reason, probe figures)",
+                show=False),
+    ]
+
+    class ShowJobs(Message):
+        """Show the jobs of this host."""
+
+        def __init__(self, host_id: str) -> None:
+            super().__init__()
+            self.host_id = host_id
+
+    class Describe(Message):
+        """Show everything known about this host."""
+
+        def __init__(self, host_id: str) -> None:
+            super().__init__()
+            self.host_id = host_id
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=False)
         self._cells: dict[str, tuple[Text | str, ...]] = {}
+        self.hosts: dict[str, Host] = {}
+
+    @property
+    def cursor_host(self) -> Host | None:
+        if not self.row_count:
+            return None
+        key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+        return self.hosts.get(key) if key is not None else None
+
+    def action_show_jobs(self) -> None:
+        if (host := self.cursor_host) is not None:
+            self.post_message(self.ShowJobs(host.host_id))
+
+    def action_describe(self) -> None:
+        if (host := self.cursor_host) is not None:
+            self.post_message(self.Describe(host.host_id))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        if event.row_key.value is not None:  # a click on the highlighted row
+            self.post_message(self.ShowJobs(event.row_key.value))
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        self._update_subtitle()
+
+    def on_focus(self, event: events.Focus) -> None:
+        self._update_subtitle()
+
+    def on_blur(self, event: events.Blur) -> None:
+        self._update_subtitle()
+
+    def _now(self) -> datetime:
+        clock = getattr(self.app, "clock", None)
+        return clock() if callable(clock) else utcnow()
+
+    def _update_subtitle(self) -> None:
+        """Focused: the highlighted host's figures; else the first host in trouble."""
+        host = self.cursor_host if self.has_focus else None
+        self.border_subtitle = host_line(host, self._now()) if host is not None \
+            else hosts_trouble(list(self.hosts.values()))
 
     def on_mount(self) -> None:
         for key, label in HOST_COLUMNS:
@@ -106,6 +205,7 @@ class HostsPane(DataTable[Text | str]):
 
     def update_hosts(self, hosts: Sequence[Host]) -> None:
         seen = set()
+        self.hosts = {host.host_id: host for host in hosts}
         for host in hosts:
             seen.add(host.host_id)
             cells = host_cells(host)
@@ -121,4 +221,4 @@ class HostsPane(DataTable[Text | str]):
             self.remove_row(host_id)
             del self._cells[host_id]
         self.border_title = hosts_title(hosts)
-        self.border_subtitle = hosts_trouble(hosts)
+        self._update_subtitle()

@@ -30,9 +30,9 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from apr_tui.rows import Cell, CellValue, ColumnSpec, Since, layout_widths, resolve_style
+from apr_tui.columns import ColumnSpec, Row, layout_widths
+from apr_tui.rows import Cell, Since, resolve_style
 
-Row = tuple[CellValue, ...]
 SortKey = Callable[[str, str], Any]
 """(row key, column key) -> a sortable value."""
 
@@ -101,8 +101,11 @@ class JobsTable(ScrollView, can_focus=True):
                  name: str | None = None, id: str | None = None,
                  classes: str | None = None) -> None:
         super().__init__(name=name, id=id, classes=classes)
-        self.columns = tuple(columns)
-        self._column_index = {c.key: i for i, c in enumerate(self.columns)}
+        self.columns: tuple[ColumnSpec, ...] = ()
+        self._column_index: dict[str, int] = {}
+        self._growing: list[int] = []
+        self._content: list[int] = []
+        """The longest text seen per column (growing columns only; 0 for the others)."""
         self._sort_key_of = sort_key
         self.sort_column: str | None = None
         self.sort_reverse = False
@@ -115,7 +118,8 @@ class JobsTable(ScrollView, can_focus=True):
         self.marked: set[str] = set()
         self.cursor_key: str | None = None
         self._cursor_index = 0
-        self._widths: list[int] = layout_widths(self.columns, 160)
+        self._widths: list[int] = []
+        self._set_columns(columns)
         self._strips: LRUCache[tuple[Any, ...], Strip] = LRUCache(1024)
         self._styles: dict[str, Style] = {}
         self._now_second = 0
@@ -173,8 +177,41 @@ class JobsTable(ScrollView, can_focus=True):
         self._order = list(self._rows)
         self.marked &= self._rows.keys()
         self._strips.clear()
+        self._content = [0] * len(self.columns)
+        self._measure(self._rows.values())
         self._reorder = True
+        self._layout_columns(self._laid_out_for)
         self._settle(full=True)
+
+    def set_columns(self, columns: Sequence[ColumnSpec]) -> None:
+        """Show other columns; rows must then be given again (``set_rows``) in their order.
+        A sort by a column no longer shown is dropped."""
+        self._set_columns(columns)
+        if self.sort_column not in self._column_index:
+            self.sort_column, self.sort_reverse = None, False
+        self._rows = {}
+        self._strips.clear()
+
+    def _set_columns(self, columns: Sequence[ColumnSpec]) -> None:
+        self.columns = tuple(columns)
+        self._column_index = {c.key: i for i, c in enumerate(self.columns)}
+        self._growing = [i for i, c in enumerate(self.columns) if c.grow]
+        self._content = [0] * len(self.columns)
+        self._widths = layout_widths(self.columns, 160, self._content)
+
+    def _measure(self, rows: Iterable[Row]) -> bool:
+        """Note the longest text of each growing column; True when one got longer than its
+        column is now (then the layout may give it more room)."""
+        content, growing, widths = self._content, self._growing, self._widths
+        wider = False
+        for cells in rows:
+            for index in growing:
+                cell = cells[index]
+                length = len(cell.text) if isinstance(cell, Cell) else 0
+                if length > content[index]:
+                    content[index] = length
+                    wider = wider or length > widths[index]
+        return wider
 
     def upsert_rows(self, rows: Iterable[tuple[str, Row]]) -> None:
         """Add new rows and change the cells that differ; repaint only changed lines."""
@@ -197,6 +234,8 @@ class JobsTable(ScrollView, can_focus=True):
                     self._reorder = True
             self._rows[key] = cells
             changed.append(key)
+        if self._measure(self._rows[key] for key in changed) and self._laid_out_for > 0:
+            self._layout_columns(self._laid_out_for)
         if self._reorder:
             self._settle(full=True)
             return
@@ -240,6 +279,16 @@ class JobsTable(ScrollView, can_focus=True):
         keys, self.marked = self.marked, set()
         for key in keys:
             self._refresh_key(key)
+
+    def mark_all(self) -> None:
+        """Mark every row shown."""
+        self.marked = set(self._order)
+        self.refresh()
+
+    def invert_marks(self) -> None:
+        """Marked rows become unmarked and the others marked."""
+        self.marked = set(self._order) - self.marked
+        self.refresh()
 
     def set_now(self, now: datetime) -> None:
         """Advance the clock the ``Since`` cells are shown against; repaints visible rows."""
@@ -326,9 +375,12 @@ class JobsTable(ScrollView, can_focus=True):
         self._layout_columns(self.scrollable_content_region.width)
 
     def _layout_columns(self, width: int) -> None:
-        """Narrow screens hide the least useful columns; flexible ones share the rest."""
+        """Narrow screens hide the least useful columns; spare width goes to the columns
+        whose values are cut, then to the fill column."""
+        if width <= 0:
+            return
         self._laid_out_for = width
-        widths = layout_widths(self.columns, width)
+        widths = layout_widths(self.columns, width, self._content)
         if widths != self._widths:
             self._widths = widths
             self._strips.clear()
