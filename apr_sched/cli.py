@@ -14,7 +14,6 @@ import functools
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
 
 try:  # Ctrl-C while the CLI is still loading: leave as main() would, with 130, no traceback
     from apr_sched import __version__
@@ -23,8 +22,9 @@ try:  # Ctrl-C while the CLI is still loading: leave as main() would, with 130, 
 except KeyboardInterrupt:
     raise SystemExit(130) from None
 
+TYPE_CHECKING = False  # typing's, without importing typing (see apr_sched/__init__.py)
 if TYPE_CHECKING:
-    from typing import TypeAlias
+    from typing import Any, TypeAlias
 
     _Sub: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
 

@@ -9,11 +9,12 @@ outside the main thread no handler is installed (signals are not ours there).
 
 from __future__ import annotations
 
-import contextlib
 import signal
-from collections.abc import Iterator
-from types import FrameType
-from typing import Any
+
+TYPE_CHECKING = False  # typing's, without importing typing (see apr_sched/__init__.py)
+if TYPE_CHECKING:
+    from types import FrameType
+    from typing import Any
 
 __all__ = ["Interrupted", "Signals"]
 
@@ -65,11 +66,22 @@ class Signals:
             self._armed = False
             raise Interrupted(self.received[-1])
 
-    @contextlib.contextmanager
-    def blocking(self) -> Iterator[None]:
-        self.check()
-        self._armed = True
-        try:
-            yield
-        finally:
-            self._armed = False
+    def blocking(self) -> _Blocking:
+        """``with signals.blocking():`` around a wait that a signal may cut short."""
+        return _Blocking(self)
+
+
+class _Blocking:
+    """What ``Signals.blocking()`` returns (a class: contextlib is not loaded to wait)."""
+
+    __slots__ = ("_signals",)
+
+    def __init__(self, signals: Signals) -> None:
+        self._signals = signals
+
+    def __enter__(self) -> None:
+        self._signals.check()
+        self._signals._armed = True
+
+    def __exit__(self, *exc: object) -> None:
+        self._signals._armed = False

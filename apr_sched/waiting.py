@@ -33,8 +33,6 @@ leaves at once. A SIGHUP that was ignored when we started (``nohup``) stays igno
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
-from typing import TextIO
 
 from apr_sched.interrupts import Interrupted
 from apr_sched.outcomes import (
@@ -52,6 +50,11 @@ from apr_sched.outcomes import (
 from apr_sched.rawclient import DaemonUnreachable, RawClient
 from apr_sched.views import JobView
 from apr_sched.waiter import Waiter
+
+TYPE_CHECKING = False  # typing's, without importing typing (see apr_sched/__init__.py)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import TextIO
 
 __all__ = [
     "EXIT_CANCELLED",

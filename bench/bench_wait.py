@@ -6,9 +6,9 @@ final event (another long poll if the first answer holds no final event for it).
 to the same daemon (a real subprocess on a temp state dir, one local host, loopback only).
 Goal (issue 9): ours <= 2x the curl pair.
 
-Ours runs two ways in the same rounds (see bench_cli_startup): ``source``, the environment as
-it is (an editable install under PYTHONDONTWRITEBYTECODE=1 compiles our modules at every
-start), and ``bytecode``, compiled once as an installed package is.
+Ours runs in each of ``--modes`` in the same rounds (``_modes``): ``source`` and
+``bytecode``, the dev venv (an editable install) without and with compiled modules, and
+``installed``, a plain ``pip install`` of this repo in a venv of its own, as users get it.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import cli_daemon, emit
+from _modes import MODES, Mode, build_modes, mode_names
 
 FINAL = {"SUCCEEDED", "FAILED", "TIMEOUT", "STOPPED"}
 
@@ -49,39 +50,41 @@ def by_curl(url: str, token: str) -> float:
             return time.perf_counter() - start
 
 
-def by_cli(env: dict[str, str]) -> float:
+def by_cli(mode: Mode) -> float:
     start = time.perf_counter()
-    subprocess.run(["apr-sched", "submit", "--wait", "--quiet", "--", "true"], env=env,
-                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([*mode.apr_sched(), "submit", "--wait", "--quiet", "--", "true"],
+                   env=mode.env, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--modes", type=mode_names, default=list(MODES),
+                        help=f"comma-separated, of {','.join(MODES)} (default: all)")
+    parser.add_argument("--installed-venv", type=Path, metavar="DIR",
+                        help="where installed mode's venv is built and kept")
     args = parser.parse_args()
     emit("wait", "setup", None, rounds=args.rounds, load_avg_1m=os.getloadavg()[0])
     with tempfile.TemporaryDirectory() as tmp, cli_daemon(Path(tmp)) as (state, env):
         url = json.loads((state / "scheduler.json").read_text())["url"]
         token = (state / "token").read_text().strip()
-        compiled = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        compiled["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
-        envs = {"source": env, "bytecode": compiled}
-        for mode_env in envs.values():  # warm up (and write the bytecode once)
-            by_cli(mode_env)
+        modes = build_modes(args.modes, env, Path(tmp) / "pycache", args.installed_venv)
+        for mode in modes.values():  # warm up (and write the bytecode once)
+            by_cli(mode)
         curl: list[float] = []
-        ours: dict[str, list[float]] = {mode: [] for mode in envs}
+        ours: dict[str, list[float]] = {name: [] for name in modes}
         for _ in range(args.rounds):
             curl.append(by_curl(url, token))
-            for mode, mode_env in envs.items():
-                ours[mode].append(by_cli(mode_env))
+            for name, mode in modes.items():
+                ours[name].append(by_cli(mode))
         peer = statistics.median(curl)
         emit("wait", "curl_submit_and_long_poll_ms", peer * 1000, rounds=args.rounds)
-        for mode, walls in ours.items():
+        for name, walls in ours.items():
             mine = statistics.median(walls)
-            emit("wait", "submit_wait_ms" if mode == "source" else f"submit_wait_{mode}_ms",
-                 mine * 1000, mode=mode, ratio_to_curl=mine / peer, goal_ratio=2.0,
-                 met=mine / peer <= 2.0, load_avg_1m=os.getloadavg()[0])
+            emit("wait", f"submit_wait{modes[name].suffix()}_ms", mine * 1000, mode=name,
+                 ratio_to_curl=mine / peer, goal_ratio=2.0, met=mine / peer <= 2.0,
+                 load_avg_1m=os.getloadavg()[0])
 
 
 if __name__ == "__main__":
