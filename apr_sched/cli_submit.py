@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     import argparse
     from typing import Any
 
+    from apr_sched.interrupts import Signals
+
 __all__ = ["job_spec", "run_submit", "run_submit_batch", "run_wait"]
 
 
@@ -82,6 +84,18 @@ def job_spec(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_submit(ctx: Context, args: argparse.Namespace) -> int:
     spec = job_spec(args)
+    if not args.wait:
+        return _submit(ctx, args, spec, None)
+    from apr_sched.interrupts import Signals
+
+    # Installed before the submit: a Ctrl-C (SIGTERM, SIGHUP) that comes before the wait
+    # has begun is kept, and stops the job once its id is known, as one during the wait does.
+    with Signals() as signals:
+        return _submit(ctx, args, spec, signals)
+
+
+def _submit(ctx: Context, args: argparse.Namespace, spec: dict[str, Any],
+            signals: Signals | None) -> int:
     reply, since = ctx.client.submit_dict(spec)
     job = JobView(reply)
     if args.json:
@@ -96,9 +110,9 @@ def run_submit(ctx: Context, args: argparse.Namespace) -> int:
     if not args.wait:
         return 0
     if since is None:  # an older daemon, or a replayed submit: the waiter asks and looks
-        return _wait_for(ctx, args, [job.job_id], first_attempt=1)
+        return _wait_for(ctx, args, [job.job_id], first_attempt=1, signals=signals)
     return _wait_for(ctx, args, [job.job_id], first_attempt=1, since=since,
-                     known={job.job_id: job})
+                     known={job.job_id: job}, signals=signals)
 
 
 def run_wait(ctx: Context, args: argparse.Namespace) -> int:
@@ -107,13 +121,15 @@ def run_wait(ctx: Context, args: argparse.Namespace) -> int:
 
 def _wait_for(ctx: Context, args: argparse.Namespace, job_ids: list[str], *,
               first_attempt: int | None, since: int | None = None,
-              known: dict[str, JobView] | None = None) -> int:
+              known: dict[str, JobView] | None = None,
+              signals: Signals | None = None) -> int:
     from apr_sched.waiting import exit_code_for, wait_for_jobs  # only to wait
 
     result = wait_for_jobs(ctx.client, job_ids, output=None if args.quiet else sys.stdout,
                            stop_on_interrupt=args.stop_on_interrupt,
                            reconnect_timeout=args.reconnect_timeout,
-                           first_attempt=first_attempt, since=since, known=known)
+                           first_attempt=first_attempt, since=since, known=known,
+                           signals=signals)
     if args.json and args.command == "wait":
         print_json({"exit_code": result.code, "interrupted_by": result.interrupted,
                     "jobs": {job_id: None if job is None else {

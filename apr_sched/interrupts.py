@@ -38,8 +38,14 @@ class Signals:
         self._taken = 0
         self._armed = False
         self._previous: dict[int, Any] = {}
+        self._depth = 0
+        """Entered this many times: the handlers are installed at the first, restored at the
+        last exit (a caller may install them early, before what it then waits for)."""
 
     def __enter__(self) -> Signals:
+        self._depth += 1
+        if self._depth > 1:
+            return self
         for signum in self.NAMES:
             if signum == signal.SIGHUP and signal.getsignal(signum) == signal.SIG_IGN:
                 continue  # nohup: the caller wants us to outlive the terminal
@@ -50,6 +56,9 @@ class Signals:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        if self._depth:
+            return
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)
         self._previous.clear()

@@ -103,7 +103,8 @@ class Waiter:
                  output: TextIO | None, notices: TextIO, first_attempt: int | None,
                  reconnect_timeout: float, label_lines: bool, pinned: bool = False,
                  json_lines: bool = False, since: int | None = None,
-                 known: dict[str, JobView] | None = None) -> None:
+                 known: dict[str, JobView] | None = None,
+                 signals: Signals | None = None) -> None:
         self.client = client
         self.pinned = pinned
         """Print one attempt only (``logs --follow --attempt N``): no moving on to a retry."""
@@ -118,7 +119,7 @@ class Waiter:
         self.notices = notices
         self.reconnect_timeout = reconnect_timeout
         self.label_lines = label_lines
-        self.signals = Signals()
+        self.signals = Signals() if signals is None else signals
         self.since = since
         self._events: RawClient | None = None
         self._events_out = False

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import sys
 
-from apr_sched.interrupts import Interrupted
+from apr_sched.interrupts import Interrupted, Signals
 from apr_sched.outcomes import (
     EXIT_CANCELLED,
     EXIT_CANNOT_START,
@@ -103,6 +103,7 @@ def wait_for_jobs(
     label_lines: bool | None = None,
     since: int | None = None,
     known: dict[str, JobView] | None = None,
+    signals: Signals | None = None,
 ) -> WaitResult:
     """Block until every job in ``job_ids`` has ended; return the exit code that tells how.
 
@@ -113,7 +114,8 @@ def wait_for_jobs(
     notes: a new attempt, the daemon away and back, a stop on interrupt. ``since`` (an
     event number taken before the jobs were submitted) and ``known`` (their submit
     replies) save the first round trips. Signals: see the module docstring (handlers are
-    installed only in the main thread).
+    installed only in the main thread); ``signals``, entered by the caller before it
+    submitted the jobs, makes a signal that came in between count too.
     """
     if not job_ids:
         raise ValueError("no job ids to wait for")
@@ -121,7 +123,7 @@ def wait_for_jobs(
                      notices=sys.stderr if notices is None else notices,
                      first_attempt=first_attempt, reconnect_timeout=reconnect_timeout,
                      label_lines=len(set(job_ids)) > 1 if label_lines is None else label_lines,
-                     since=since, known=known)
+                     since=since, known=known, signals=signals)
     interrupted: int | None = None
     with waiter.signals:
         try:

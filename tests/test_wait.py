@@ -7,16 +7,20 @@ stops the job.
 
 from __future__ import annotations
 
+import io
 import os
 import shlex
 import signal
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from apr_sched.interrupts import Signals
 from apr_sched.models import Attempt, Job, JobEvent, JobStatus, utcnow
+from apr_sched.rawclient import RawClient
 from apr_sched.waiting import (
     EXIT_CANNOT_START,
     EXIT_CODES_HELP,
@@ -25,6 +29,7 @@ from apr_sched.waiting import (
     EXIT_TIMEOUT,
     EXIT_WAIT_FAILED,
     exit_code_for,
+    wait_for_jobs,
     worst_exit_code,
 )
 from tests.cli_daemon import CliDaemon, Done, running_cli_daemon, submitted_id
@@ -200,6 +205,21 @@ def test_a_signal_to_the_waiting_client_stops_the_job(daemon: CliDaemon, signum:
     assert "got TERM\n" in out  # the job's last words, printed before leaving
     assert daemon.job(job_id).status is JobStatus.STOPPED  # ended before the client left
     assert f"stopping job {job_id}" in err and "Traceback" not in err
+
+
+def test_a_signal_before_the_wait_began_stops_the_job(daemon: CliDaemon) -> None:
+    """``submit --wait`` installs its handlers before it submits: a Ctrl-C that comes
+    between the submit and the wait is kept, and stops the job once the wait begins."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers are the main thread's")
+    with daemon.client() as c:
+        job_id = c.submit({"command": "sleep 30"}).job_id
+        url, token = c.url, c.token
+    with Signals() as signals, RawClient(url, token) as client:
+        os.kill(os.getpid(), signal.SIGINT)  # recorded, not raised: no wait has begun
+        result = wait_for_jobs(client, [job_id], signals=signals, notices=io.StringIO())
+    assert (result.code, result.interrupted) == (130, signal.SIGINT)
+    assert daemon.job(job_id).status is JobStatus.STOPPED
 
 
 def test_no_stop_on_interrupt_leaves_the_job_running(daemon: CliDaemon) -> None:
