@@ -10,12 +10,21 @@
 Everything public is re-exported here; the submodules are implementation detail. The
 names are loaded on first use (PEP 562), so a client command that needs only the HTTP
 client never imports the scheduler, asyncssh or the executors.
+
+The modules a client command loads do not import ``typing`` either (a few milliseconds of
+every start): annotations are strings (``from __future__ import annotations``), and each
+such module says ``TYPE_CHECKING = False`` itself and imports what its annotations name
+under ``if TYPE_CHECKING:``. Type checkers treat any variable named ``TYPE_CHECKING`` as
+true, as mypy documents ("Some other expressions exhibit similar behavior; in particular,
+typing.TYPE_CHECKING, variables named MYPY or TYPE_CHECKING ..."); tests/test_imports.py
+checks that ``typing`` stays out.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+
+TYPE_CHECKING = False
 
 __version__ = "0.1.0"
 
@@ -100,6 +109,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from apr_sched.blocking import BlockingScheduler
     from apr_sched.client import DaemonUnreachable, SchedulerClient
     from apr_sched.config import (

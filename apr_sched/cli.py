@@ -9,22 +9,25 @@ its help.
 
 from __future__ import annotations
 
-import argparse
-import functools
-import os
-import sys
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from apr_sched.startup import collection_paused, skip_final_collection
 
-try:  # Ctrl-C while the CLI is still loading: leave as main() would, with 130, no traceback
-    from apr_sched import __version__
-    from apr_sched.cli_args import CLIENT_PARSERS, parser_builder
-    from apr_sched.errors import AprError
-except KeyboardInterrupt:
-    raise SystemExit(130) from None
+with collection_paused():  # loading makes no garbage: see apr_sched.startup
+    try:  # Ctrl-C while the CLI is still loading: leave as main() would, with 130, no traceback
+        import argparse
+        import functools
+        import os
+        import sys
+        from collections.abc import Callable, Sequence
 
+        from apr_sched import __version__
+        from apr_sched.cli_args import CLIENT_PARSERS, parser_builder
+        from apr_sched.errors import AprError
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+
+TYPE_CHECKING = False  # typing's, without importing typing (see apr_sched/__init__.py)
 if TYPE_CHECKING:
-    from typing import TypeAlias
+    from typing import Any, TypeAlias
 
     _Sub: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
 
@@ -149,26 +152,32 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 def status_main() -> int:
     """``apr-sched-status ID...``: ``apr-sched status`` as one word."""
-    return main(["status", *sys.argv[1:]])
+    return _process(["status", *sys.argv[1:]], None, own_process=True)
 
 
 def stop_main() -> int:
     """``apr-sched-stop ID...``: ``apr-sched stop`` as one word (engines that cancel
     without a shell cannot run a two-word command)."""
-    return main(["stop", *sys.argv[1:]])
+    return _process(["stop", *sys.argv[1:]], None, own_process=True)
 
 
 def main(argv: Sequence[str] | None = None, *, default_command: str | None = None) -> int:
     """``apr-sched``: with no command, print the help and exit 2. ``python -m apr_sched``
     passes ``default_command="serve"``: there, no command (or options first) runs the
-    daemon, as it always has. Ctrl-C at any point ends it with 130 and no traceback."""
+    daemon, as it always has. Ctrl-C at any point ends it with 130 and no traceback.
+    Without ``argv`` (the console script) the process is the command."""
+    return _process(list(sys.argv[1:] if argv is None else argv), default_command,
+                    own_process=argv is None)
+
+
+def _process(argv: list[str], default_command: str | None, *, own_process: bool) -> int:
     try:
-        return _main(list(sys.argv[1:] if argv is None else argv), default_command)
+        return _main(argv, default_command, own_process)
     except KeyboardInterrupt:
         return 130
 
 
-def _main(argv: list[str], default_command: str | None) -> int:
+def _main(argv: list[str], default_command: str | None, own_process: bool) -> int:
     starts_with_option = bool(argv) and argv[0].startswith("-") and argv[0] not in (
         "-h", "--help", "--version")
     if default_command and (not argv or starts_with_option):
@@ -181,14 +190,19 @@ def _main(argv: list[str], default_command: str | None) -> int:
                   file=sys.stderr)
         return 2
     command = argv[0] if argv[0] in COMMAND_PARSERS else None
-    parser = build_parser(command)
-    args = parser.parse_args(argv)
+    with collection_paused():
+        args = build_parser(command).parse_args(argv)
+        client = args.command in CLIENT_PARSERS
+        if client:
+            from apr_sched.cli_client import handler_for, run_client_command
+
+            handler_for(args.command)  # its module loads now, with the collector held off
     try:
-        if args.command in CLIENT_PARSERS:
+        if client:
+            if own_process:  # a short-lived client command: see apr_sched.startup
+                skip_final_collection()
             if args.verbose:  # nothing on the client path logs unless asked
                 _log_to_stderr(args.verbose)
-            from apr_sched.cli_client import run_client_command
-
             return run_client_command(args)
         _log_to_stderr(getattr(args, "verbose", 0))
         if args.command == "serve":

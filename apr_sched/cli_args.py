@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 import importlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 from apr_sched.discovery import TOKEN_ENV, TOKEN_FILE
 
+TYPE_CHECKING = False  # typing's, without importing typing (see apr_sched/__init__.py)
 if TYPE_CHECKING:
-    from typing import TypeAlias
+    from typing import Any, TypeAlias
 
     _Sub: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
 

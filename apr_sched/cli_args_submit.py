@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
 
 from apr_sched.cli_args import _add_discovery, _add_wait_options, _command, _key_value
 
+TYPE_CHECKING = False  # typing's, without importing typing (see apr_sched/__init__.py)
 if TYPE_CHECKING:
     from apr_sched.cli_args import _Sub
 

@@ -17,13 +17,9 @@ reply. When stdout is not a terminal, tables are plain columns, never wrapped or
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import importlib
 import os
 import sys
-from collections.abc import Callable
-from pathlib import Path
 
 from apr_sched.cli_args import ACTIONS, BULK_ACTIONS, CLIENT_PARSERS, add_client_commands
 from apr_sched.cli_common import Context, error
@@ -37,14 +33,20 @@ from apr_sched.errors import (
     NotFound,
 )
 from apr_sched.rawclient import RawClient
-from apr_sched.statedir import resolve_state_dir
+from apr_sched.statehome import state_dir_name
+
+TYPE_CHECKING = False  # typing's, without importing typing (see apr_sched/__init__.py)
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable
+
+    _Handler = Callable[[Context, argparse.Namespace], int]
 
 __all__ = ["ACTIONS", "BULK_ACTIONS", "CLIENT_COMMANDS", "add_client_commands",
            "run_client_command"]
 
 CLIENT_COMMANDS = frozenset(CLIENT_PARSERS)
 
-_Handler = Callable[[Context, argparse.Namespace], int]
 _HANDLERS: dict[str, str] = {
     "submit": "apr_sched.cli_submit:run_submit",
     "submit-batch": "apr_sched.cli_submit:run_submit_batch",
@@ -78,7 +80,7 @@ def handler_for(command: str) -> _Handler:
 def run_client_command(args: argparse.Namespace) -> int:
     """Run one client subcommand; the exit code (see the module docstring)."""
     handler = handler_for(args.command)
-    state_dir: Path | None = None
+    state_dir: str | None = None
     url = "?"
     try:
         config = None
@@ -86,7 +88,7 @@ def run_client_command(args: argparse.Namespace) -> int:
             from apr_sched.config import load_config
 
             config = load_config(args.config)
-        state_dir = resolve_state_dir(args.state_dir or (config.state_dir if config else None))
+        state_dir = state_dir_name(args.state_dir or (config.state_dir if config else None))
         url, token = find_daemon(args.url, args.token, config, state_dir)
         ctx = Context(RawClient(url, token), state_dir)
         try:
@@ -94,7 +96,7 @@ def run_client_command(args: argparse.Namespace) -> int:
         finally:
             ctx.close()
     except AuthFailed as exc:
-        where = f", or check {state_dir / TOKEN_FILE}" if state_dir else ""
+        where = f", or check {os.path.join(state_dir, TOKEN_FILE)}" if state_dir else ""
         error(f"{url} refused the token ({exc.message}); pass --token, set ${TOKEN_ENV}"
               f"{where}")
         return 2
@@ -108,6 +110,8 @@ def run_client_command(args: argparse.Namespace) -> int:
         return 130
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly, and keep Python's exit flush quiet.
-        with contextlib.suppress(OSError):
+        try:  # noqa: SIM105 - contextlib.suppress would load contextlib for this alone
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass
         return 141

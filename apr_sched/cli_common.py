@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from apr_sched.errors import InvalidInput
 from apr_sched.rawclient import RawClient
 from apr_sched.states import is_valid_id
 
+TYPE_CHECKING = False  # typing's, without importing typing (see apr_sched/__init__.py)
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any
+
     from apr_sched.client import SchedulerClient
 
 __all__ = ["Context", "dict_field", "error", "json_object_file", "print_json",
@@ -27,7 +28,7 @@ class Context:
 
     __slots__ = ("_models", "client", "state_dir")
 
-    def __init__(self, client: RawClient, state_dir: Path) -> None:
+    def __init__(self, client: RawClient, state_dir: str) -> None:
         self.client = client
         self.state_dir = state_dir
         self._models: SchedulerClient | None = None
@@ -56,7 +57,11 @@ def print_json(data: Any) -> None:
 
 def read_json_file(name: str) -> Any:
     try:
-        text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+        if name == "-":
+            text = sys.stdin.read()
+        else:
+            with open(name, encoding="utf-8") as file:
+                text = file.read()
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise InvalidInput(f"{name}: {reason}", [{"field": "(file)", "message": reason}]

@@ -7,16 +7,19 @@ models (``SchedulerClient``).
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Callable, Iterable
-from typing import Any
 
 from apr_sched.cli_args import BULK_ACTIONS, filters_given
 from apr_sched.cli_common import Context, dict_field, error, json_object_file, print_json
 from apr_sched.errors import Forbidden, IllegalTransition, InvalidInput, NotFound
 from apr_sched.rawclient import json_object, valid_id
 from apr_sched.views import JobView
+
+TYPE_CHECKING = False  # typing's, without importing typing (see apr_sched/__init__.py)
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Iterable
+    from typing import Any
 
 __all__ = ["run_action", "run_hosts", "run_metrics", "run_purge", "run_register"]
 

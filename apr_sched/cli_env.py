@@ -29,11 +29,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 from apr_sched.errors import InvalidInput
+
+TYPE_CHECKING = False  # typing's, without importing typing (see apr_sched/__init__.py)
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 __all__ = [
     "MAX_ENV_NAMES",
@@ -49,7 +50,13 @@ __all__ = [
 MAX_ENV_NAMES = 1024
 MAX_ENV_VALUE = 32768
 """As JobSpec.env allows (tests/test_cli_env.py checks they agree)."""
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+MAX_NAME_LENGTH = 128
+
+
+def _is_name(text: str) -> bool:
+    """``[A-Za-z_][A-Za-z0-9_]{0,127}``, the names a job's env may hold (an ASCII identifier
+    is exactly that; no regex to compile for every submit)."""
+    return len(text) <= MAX_NAME_LENGTH and text.isascii() and text.isidentifier()
 
 NEVER_SENT = frozenset({"_", "SHLVL", "PWD", "OLDPWD", "HOME", "USER", "LOGNAME",
                         "XDG_RUNTIME_DIR", "SSH_AUTH_SOCK", "SSH_AGENT_PID"})
@@ -86,7 +93,7 @@ class SubmitterEnv:
 
 def _unfit(name: str, value: str) -> str | None:
     """Why a variable cannot be part of a job's environment, or None."""
-    if not _NAME.fullmatch(name):
+    if not _is_name(name):
         return "not a name a job can take"
     if len(value) > MAX_ENV_VALUE:
         return f"{len(value):,} characters; the limit is {MAX_ENV_VALUE:,}"
@@ -103,7 +110,7 @@ def parse_env_mode(text: str) -> str | list[str]:
     if word.lower() in ("all", "none"):
         return word.lower()
     names = [part.strip() for part in word.split(",") if part.strip()]
-    bad = [name for name in names if not _NAME.fullmatch(name)]
+    bad = [name for name in names if not _is_name(name)]
     if not names or bad:
         raise argparse.ArgumentTypeError(
             f"expected all, none or NAME,NAME... (bad name: {', '.join(bad) or text!r})")
@@ -154,7 +161,9 @@ def _require_fit(name: str, value: str, option: str) -> None:
 def current_umask() -> str:
     """This process's umask as JobSpec writes it (``"022"``), read without changing it."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        with open("/proc/self/status", encoding="utf-8") as status:
+            lines = status.read().splitlines()
+        for line in lines:
             if line.startswith("Umask:"):
                 return f"{int(line.split()[1], 8):03o}"
     except (OSError, ValueError, IndexError):

@@ -4,21 +4,25 @@ On a terminal a table fits the window: only the free-text columns (NAME, REASON)
 When stdout is not a terminal nothing is wrapped or cut: one line per row, columns padded
 to their widest cell and separated by two spaces, no colour and no trailing spaces, so
 ``apr-sched jobs | wc -l`` counts jobs plus the header and ``awk``/``cut`` see whole cells.
+
+``apr-sched jobs`` builds its parser from ``JOB_COLUMNS`` (even ``jobs --json`` does), so
+this module loads no more than it must to start: rich when it draws, datetime when it
+prints a time, typing never.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TextIO
 
 from apr_sched.durations import format_duration
 from apr_sched.states import HostState, JobStatus
 
+TYPE_CHECKING = False  # typing's, without importing typing (see apr_sched/__init__.py)
 if TYPE_CHECKING:
-    from typing import TypeAlias
+    from collections.abc import Callable, Sequence
+    from datetime import datetime
+    from typing import Any, Literal, TextIO, TypeAlias
 
     from apr_sched.models import Host
     from apr_sched.models import Job as JobModel
@@ -26,6 +30,7 @@ if TYPE_CHECKING:
 
     Job: TypeAlias = JobModel | JobView
     """A job as a model or as a view of the raw reply: both print alike."""
+    _JobCell = Callable[[Job, datetime], "Cell"]
 
 __all__ = [
     "DEFAULT_JOB_COLUMNS",
@@ -62,16 +67,31 @@ Cell = str | tuple[str, str]
 """A cell's text, or (text, rich style) for a terminal."""
 
 
-class Column(NamedTuple):
-    header: str
-    justify: Literal["left", "right"] = "left"
-    flexible: bool = False
-    """May wrap (``fold``) on a terminal; the others stay whole."""
-    max_width: int | None = None
-    """On a terminal, cut with an ellipsis beyond this."""
-    min_width: int | None = None
-    overflow: Literal["fold", "ellipsis"] = "fold"
-    """How a flexible cell gives way on a terminal: wrap it, or cut it with an ellipsis."""
+class Column:
+    __slots__ = ("flexible", "header", "justify", "max_width", "min_width", "overflow")
+
+    def __init__(self, header: str, justify: Literal["left", "right"] = "left", *,
+                 flexible: bool = False, max_width: int | None = None,
+                 min_width: int | None = None,
+                 overflow: Literal["fold", "ellipsis"] = "fold") -> None:
+        self.header = header
+        self.justify: Literal["left", "right"] = justify
+        self.flexible = flexible
+        """May wrap (``fold``) on a terminal; the others stay whole."""
+        self.max_width = max_width
+        """On a terminal, cut with an ellipsis beyond this."""
+        self.min_width = min_width
+        self.overflow: Literal["fold", "ellipsis"] = overflow
+        """How a flexible cell gives way on a terminal: wrap it, or cut it with an ellipsis."""
+
+    def __repr__(self) -> str:
+        return f"Column({self.header!r}, {self.justify!r})"
+
+
+def _now() -> datetime:
+    from datetime import UTC, datetime  # only to print a time (see the module docstring)
+
+    return datetime.now(UTC)
 
 
 def is_terminal(stream: TextIO | None = None) -> bool:
@@ -185,8 +205,6 @@ def _exit(job: Job) -> str:
     return "-" if job.exit_code is None else str(job.exit_code)
 
 
-_JobCell = Callable[["Job", datetime], Cell]
-
 JOB_COLUMNS: dict[str, tuple[Column, _JobCell]] = {
     "id": (Column("ID", "right"), lambda j, now: j.job_id),
     "name": (Column("NAME", flexible=True, max_width=32, overflow="ellipsis"),
@@ -230,7 +248,7 @@ def job_columns(text: str) -> list[str]:
 
 def print_jobs(jobs: Sequence[Job], names: Sequence[str], *, header: bool = True,
                out: TextIO | None = None) -> None:
-    now = datetime.now(UTC)
+    now = _now()
     columns = [JOB_COLUMNS[name][0] for name in names]
     cells = [JOB_COLUMNS[name][1] for name in names]
     print_table(columns, [[cell(job, now) for cell in cells] for job in jobs],
@@ -240,7 +258,7 @@ def print_jobs(jobs: Sequence[Job], names: Sequence[str], *, header: bool = True
 # hosts, one job, metrics -------------------------------------------------------------------
 def print_hosts(hosts: Sequence[Host], *, header: bool = True,
                 out: TextIO | None = None) -> None:
-    now = datetime.now(UTC)
+    now = _now()
     columns = [Column("ID"), Column("STATE"), Column("SLOTS", "right"),
                Column("CPU", "right"), Column("MEMORY GB", "right"), Column("JOBS", "right"),
                Column("LABELS", flexible=True, min_width=6), Column("HEARTBEAT", "right")]
@@ -263,7 +281,7 @@ def _heartbeat(host: Host, now: datetime) -> str:
 def print_job(job: Job, out: TextIO | None = None) -> None:
     """Fields, attempts and the event timeline of one job."""
     out = sys.stdout if out is None else out
-    now = datetime.now(UTC)
+    now = _now()
     status: Cell = status_cell(job.status)
     if reason(job):
         status = (f"{job.status.value}  {reason(job)}", STATUS_STYLE.get(job.status, ""))

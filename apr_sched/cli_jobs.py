@@ -7,17 +7,17 @@ table on a terminal. So a flow's status poll or a look at one job starts fast.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import json
-import signal
 import sys
-from collections.abc import Iterator
-from typing import Any
 
 from apr_sched.cli_common import Context, error, print_json
 from apr_sched.rawclient import json_object
 from apr_sched.states import JobStatus, is_valid_id
+
+TYPE_CHECKING = False  # typing's, without importing typing (see apr_sched/__init__.py)
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any
 
 __all__ = ["STATUS_WORDS", "UNKNOWN_JOB_WORD", "run_job", "run_jobs", "run_logs",
            "run_status"]
@@ -98,8 +98,21 @@ def run_status(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def run_logs(ctx: Context, args: argparse.Namespace) -> int:
-    with _interruptible() if args.follow else contextlib.nullcontext():
+    if not args.follow:
         return _show_log(ctx, args)
+    import signal  # only to follow: a plain look at a log sets no handler
+
+    # Let Ctrl-C end a follow from its first read, even when we were started with SIGINT
+    # ignored (a shell starts ``cmd &`` so, and nohup-style launchers and test runners pass
+    # it on): between the first read and the follow's own handlers a SIGINT would be lost.
+    try:
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    except ValueError:  # not the main thread: signals are not ours to handle
+        return _show_log(ctx, args)
+    try:
+        return _show_log(ctx, args)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _show_log(ctx: Context, args: argparse.Namespace) -> int:
@@ -112,22 +125,6 @@ def _show_log(ctx: Context, args: argparse.Namespace) -> int:
     return follow_log(ctx.client, args.job_id, int(reply["attempt"]), int(reply["offset"]),
                       output=sys.stdout, pinned=args.attempt is not None,
                       json_lines=args.json)
-
-
-@contextlib.contextmanager
-def _interruptible() -> Iterator[None]:
-    """Let Ctrl-C end a follow from its first read, even when we were started with SIGINT
-    ignored (a shell starts ``cmd &`` so, and nohup-style launchers and test runners pass it
-    on): between the first read and the follow's own handlers a SIGINT would be lost."""
-    try:
-        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    except ValueError:  # not the main thread: signals are not ours to handle
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _emit_log(reply: dict[str, Any], as_json: bool) -> None:

@@ -1,17 +1,15 @@
 """``apr-sched submit``, ``submit-batch`` and ``wait``: queue jobs, and block on them.
 
-``submit --wait`` asks for the daemon's event number before it submits, so the wait needs
-no second look at the job: the submit reply says what it is, and the events after that
-number say everything that happened to it (the same three requests a ``curl`` user makes:
-health, submit, long poll).
+``submit --wait`` needs no second look at the job: the submit reply says what it is and
+carries, in its ``Last-Event-Seq`` header, the daemon's event number from just before it,
+and the events after that number say everything that happens to it (the two requests a
+``curl`` user makes: submit, long poll). An older daemon's reply (or a replayed one) has no
+such header: then the wait asks ``/health`` for the number and reads the job once.
 """
 
 from __future__ import annotations
 
-import argparse
-import shlex
 import sys
-from typing import Any
 
 from apr_sched.cli_common import (
     Context,
@@ -27,7 +25,13 @@ from apr_sched.errors import InvalidInput
 from apr_sched.rawclient import json_object
 from apr_sched.states import JobStatus
 from apr_sched.views import JobView
-from apr_sched.waiting import exit_code_for, wait_for_jobs
+
+TYPE_CHECKING = False  # typing's, without importing typing (see apr_sched/__init__.py)
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any
+
+    from apr_sched.interrupts import Signals
 
 __all__ = ["job_spec", "run_submit", "run_submit_batch", "run_wait"]
 
@@ -40,7 +44,12 @@ def job_spec(args: argparse.Namespace) -> dict[str, Any]:
     if words and words[0] == "--":
         words.pop(0)
     if words:
-        spec["command"] = words[0] if len(words) == 1 else shlex.join(words)
+        if len(words) == 1:
+            spec["command"] = words[0]
+        else:
+            import shlex  # for several words only
+
+            spec["command"] = shlex.join(words)
     elif "command" not in spec:
         raise InvalidInput(
             "nothing to run: give the command after the options "
@@ -106,8 +115,19 @@ def begin_time(text: str) -> str | None:
 
 def run_submit(ctx: Context, args: argparse.Namespace) -> int:
     spec = job_spec(args)
-    since = int(ctx.client.health().get("last_event_seq", 0)) if args.wait else None
-    reply = json_object(ctx.client.request("POST", "/jobs", body=spec)[1])
+    if not args.wait:
+        return _submit(ctx, args, spec, None)
+    from apr_sched.interrupts import Signals
+
+    # Installed before the submit: a Ctrl-C (SIGTERM, SIGHUP) that comes before the wait
+    # has begun is kept, and stops the job once its id is known, as one during the wait does.
+    with Signals() as signals:
+        return _submit(ctx, args, spec, signals)
+
+
+def _submit(ctx: Context, args: argparse.Namespace, spec: dict[str, Any],
+            signals: Signals | None) -> int:
+    reply, since = ctx.client.submit_dict(spec)
     job = JobView(reply)
     if args.json:
         print_json(reply)
@@ -120,8 +140,10 @@ def run_submit(ctx: Context, args: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
     if not args.wait:
         return 0
+    if since is None:  # an older daemon, or a replayed submit: the waiter asks and looks
+        return _wait_for(ctx, args, [job.job_id], first_attempt=1, signals=signals)
     return _wait_for(ctx, args, [job.job_id], first_attempt=1, since=since,
-                     known={job.job_id: job})
+                     known={job.job_id: job}, signals=signals)
 
 
 def run_wait(ctx: Context, args: argparse.Namespace) -> int:
@@ -130,11 +152,15 @@ def run_wait(ctx: Context, args: argparse.Namespace) -> int:
 
 def _wait_for(ctx: Context, args: argparse.Namespace, job_ids: list[str], *,
               first_attempt: int | None, since: int | None = None,
-              known: dict[str, JobView] | None = None) -> int:
+              known: dict[str, JobView] | None = None,
+              signals: Signals | None = None) -> int:
+    from apr_sched.waiting import exit_code_for, wait_for_jobs  # only to wait
+
     result = wait_for_jobs(ctx.client, job_ids, output=None if args.quiet else sys.stdout,
                            stop_on_interrupt=args.stop_on_interrupt,
                            reconnect_timeout=args.reconnect_timeout,
-                           first_attempt=first_attempt, since=since, known=known)
+                           first_attempt=first_attempt, since=since, known=known,
+                           signals=signals)
     if args.json and args.command == "wait":
         print_json({"exit_code": result.code, "interrupted_by": result.interrupted,
                     "jobs": {job_id: None if job is None else {

@@ -1,19 +1,19 @@
 """Where the daemon is and how to prove who we are: its url (or Unix socket) and token.
 
 Shared by the sync client, the CLI and the TUI's async client; standard library only, so a
-client command pays nothing here for the models or the daemon's modules.
+client command pays nothing here for the models or the daemon's modules. On the usual path
+(the state dir's Unix socket) it needs ``os.path`` alone: ``urllib.parse`` is loaded only to
+read an ``http(s)://`` URL, and paths are strings (``pathlib`` is not loaded either).
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
-from urllib.parse import urlsplit
 
 from apr_sched.errors import InvalidInput
 from apr_sched.unix_socket import UNIX_SCHEME, find_socket
 
+TYPE_CHECKING = False  # typing's, without importing typing (see apr_sched/__init__.py)
 if TYPE_CHECKING:
     from apr_sched.config import SchedulerConfig
 
@@ -38,13 +38,33 @@ TOKEN_FILE = "token"
 PREFIX = "/scheduler"
 
 
-class DaemonUrl(NamedTuple):
-    scheme: str
-    host: str
-    port: int
-    base: str
-    """Path prefix of the API, ending in /scheduler."""
-    netloc: str
+class DaemonUrl:
+    """Where the API lives, as ``parse_daemon_url`` reads it."""
+
+    __slots__ = ("base", "host", "netloc", "port", "scheme")
+
+    def __init__(self, scheme: str, host: str, port: int, base: str, netloc: str) -> None:
+        self.scheme = scheme
+        """``unix``, ``http`` or ``https``."""
+        self.host = host
+        """The host name or address (IPv6 without brackets), or the socket's path."""
+        self.port = port
+        self.base = base
+        """Path prefix of the API, ending in /scheduler."""
+        self.netloc = netloc
+
+    def _key(self) -> tuple[str, str, int, str, str]:
+        return self.scheme, self.host, self.port, self.base, self.netloc
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DaemonUrl) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return "DaemonUrl(scheme={!r}, host={!r}, port={!r}, base={!r}, netloc={!r})".format(
+            *self._key())
 
 
 def parse_daemon_url(url: str) -> DaemonUrl:
@@ -58,6 +78,8 @@ def parse_daemon_url(url: str) -> DaemonUrl:
             raise InvalidInput(f"not an absolute socket path: {url!r}",
                                [{"field": "url", "message": "expected unix:/path/to/socket"}])
         return DaemonUrl("unix", path, 0, PREFIX, "localhost")
+    from urllib.parse import urlsplit  # only for TCP: the socket path needs none of it
+
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidInput(f"not an http(s) URL: {url!r}",
@@ -81,7 +103,8 @@ def normalize_url(url: str) -> str:
     return url.rstrip("/")
 
 
-def find_url(explicit: str | None, config: SchedulerConfig | None, state_dir: Path) -> str:
+def find_url(explicit: str | None, config: SchedulerConfig | None,
+             state_dir: str | os.PathLike[str]) -> str:
     """Where the daemon listens: ``--url``, ``$APR_SCHED_URL``, the url the running daemon
     recorded in ``<state_dir>/scheduler.json``, the config's ``[http]``, or the default."""
     if explicit:
@@ -113,7 +136,7 @@ def _connect_host(bind_host: str) -> str:
 
 
 def find_daemon(url: str | None, token: str | None, config: SchedulerConfig | None,
-                state_dir: Path) -> tuple[str, str | None]:
+                state_dir: str | os.PathLike[str]) -> tuple[str, str | None]:
     """The daemon's url and the token to send: its Unix socket (no token: it knows us by
     our uid) when the state dir has one and no url or token was given (``--url``,
     ``--token``, ``$APR_SCHED_URL``, ``$APR_SCHED_TOKEN``); else ``find_url`` and
@@ -125,14 +148,15 @@ def find_daemon(url: str | None, token: str | None, config: SchedulerConfig | No
     return find_url(url, config, state_dir), find_token(token, state_dir)
 
 
-def find_token(explicit: str | None, state_dir: Path) -> str | None:
+def find_token(explicit: str | None, state_dir: str | os.PathLike[str]) -> str | None:
     """``--token``, ``$APR_SCHED_TOKEN``, or the daemon's ``<state_dir>/token`` if readable."""
     if explicit:
         return explicit
     if env := os.environ.get(TOKEN_ENV, "").strip():
         return env
     try:
-        token = (Path(state_dir) / TOKEN_FILE).read_text(encoding="utf-8").strip()
+        with open(os.path.join(os.fspath(state_dir), TOKEN_FILE), encoding="utf-8") as file:
+            token = file.read().strip()
     except (OSError, UnicodeDecodeError):
         return None
     return token or None

@@ -15,20 +15,23 @@ __all__ = ["UNITS", "duration_arg", "format_duration", "parse_duration"]
 UNITS = {"w": 7 * 86400.0, "d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
 """Seconds per unit, largest first: the order parts must come in (``1h30m``, not ``30m1h``)."""
 
-_PART = re.compile(r"(\d+(?:\.\d+)?|\.\d+)([wdhms])")
-_NUMBER = re.compile(r"\d+(?:\.\d+)?|\.\d+")
+_PART = r"(\d+(?:\.\d+)?|\.\d+)([wdhms])"
+_NUMBER = r"\d+(?:\.\d+)?|\.\d+"
+"""Compiled when a duration is parsed (``re`` caches them), not by every command that
+merely offers a duration option."""
 
 
 def parse_duration(text: str) -> float:
     """Seconds in ``text``: a number (seconds) or parts like ``1d``, ``4h``, ``1h30m``,
     ``90s``, ``1.5h``, each unit at most once and largest first. ValueError otherwise."""
     value = text.strip().lower()
-    if _NUMBER.fullmatch(value):
+    if re.fullmatch(_NUMBER, value):
         return float(value)
+    part = re.compile(_PART)
     total, pos, last_rank = 0.0, 0, -1
     order = list(UNITS)
     while pos < len(value):
-        match = _PART.match(value, pos)
+        match = part.match(value, pos)
         if match is None:
             raise ValueError(f"{text!r} is not a duration (e.g. 90s, 4h, 1d, 1h30m)")
         rank = order.index(match.group(2))

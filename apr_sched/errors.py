@@ -16,11 +16,14 @@ exactly what the HTTP layer sends back as ``{"error": {...}}``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
-
+TYPE_CHECKING = False  # typing's, without importing typing (see apr_sched/__init__.py)
 if TYPE_CHECKING:  # pydantic loads with the models; a client that only talks HTTP needs neither
+    from collections.abc import Mapping
+    from typing import Any, ClassVar, TypeVar
+
     from pydantic import BaseModel, ValidationError
+
+    M = TypeVar("M", bound=BaseModel)
 
 
 class AprError(Exception):
@@ -112,9 +115,6 @@ def field_errors(exc: ValidationError, prefix: str = "") -> list[dict[str, str]]
             message = "unknown field"
         out.append({"field": path or "(body)", "message": message})
     return out
-
-
-M = TypeVar("M", bound="BaseModel")
 
 
 def validated(model: type[M], value: M | Mapping[str, Any], prefix: str = "") -> M:

@@ -9,11 +9,12 @@ outside the main thread no handler is installed (signals are not ours there).
 
 from __future__ import annotations
 
-import contextlib
 import signal
-from collections.abc import Iterator
-from types import FrameType
-from typing import Any
+
+TYPE_CHECKING = False  # typing's, without importing typing (see apr_sched/__init__.py)
+if TYPE_CHECKING:
+    from types import FrameType
+    from typing import Any
 
 __all__ = ["Interrupted", "Signals"]
 
@@ -37,8 +38,14 @@ class Signals:
         self._taken = 0
         self._armed = False
         self._previous: dict[int, Any] = {}
+        self._depth = 0
+        """Entered this many times: the handlers are installed at the first, restored at the
+        last exit (a caller may install them early, before what it then waits for)."""
 
     def __enter__(self) -> Signals:
+        self._depth += 1
+        if self._depth > 1:
+            return self
         for signum in self.NAMES:
             if signum == signal.SIGHUP and signal.getsignal(signum) == signal.SIG_IGN:
                 continue  # nohup: the caller wants us to outlive the terminal
@@ -49,6 +56,9 @@ class Signals:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        if self._depth:
+            return
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)
         self._previous.clear()
@@ -65,11 +75,22 @@ class Signals:
             self._armed = False
             raise Interrupted(self.received[-1])
 
-    @contextlib.contextmanager
-    def blocking(self) -> Iterator[None]:
-        self.check()
-        self._armed = True
-        try:
-            yield
-        finally:
-            self._armed = False
+    def blocking(self) -> _Blocking:
+        """``with signals.blocking():`` around a wait that a signal may cut short."""
+        return _Blocking(self)
+
+
+class _Blocking:
+    """What ``Signals.blocking()`` returns (a class: contextlib is not loaded to wait)."""
+
+    __slots__ = ("_signals",)
+
+    def __init__(self, signals: Signals) -> None:
+        self._signals = signals
+
+    def __enter__(self) -> None:
+        self._signals.check()
+        self._signals._armed = True
+
+    def __exit__(self, *exc: object) -> None:
+        self._signals._armed = False

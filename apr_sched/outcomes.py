@@ -3,20 +3,32 @@
 outcome as its own exit status.
 
 Pure and small (no pydantic): judged from a ``models.Job`` or a ``views.JobView`` alike.
+Every ``wait`` and ``submit`` imports it (their help ends with the table), so it loads
+neither ``textwrap`` nor ``signal`` nor ``typing`` to start.
 """
 
 from __future__ import annotations
 
-import signal
-import textwrap
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
-
 from apr_sched.states import JobStatus
 
+TYPE_CHECKING = False  # typing's, without importing typing (see apr_sched/__init__.py)
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Protocol
+
     from apr_sched.models import Job
     from apr_sched.views import JobView
+
+    class _Attempt(Protocol):
+        @property
+        def attempt(self) -> int: ...
+
+        @property
+        def reason(self) -> str | None: ...
+
+    class _Event(Protocol):
+        @property
+        def reason(self) -> str: ...
 
 __all__ = [
     "CANNOT_START_REASON",
@@ -63,13 +75,27 @@ EXIT_CODES: tuple[tuple[str, str], ...] = (
 def _exit_codes_help() -> str:
     lines = ["exit codes:"]
     for code, meaning in EXIT_CODES:
-        lines += textwrap.wrap(meaning, 79, initial_indent=f"  {code:<12} ",
-                               subsequent_indent=" " * 15)
-    lines += textwrap.wrap(
+        lines += _wrap(meaning, 79, f"  {code:<12} ", " " * 15)
+    lines += _wrap(
         "several jobs: the worst outcome, in this order: the wait failed, lost, cannot "
         "start, CANCELLED, STOPPED, TIMEOUT, killed by a signal, a non-zero exit, 0 (the "
-        "first job given wins a tie)", 79, initial_indent="  ", subsequent_indent="  ")
+        "first job given wins a tie)", 79, "  ", "  ")
     return "\n".join(lines) + "\n"
+
+
+def _wrap(text: str, width: int, first: str, rest: str) -> list[str]:
+    """``text``'s words in lines of at most ``width`` (a longer word has a line of its own),
+    the first line after ``first``, the others after ``rest``: ``textwrap.wrap`` for
+    plain words, without loading textwrap and its regexes at every start."""
+    lines: list[str] = []
+    line = first
+    for word in text.split():
+        if line.strip() and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = rest
+        line += word if line in (first, rest) else f" {word}"
+    lines.append(line)
+    return lines
 
 
 EXIT_CODES_HELP = _exit_codes_help()
@@ -78,19 +104,6 @@ EXIT_CODES_HELP = _exit_codes_help()
 LOST_REASON = "lost:"
 CANNOT_START_REASON = "could not start"
 """How the scheduler's timeline words these endings (transitions.outcome, runs.py)."""
-
-
-class _Attempt(Protocol):
-    @property
-    def attempt(self) -> int: ...
-
-    @property
-    def reason(self) -> str | None: ...
-
-
-class _Event(Protocol):
-    @property
-    def reason(self) -> str: ...
 
 
 def exit_code_for(job: Job | JobView | None) -> int:
@@ -120,6 +133,8 @@ def exit_code_of(status: JobStatus, exit_code: int | None, signal_name: str | No
 
 
 def _signal_number(name: str) -> int:
+    import signal  # only for a job killed by one
+
     try:
         return int(signal.Signals[name])
     except KeyError:

@@ -17,9 +17,6 @@ import socket
 import sys
 import time
 from collections.abc import Mapping
-from types import TracebackType
-from typing import Any
-from urllib.parse import urlencode
 
 from apr_sched.discovery import normalize_url, parse_daemon_url
 from apr_sched.errors import (
@@ -34,10 +31,19 @@ from apr_sched.errors import (
 from apr_sched.states import is_valid_id
 from apr_sched.wire import Address, Connection, ConnectionClosed, ProtocolError
 
-__all__ = ["DaemonUnreachable", "RawClient", "encode_json", "error_from_reply", "valid_id"]
+TYPE_CHECKING = False  # typing's, without importing typing (see apr_sched/__init__.py)
+if TYPE_CHECKING:
+    from types import TracebackType
+    from typing import Any
+
+__all__ = ["DaemonUnreachable", "RawClient", "encode_json", "error_from_reply", "query_string",
+           "valid_id"]
 
 WAIT_MARGIN_SEC = 10.0
 """A long poll may legitimately take ``wait`` seconds: the socket waits that much longer."""
+LAST_EVENT_SEQ_HEADER = "last-event-seq"
+"""``http.api.LAST_EVENT_SEQ_HEADER`` as replies are read (lower case): spelled here so the
+client imports no server code (a test keeps them equal)."""
 IDLE_REUSE_SEC = 10.0
 """A connection idle longer than this is replaced before use rather than reused: the
 daemon closes idle ones (15 s by default), and finding that out costs a round trip."""
@@ -68,7 +74,8 @@ class RawClient:
     """Talks to one daemon at ``url``: ``http(s)://host:port`` (optionally with a path
     prefix), or ``unix:/path/apr_sched.sock``. ``token`` is sent as ``Authorization:
     Bearer``; ``timeout`` bounds connecting and each read. ``last_json`` keeps the raw JSON
-    of the last reply. Not thread-safe: use one client per thread."""
+    of the last reply, ``last_headers`` its headers (lower-case names). Not thread-safe: use
+    one client per thread."""
 
     def __init__(self, url: str, token: str | None = None, timeout: float = 30.0) -> None:
         self.url = normalize_url(url)
@@ -79,6 +86,7 @@ class RawClient:
         self.token = token
         self.timeout = timeout
         self.last_json: Any = None
+        self.last_headers: dict[str, str] = {}
         self._wire = Connection(Address(target.scheme, target.host, target.port), timeout)
         self._sent: _Sent | None = None
         self._used_at = 0.0
@@ -130,7 +138,7 @@ class RawClient:
             pairs = [(k, _query_value(v)) for k, v in query.items() if v is not None]
             flat = [(k, item) for k, v in pairs for item in (v if isinstance(v, list) else [v])]
             if flat:
-                target += "?" + urlencode(flat)
+                target += "?" + query_string(flat)
         sent_headers = {"Accept": "application/json", **(headers or {})}
         payload: bytes | None = None
         if body is not None:
@@ -184,6 +192,7 @@ class RawClient:
             raise self._unreachable(exc) from None
         self._sent = None
         self._used_at = time.monotonic()
+        self.last_headers = reply.headers
         data = self._parse(reply.status, reply.body)
         self.last_json = data
         return reply.status, data
@@ -221,6 +230,13 @@ class RawClient:
         return data
 
     # raw replies -------------------------------------------------------------------------
+    def submit_dict(self, spec: Any) -> tuple[dict[str, Any], int | None]:
+        """``POST /jobs``: the job as sent, and the daemon's last event number from before
+        its first event (None from a daemon that does not say: an older one, or a replay)."""
+        reply = json_object(self.request("POST", "/jobs", body=spec)[1])
+        seq = self.last_headers.get(LAST_EVENT_SEQ_HEADER, "")
+        return reply, int(seq) if seq.isascii() and seq.isdigit() else None
+
     def health(self) -> dict[str, Any]:
         return json_object(self.request("GET", "/health")[1])
 
@@ -286,6 +302,21 @@ def valid_id(value: str, field: str) -> str:
               "starting with a letter or digit"}],
         )
     return text
+
+
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
+
+
+def query_string(pairs: list[tuple[str, str]]) -> str:
+    """``urllib.parse.urlencode(pairs)``, which is not loaded for it (with ``ipaddress``
+    behind it, a few ms of every client command's start): ``k=v`` joined by ``&``, each
+    side's UTF-8 bytes kept if unreserved, a space as ``+``, any other byte as ``%XX``."""
+    return "&".join(f"{_quote_plus(key)}={_quote_plus(value)}" for key, value in pairs)
+
+
+def _quote_plus(text: str) -> str:
+    return "".join(chr(byte) if byte in _UNRESERVED else "+" if byte == 0x20 else f"%{byte:02X}"
+                   for byte in text.encode("utf-8"))
 
 
 def _query_value(value: Any) -> Any:

@@ -27,17 +27,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from apr_sched.errors import InvalidInput, StateDirLocked
+from apr_sched.errors import StateDirLocked
+from apr_sched.statehome import LEGACY_BASE_ENV, STATE_DIR_ENV, state_dir_name
 from apr_sched.states import utcnow
 
-__all__ = ["LOCK_FILE", "OWNER_FILE", "StateDirLock", "read_owner", "resolve_state_dir"]
+__all__ = ["LEGACY_BASE_ENV", "LOCK_FILE", "OWNER_FILE", "STATE_DIR_ENV", "StateDirLock",
+           "read_owner", "resolve_state_dir"]
 
 LOCK_FILE = "scheduler.lock"
 OWNER_FILE = "scheduler.json"
-
-STATE_DIR_ENV = "APR_SCHED_HOME"
-LEGACY_BASE_ENV = "EDX_TMP_BASE"
-"""Set on the original deployment's head nodes; its state lived under ``$EDX_TMP_BASE``."""
 
 _CONTENTION_GRACE_SEC = 0.2
 """``read_owner`` probes with a shared lock held for microseconds; an ``acquire`` that
@@ -51,21 +49,7 @@ def resolve_state_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     original deployment keeps working unchanged), ``$XDG_STATE_HOME/apr_sched``, and
     ``~/.local/state/apr_sched``. ``~`` is expanded; symlinks are left alone.
     """
-    if explicit is not None:
-        if not os.fspath(explicit):
-            raise InvalidInput("state dir must not be empty", [
-                {"field": "state_dir", "message": "must not be empty"}
-            ])
-        chosen = Path(explicit)
-    elif home := os.environ.get(STATE_DIR_ENV):
-        chosen = Path(home)
-    elif base := os.environ.get(LEGACY_BASE_ENV):
-        chosen = Path(base) / "apr_sched"
-    elif (xdg := os.environ.get("XDG_STATE_HOME")) and os.path.isabs(xdg):
-        chosen = Path(xdg) / "apr_sched"  # the XDG spec says to ignore a relative value
-    else:
-        chosen = Path("~/.local/state/apr_sched")
-    return Path(os.path.abspath(chosen.expanduser()))
+    return Path(state_dir_name(explicit))
 
 
 class StateDirLock:
@@ -164,7 +148,7 @@ class StateDirLock:
         return f"StateDirLock({str(self.state_dir)!r}, held={self.held})"
 
 
-def read_owner(state_dir: Path) -> dict[str, Any] | None:
+def read_owner(state_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The running owner's record if some scheduler holds ``state_dir``, else None.
 
     Held but with no readable record yet (the owner is between locking and writing) gives

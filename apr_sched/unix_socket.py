@@ -11,12 +11,13 @@ directory, which names the same file.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import stat
-from collections.abc import Iterator
-from pathlib import Path
+
+TYPE_CHECKING = False  # typing's, without importing typing (see apr_sched/__init__.py)
+if TYPE_CHECKING:
+    from types import TracebackType
 
 __all__ = ["SOCKET_NAME", "UNIX_SCHEME", "connect_unix", "find_socket", "reachable_path",
            "socket_path"]
@@ -27,34 +28,45 @@ UNIX_SCHEME = "unix:"
 MAX_SUN_PATH = 107
 
 
-def socket_path(state_dir: Path) -> Path:
-    return Path(state_dir) / SOCKET_NAME
+def socket_path(state_dir: str | os.PathLike[str]) -> str:
+    return os.path.join(os.fspath(state_dir), SOCKET_NAME)
 
 
-def find_socket(state_dir: Path) -> Path | None:
+def find_socket(state_dir: str | os.PathLike[str]) -> str | None:
     """The state dir's socket if there is one we can see (a daemon runs, or one was killed
     and left it: connecting tells), else None."""
     path = socket_path(state_dir)
     try:
-        return path if stat.S_ISSOCK(path.stat().st_mode) else None
+        return path if stat.S_ISSOCK(os.stat(path).st_mode) else None
     except OSError:  # missing, or a state dir we may not enter
         return None
 
 
-@contextlib.contextmanager
-def reachable_path(path: Path) -> Iterator[str]:
-    """``path`` in a form ``bind()`` and ``connect()`` accept, valid inside the block."""
-    if len(os.fsencode(path)) <= MAX_SUN_PATH:
-        yield str(path)
-        return
-    fd = os.open(path.parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        yield f"/proc/self/fd/{fd}/{path.name}"
-    finally:
-        os.close(fd)
+class reachable_path:  # lower case: it is used as a function, ``with reachable_path(p) as a``
+    """``path`` in a form ``bind()`` and ``connect()`` accept, valid inside the ``with``
+    block (a class, not ``contextlib.contextmanager``: the client's start skips contextlib)."""
+
+    __slots__ = ("_fd", "_path")
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._path = os.fspath(path)
+        self._fd: int | None = None
+
+    def __enter__(self) -> str:
+        if len(os.fsencode(self._path)) <= MAX_SUN_PATH:
+            return self._path
+        directory, name = os.path.split(self._path)
+        self._fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        return f"/proc/self/fd/{self._fd}/{name}"
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
 
 
-def connect_unix(path: Path, timeout: float | None) -> socket.socket:
+def connect_unix(path: str | os.PathLike[str], timeout: float | None) -> socket.socket:
     """A connected stream socket to the daemon at ``path``; OSError if none answers."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:

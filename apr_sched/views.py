@@ -6,21 +6,30 @@ ended; building ``apr_sched.models.Job`` for that would cost each of them pydant
 attribute names the printers and ``waiting.exit_code_for`` use, and nothing else: no
 validation (the daemon sent it), no defaults beyond what the printers need. Library users
 still get the models from ``SchedulerClient``.
+
+Times are read from the reply when first asked for: a status poll, a submit or a stop never
+needs them, and ``datetime`` is a few milliseconds of their start.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import datetime
-from typing import Any
-
 from apr_sched.states import JobStatus
+
+TYPE_CHECKING = False  # typing's, without importing typing (see apr_sched/__init__.py)
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from datetime import datetime
+    from typing import Any
 
 __all__ = ["AttemptView", "EventView", "JobView", "ResourcesView", "job_views"]
 
 
 def _time(value: Any) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(str(value))
+    if value is None:
+        return None
+    from datetime import datetime  # at first use (see the module docstring)
+
+    return datetime.fromisoformat(str(value))
 
 
 def _status(value: Any) -> JobStatus | None:
@@ -47,13 +56,13 @@ class ResourcesView:
 
 class AttemptView:
     __slots__ = (
+        "_finished",
+        "_started",
         "attempt",
         "exit_code",
-        "finished_at",
         "host_id",
         "reason",
         "signal",
-        "started_at",
         "status",
     )
 
@@ -61,24 +70,36 @@ class AttemptView:
         self.attempt: int = int(data["attempt"])
         self.host_id: str | None = data.get("host_id")
         self.status: JobStatus = JobStatus(data["status"])
-        self.started_at = _time(data.get("started_at"))
-        self.finished_at = _time(data.get("finished_at"))
+        self._started = data.get("started_at")
+        self._finished = data.get("finished_at")
         self.exit_code: int | None = data.get("exit_code")
         self.signal: str | None = data.get("signal")
         self.reason: str | None = data.get("reason")
 
+    @property
+    def started_at(self) -> datetime | None:
+        return _time(self._started)
+
+    @property
+    def finished_at(self) -> datetime | None:
+        return _time(self._finished)
+
 
 class EventView:
-    __slots__ = ("attempt", "from_status", "host_id", "reason", "seq", "time", "to_status")
+    __slots__ = ("_time", "attempt", "from_status", "host_id", "reason", "seq", "to_status")
 
     def __init__(self, data: Mapping[str, Any]) -> None:
         self.seq: int = int(data.get("seq", 0))
-        self.time = _time(data["time"])
+        self._time = data["time"]
         self.attempt: int = int(data.get("attempt", 0))
         self.from_status = _status(data.get("from_status"))
         self.to_status: JobStatus = JobStatus(data["to_status"])
         self.host_id: str | None = data.get("host_id")
         self.reason: str = str(data.get("reason") or "")
+
+    @property
+    def time(self) -> datetime | None:
+        return _time(self._time)
 
 
 class JobView:
@@ -86,6 +107,9 @@ class JobView:
     reply). A listed job has no ``attempts`` or ``events`` (empty lists here)."""
 
     __slots__ = (
+        "_finished",
+        "_started",
+        "_submitted",
         "attempt",
         "attempts",
         "begin_at",
@@ -95,7 +119,6 @@ class JobView:
         "env",
         "events",
         "exit_code",
-        "finished_at",
         "host_id",
         "job_id",
         "name",
@@ -103,18 +126,19 @@ class JobView:
         "pending_reason",
         "priority",
         "project",
+        "raw",
         "resource_request",
         "retry_limit",
         "signal",
-        "started_at",
         "status",
-        "submitted_at",
         "timeout_sec",
         "umask",
         "workdir",
     )
 
     def __init__(self, data: Mapping[str, Any]) -> None:
+        self.raw = data
+        """The reply it reads."""
         self.job_id: str = str(data["job_id"])
         self.name: str | None = data.get("name")
         self.project: str = str(data.get("project", "default"))
@@ -132,12 +156,11 @@ class JobView:
         self.attempt: int = int(data.get("attempt", 1))
         self.host_id: str | None = data.get("host_id")
         self.pending_reason: str | None = data.get("pending_reason")
-        submitted = _time(data.get("submitted_at"))
-        if submitted is None:
+        self._submitted = data.get("submitted_at")
+        if self._submitted is None:
             raise ValueError(f"job {self.job_id}: no submitted_at in the reply")
-        self.submitted_at: datetime = submitted
-        self.started_at = _time(data.get("started_at"))
-        self.finished_at = _time(data.get("finished_at"))
+        self._started = data.get("started_at")
+        self._finished = data.get("finished_at")
         self.exit_code: int | None = data.get("exit_code")
         self.signal: str | None = data.get("signal")
         self.depends_on: dict[str, list[str]] = {
@@ -146,6 +169,29 @@ class JobView:
         self.begin_at = _time(data.get("begin_at"))
         self.attempts = [AttemptView(a) for a in data.get("attempts") or []]
         self.events = [EventView(e) for e in data.get("events") or []]
+
+    @property
+    def submitted_at(self) -> datetime:
+        submitted = _time(self._submitted)
+        assert submitted is not None  # checked when the view was made
+        return submitted
+
+    @property
+    def started_at(self) -> datetime | None:
+        return _time(self._started)
+
+    @property
+    def finished_at(self) -> datetime | None:
+        return _time(self._finished)
+
+    def succeeded_by(self, event: Mapping[str, Any]) -> JobView:
+        """The job as its ``SUCCEEDED`` event leaves it: what a second look would show that
+        a waiter needs (a success's exit code is 0), without that look."""
+        return JobView({**self.raw, "status": JobStatus.SUCCEEDED.value, "exit_code": 0,
+                        "signal": None, "pending_reason": None,
+                        "attempt": event.get("attempt", self.attempt),
+                        "host_id": event.get("host_id") or self.host_id,
+                        "finished_at": event.get("time")})
 
     def __repr__(self) -> str:
         return f"JobView({self.job_id!r}, {self.status.value})"

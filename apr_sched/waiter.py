@@ -7,13 +7,10 @@ what it costs the daemon and the bounded fallbacks).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import select
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, TextIO, TypeVar
 
 from apr_sched.durations import format_duration
 from apr_sched.errors import Forbidden, IllegalTransition, NotFound
@@ -21,6 +18,13 @@ from apr_sched.interrupts import Interrupted, Signals
 from apr_sched.rawclient import DaemonUnreachable, RawClient
 from apr_sched.states import JobStatus
 from apr_sched.views import JobView
+
+TYPE_CHECKING = False  # typing's, without importing typing (see apr_sched/__init__.py)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any, TextIO, TypeVar
+
+    T = TypeVar("T")
 
 __all__ = ["LOG_POLL_SEC", "MAX_LOG_POLLS", "STATE_POLL_SEC", "Waiter"]
 
@@ -36,7 +40,8 @@ RECONNECT_FIRST_SEC = 0.1
 RECONNECT_MAX_SEC = 2.0
 STATE_IDS_PER_REQUEST = 200
 """Job ids per ``GET /jobs?id=`` (the query string stays short)."""
-T = TypeVar("T")
+EVENTS_PER_POLL = 1000
+"""Events asked for per poll; a reply with fewer holds every event up to its time."""
 _FINAL = frozenset(status.value for status in JobStatus if status.is_final)
 
 
@@ -98,7 +103,8 @@ class Waiter:
                  output: TextIO | None, notices: TextIO, first_attempt: int | None,
                  reconnect_timeout: float, label_lines: bool, pinned: bool = False,
                  json_lines: bool = False, since: int | None = None,
-                 known: dict[str, JobView] | None = None) -> None:
+                 known: dict[str, JobView] | None = None,
+                 signals: Signals | None = None) -> None:
         self.client = client
         self.pinned = pinned
         """Print one attempt only (``logs --follow --attempt N``): no moving on to a retry."""
@@ -113,7 +119,7 @@ class Waiter:
         self.notices = notices
         self.reconnect_timeout = reconnect_timeout
         self.label_lines = label_lines
-        self.signals = Signals()
+        self.signals = Signals() if signals is None else signals
         self.since = since
         self._events: RawClient | None = None
         self._events_out = False
@@ -176,7 +182,7 @@ class Waiter:
             if self._events is None:
                 self._events = self.client.clone()
             assert self.since is not None
-            self._events.send_events(self.since, STATE_POLL_SEC)
+            self._events.send_events(self.since, STATE_POLL_SEC, EVENTS_PER_POLL)
             self._events_out = True
         self.client.close()  # idle while the polls are held: the daemon's connection back
 
@@ -216,13 +222,33 @@ class Waiter:
         jumped = last < self.since
         self.since = last
         events = page.get("events") or []
+        latest = {e.get("job_id"): e for e in events if e.get("kind", "job") == "job"}
         if self.output is None:  # --quiet: only an ending matters, not a start or a pause
-            events = [e for e in events if e.get("to_status") in _FINAL]
-        named = {e.get("job_id") for e in events}
-        ids = [t.job_id for t in self.tracked.values() if not t.done and not t.missing
-               and (jumped or t.job_id in named)]
+            named = {e.get("job_id") for e in events if e.get("to_status") in _FINAL}
+        else:
+            named = set(latest)
+        whole = len(events) < EVENTS_PER_POLL  # every event up to the reply: none to come
+        ids = []
+        for tracked in self.tracked.values():
+            if tracked.done or tracked.missing or not (jumped or tracked.job_id in named):
+                continue
+            if whole and not jumped and self._succeeded(tracked, latest.get(tracked.job_id)):
+                continue
+            ids.append(tracked.job_id)
         if ids:
             self._read_states(ids)
+
+    @staticmethod
+    def _succeeded(tracked: _Tracked, event: dict[str, Any] | None) -> bool:
+        """Settle a job whose latest event is its success, without reading it again (a
+        success's exit code is 0); False when a look at the job is needed (any other
+        ending says its exit code, signal or reason only in the job itself)."""
+        view = tracked.view
+        if (event is None or view is None or event.get("to_status") != "SUCCEEDED"
+                or int(event.get("attempt", 0)) < view.attempt):
+            return False
+        tracked.view = view.succeeded_by(event)
+        return True
 
     def _on_log(self, tracked: _Tracked) -> None:
         assert tracked.poller is not None
@@ -326,8 +352,10 @@ class Waiter:
             self.output = None  # the reader went away: keep waiting for the outcome
 
     def notice(self, text: str) -> None:
-        with contextlib.suppress(OSError, ValueError):
+        try:  # noqa: SIM105 - contextlib.suppress would load contextlib for this alone
             print(f"apr-sched: {text}", file=self.notices, flush=True)
+        except (OSError, ValueError):  # stderr closed or gone: the outcome still counts
+            pass
 
     # the daemon going away --------------------------------------------------------------
     def _call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -33,10 +33,8 @@ leaves at once. A SIGHUP that was ignored when we started (``nohup``) stays igno
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
-from typing import TextIO
 
-from apr_sched.interrupts import Interrupted
+from apr_sched.interrupts import Interrupted, Signals
 from apr_sched.outcomes import (
     EXIT_CANCELLED,
     EXIT_CANNOT_START,
@@ -52,6 +50,11 @@ from apr_sched.outcomes import (
 from apr_sched.rawclient import DaemonUnreachable, RawClient
 from apr_sched.views import JobView
 from apr_sched.waiter import Waiter
+
+TYPE_CHECKING = False  # typing's, without importing typing (see apr_sched/__init__.py)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import TextIO
 
 __all__ = [
     "EXIT_CANCELLED",
@@ -100,6 +103,7 @@ def wait_for_jobs(
     label_lines: bool | None = None,
     since: int | None = None,
     known: dict[str, JobView] | None = None,
+    signals: Signals | None = None,
 ) -> WaitResult:
     """Block until every job in ``job_ids`` has ended; return the exit code that tells how.
 
@@ -110,7 +114,8 @@ def wait_for_jobs(
     notes: a new attempt, the daemon away and back, a stop on interrupt. ``since`` (an
     event number taken before the jobs were submitted) and ``known`` (their submit
     replies) save the first round trips. Signals: see the module docstring (handlers are
-    installed only in the main thread).
+    installed only in the main thread); ``signals``, entered by the caller before it
+    submitted the jobs, makes a signal that came in between count too.
     """
     if not job_ids:
         raise ValueError("no job ids to wait for")
@@ -118,7 +123,7 @@ def wait_for_jobs(
                      notices=sys.stderr if notices is None else notices,
                      first_attempt=first_attempt, reconnect_timeout=reconnect_timeout,
                      label_lines=len(set(job_ids)) > 1 if label_lines is None else label_lines,
-                     since=since, known=known)
+                     since=since, known=known, signals=signals)
     interrupted: int | None = None
     with waiter.signals:
         try:

@@ -17,8 +17,6 @@ a reply (on a reused keep-alive connection: it timed out while idle, send again)
 from __future__ import annotations
 
 import socket
-from pathlib import Path
-from typing import NamedTuple
 
 __all__ = ["Address", "Connection", "ConnectionClosed", "ProtocolError", "Reply"]
 
@@ -35,21 +33,30 @@ class ProtocolError(OSError):
     """The peer's reply is not HTTP/1.x we can read."""
 
 
-class Address(NamedTuple):
+class Address:
     """Where the daemon listens: ``scheme`` is ``unix`` (``host`` is the socket path),
-    ``http`` or ``https``."""
+    ``http`` or ``https``. (Plain classes here and in ``Reply``: ``typing.NamedTuple``
+    would load ``typing``, which a client command's start does without.)"""
 
-    scheme: str
-    host: str
-    port: int = 0
+    __slots__ = ("host", "port", "scheme")
+
+    def __init__(self, scheme: str, host: str, port: int = 0) -> None:
+        self.scheme, self.host, self.port = scheme, host, port
+
+    def __repr__(self) -> str:
+        return f"Address({self.scheme!r}, {self.host!r}, {self.port!r})"
 
 
-class Reply(NamedTuple):
-    status: int
-    headers: dict[str, str]
-    """Lower-cased names; a repeated field's values joined with ", "."""
-    body: bytes
-    will_close: bool
+class Reply:
+    __slots__ = ("body", "headers", "status", "will_close")
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes,
+                 will_close: bool) -> None:
+        self.status = status
+        self.headers = headers
+        """Lower-cased names; a repeated field's values joined with ", "."""
+        self.body = body
+        self.will_close = will_close
 
 
 class Connection:
@@ -80,11 +87,11 @@ class Connection:
             sock.close()
 
     def _connect(self) -> socket.socket:
-        scheme, host, port = self.address
+        scheme, host, port = self.address.scheme, self.address.host, self.address.port
         if scheme == "unix":
             from apr_sched.unix_socket import connect_unix
 
-            return connect_unix(Path(host), self.timeout)
+            return connect_unix(host, self.timeout)
         sock = socket.create_connection((host.strip("[]"), port), self.timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if scheme == "https":
@@ -112,7 +119,7 @@ class Connection:
         self.sock.sendall(data)
 
     def _host_header(self) -> str:
-        scheme, host, port = self.address
+        scheme, host, port = self.address.scheme, self.address.host, self.address.port
         if scheme == "unix":
             return "localhost"
         default = 443 if scheme == "https" else 80

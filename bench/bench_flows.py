@@ -8,9 +8,10 @@ interleaved rounds, median wall time:
 Reported: wall time each, and the scheduler's overhead per job ((wall - plain) / jobs).
 Goal (issue 9): overhead <= 0.3 s per job.
 
-The scheduler's ways run twice (see bench_cli_startup): ``source``, the environment as it is
-(an editable install under PYTHONDONTWRITEBYTECODE=1 compiles our modules at every CLI
-start), and ``bytecode``, compiled once as an installed package is. Also reported, from the
+The scheduler's ways run in each of ``--modes`` (``_modes``): ``source`` and ``bytecode``,
+the dev venv (an editable install) without and with compiled modules, and ``installed``, a
+plain ``pip install`` of this repo in a venv of its own, as users get it (each mode's
+``bsub`` shims are written by its own interpreter). Also reported, from the
 jobs' own records: how long a job waited for dispatch and how much longer than its recipe
 it ran (the scheduler's share), so the rest of the overhead is the CLI's (start-up, and
 make starting the next recipe).
@@ -32,6 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import cli_daemon, emit
+from _modes import MODES, build_modes, mode_names
 
 STAGES = ("synth", "place", "route")
 DESIGNS = ("a", "b", "c", "d")
@@ -78,21 +80,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=0.5, help="each recipe's sleep")
+    parser.add_argument("--modes", type=mode_names, default=list(MODES),
+                        help=f"comma-separated, of {','.join(MODES)} (default: all)")
+    parser.add_argument("--installed-venv", type=Path, metavar="DIR",
+                        help="where installed mode's venv is built and kept")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, cli_daemon(Path(tmp)) as (_, env):
         root = Path(tmp)
-        subprocess.run([sys.executable, "-m", "apr_sched", "lsf-shims", str(root / "bin")],
-                       check=True, stdout=subprocess.DEVNULL, env=env)
-        env["PATH"] = f"{root / 'bin'}:{env['PATH']}"
         work = root / "work"
         work.mkdir()
-        compiled = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        compiled["PYTHONPYCACHEPREFIX"] = str(root / "pycache")
+        modes = build_modes(args.modes, env, root / "pycache", args.installed_venv)
         recipes = {"bsub -K": "bsub -K ", "submit --wait": "apr-sched submit --wait --quiet -- "}
         ways: dict[str, tuple[str, dict[str, str]]] = {"plain": ("", env)}
-        for name, run in recipes.items():
-            ways[name] = (run, env)
-            ways[f"{name} (bytecode)"] = (run, compiled)
+        for mode in modes.values():
+            shims = root / f"bin-{mode.name}"  # bsub of this mode's interpreter, first on PATH
+            subprocess.run([mode.python, "-m", "apr_sched", "lsf-shims", str(shims)],
+                           check=True, stdout=subprocess.DEVNULL, env=mode.env)
+            mode_env = {**mode.env, "PATH": f"{shims}:{mode.env['PATH']}"}
+            for name, run in recipes.items():
+                label = name if mode.name == "source" else f"{name} ({mode.name})"
+                ways[label] = (run, mode_env)
         walls: dict[str, list[float]] = {way: [] for way in ways}
         for run, way_env in ways.values():  # warm up (and write the bytecode once)
             flow_wall(work, makefile(run, 0.0), way_env)

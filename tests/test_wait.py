@@ -7,16 +7,20 @@ stops the job.
 
 from __future__ import annotations
 
+import io
 import os
 import shlex
 import signal
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from apr_sched.interrupts import Signals
 from apr_sched.models import Attempt, Job, JobEvent, JobStatus, utcnow
+from apr_sched.rawclient import RawClient
 from apr_sched.waiting import (
     EXIT_CANNOT_START,
     EXIT_CODES_HELP,
@@ -25,9 +29,10 @@ from apr_sched.waiting import (
     EXIT_TIMEOUT,
     EXIT_WAIT_FAILED,
     exit_code_for,
+    wait_for_jobs,
     worst_exit_code,
 )
-from tests.cli_daemon import CliDaemon, running_cli_daemon, submitted_id
+from tests.cli_daemon import CliDaemon, Done, running_cli_daemon, submitted_id
 from tests.conftest import read_line, wait_until_sync
 
 
@@ -87,6 +92,38 @@ def test_timeout_and_quiet(daemon: CliDaemon) -> None:
     assert done.stderr == f"apr-sched: job {job_id} TIMEOUT (signal SIGTERM)\n"
     again = daemon.cli("wait", job_id)  # an ended job: its output and outcome at once
     assert (again.returncode, again.stdout) == (EXIT_TIMEOUT, "hidden\nTerminated\n")
+
+
+def served_during(daemon: CliDaemon, command: list[str]) -> tuple[Done, list[str]]:
+    """Run the CLI; the requests the daemon answered meanwhile. Complete: one of our own
+    after it is logged last (the daemon logs each request as it answers it, in turn)."""
+    before = len(daemon.requests_served())
+    done = daemon.cli(*command)
+    with daemon.client() as c:
+        c.health()
+    wait_until_sync(lambda: "GET /scheduler/health" in daemon.requests_served()[before:])
+    served = daemon.requests_served()[before:]
+    return done, served[:served.index("GET /scheduler/health")]
+
+
+def test_submit_wait_asks_for_the_submit_and_the_events_only(daemon: CliDaemon) -> None:
+    """The submit reply's ``Last-Event-Seq`` says where the job's events start, and a
+    SUCCEEDED event is the whole outcome (exit code 0): the requests of a curl user's
+    submit and long poll, no /health before, no look at the job after."""
+    done, served = served_during(daemon, ["submit", "--wait", "--quiet", "--", "true"])
+    assert done.returncode == 0, done.stderr
+    assert served[0] == "POST /scheduler/jobs" and len(served) >= 2, served
+    assert all(r.startswith("GET /scheduler/events?since=") for r in served[1:]), served
+
+
+def test_a_failed_job_is_read_once_for_its_exit_code(daemon: CliDaemon) -> None:
+    """Only the job says how a failure ended (exit code, signal, lost): one look, at the
+    end."""
+    done, served = served_during(daemon, ["submit", "--wait", "--quiet", "--", "exit 3"])
+    assert done.returncode == 3, done.stderr
+    reads = [r for r in served if r.startswith("GET /scheduler/jobs")]
+    assert served[0] == "POST /scheduler/jobs" and len(reads) == 1, served
+    assert not [r for r in served if "/health" in r], served
 
 
 def test_stopped_by_someone_else(daemon: CliDaemon, tmp_path: Path) -> None:
@@ -168,6 +205,21 @@ def test_a_signal_to_the_waiting_client_stops_the_job(daemon: CliDaemon, signum:
     assert "got TERM\n" in out  # the job's last words, printed before leaving
     assert daemon.job(job_id).status is JobStatus.STOPPED  # ended before the client left
     assert f"stopping job {job_id}" in err and "Traceback" not in err
+
+
+def test_a_signal_before_the_wait_began_stops_the_job(daemon: CliDaemon) -> None:
+    """``submit --wait`` installs its handlers before it submits: a Ctrl-C that comes
+    between the submit and the wait is kept, and stops the job once the wait begins."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers are the main thread's")
+    with daemon.client() as c:
+        job_id = c.submit({"command": "sleep 30"}).job_id
+        url, token = c.url, c.token
+    with Signals() as signals, RawClient(url, token) as client:
+        os.kill(os.getpid(), signal.SIGINT)  # recorded, not raised: no wait has begun
+        result = wait_for_jobs(client, [job_id], signals=signals, notices=io.StringIO())
+    assert (result.code, result.interrupted) == (130, signal.SIGINT)
+    assert daemon.job(job_id).status is JobStatus.STOPPED
 
 
 def test_no_stop_on_interrupt_leaves_the_job_running(daemon: CliDaemon) -> None:

@@ -53,6 +53,10 @@ LIST_EXCLUDE = {"events", "attempts"}
 _JOB_LIST = TypeAdapter(list[Job])
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 """1 to 255 visible ASCII characters, e.g. a UUID."""
+LAST_EVENT_SEQ_HEADER = "Last-Event-Seq"
+"""On a fresh submit's reply: the daemon's last event number from before the job's first
+event, so ``GET /events?since=<it>`` holds every event of the job (a header, not a field:
+the body stays a Job, which strict clients validate with no unknown field allowed)."""
 
 RouteHandler = Callable[..., Awaitable[Response]]
 Reply = Callable[[list[Job]], tuple[int, bytes]]
@@ -329,8 +333,11 @@ class SchedulerApi:
             return replay
         spec = _json_object(request)
         self._claim(request, [spec], ["owner"])
+        # The event number from before the job's first event: a client that waits for the job
+        # long-polls the events after it, with no /health call first (a replay has none).
+        before = self.scheduler.last_event_seq
         job = await self.scheduler.submit(spec, idempotency_key=key)
-        return Response(*_submit_reply([job]))
+        return Response(*_submit_reply([job]), headers=[(LAST_EVENT_SEQ_HEADER, str(before))])
 
     async def submit_batch(self, request: Request) -> Response:
         key = self._idempotency_key(request, "batch", _batch_reply)

@@ -99,6 +99,13 @@ IDEMPOTENCY_KEY = {
                    "the same key with another body is 422. Survives a daemon restart.",
 }
 
+LAST_EVENT_SEQ = {"Last-Event-Seq": {
+    "schema": {"type": "integer", "minimum": 0},
+    "description": "The daemon's last event number from before this job's first event: "
+                   "`GET /events?since=<it>` holds every event of the job, its `submitted` "
+                   "one first (no `GET /health` needed to wait for it). Not on a replayed "
+                   "reply (`Idempotent-Replayed`): read `/health`, then the job, instead."}}
+
 # Statuses the server itself may answer on any route, before or instead of the route.
 SERVER_ERRORS = {
     400: "Malformed request (HTTP syntax, a target that is not UTF-8)",
@@ -145,7 +152,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "errors": [400, 403, 404]},
     ("POST", "/jobs"): {"summary": "Submit one job", "body": _ref("JobSpec"),
                         "replies": {201: _ref("Job")}, "errors": [400, 403, 422],
-                        "headers": [IDEMPOTENCY_KEY]},
+                        "headers": [IDEMPOTENCY_KEY], "reply_headers": {201: LAST_EVENT_SEQ}},
     ("POST", "/jobs/batch"): {"summary": "Submit many jobs, all or nothing",
                               "replies": {201: BATCH_REPLY}, "errors": [400, 403, 413, 422],
                               "headers": [IDEMPOTENCY_KEY]},
@@ -337,6 +344,8 @@ def build_openapi(routes: Sequence[_Route], version: str, prefix: str = "/schedu
             if spec.get("text"):
                 content["text/plain"] = {"schema": {"type": "string"}}
             operation["responses"][str(status)] = {"description": "OK", "content": content}
+            if status in spec.get("reply_headers", {}):
+                operation["responses"][str(status)]["headers"] = spec["reply_headers"][status]
         errors = {status: SERVER_ERRORS[status] for status in SERVER_ERRORS}
         for status in route_error_statuses(route.method, suffix, route.auth):
             errors[status] = ROUTE_ERRORS[status] if status not in SERVER_ERRORS else (

@@ -30,7 +30,7 @@ class UnixHttpServer(HttpServer):
     ``close()`` removes the socket file if it is still ours.
     """
 
-    def __init__(self, handler: Handler, path: Path, *, mode: int = 0o600,
+    def __init__(self, handler: Handler, path: str | os.PathLike[str], *, mode: int = 0o600,
                  group: str | None = None, limits: HttpLimits | None = None,
                  **options: Any) -> None:
         super().__init__(handler, "", 0, limits=limits or HttpLimits(), **options)

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any
+
+TYPE_CHECKING = False  # typing's, without importing typing (see apr_sched/__init__.py)
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from datetime import datetime
+    from typing import Any
 
 __all__ = ["DEFAULT_QUEUE", "LsfUsageError", "Submission", "names_command", "parse_begin",
            "parse_bsub", "parse_dependency", "parse_memory_mb"]
@@ -60,15 +62,22 @@ class LsfUsageError(ValueError):
     """A bsub (or bjobs, bkill ...) command line we cannot honour; the message names why."""
 
 
-@dataclass(slots=True)
 class Submission:
-    """A parsed bsub: the job spec to send, and what bsub itself must do."""
+    """A parsed bsub: the job spec to send, and what bsub itself must do. (A plain class:
+    ``dataclasses`` loads ``inspect``, milliseconds of every ``bsub`` a flow runs.)"""
 
-    spec: dict[str, Any]
-    queue: str = DEFAULT_QUEUE
-    wait: bool = False
-    """``-K``: block until the job ends and exit with its outcome."""
-    notes: list[str] = field(default_factory=list)
+    __slots__ = ("notes", "queue", "spec", "wait")
+
+    def __init__(self, spec: dict[str, Any], queue: str = DEFAULT_QUEUE, wait: bool = False,
+                 notes: list[str] | None = None) -> None:
+        self.spec = spec
+        self.queue = queue
+        self.wait = wait
+        """``-K``: block until the job ends and exit with its outcome."""
+        self.notes: list[str] = [] if notes is None else notes
+
+    def __repr__(self) -> str:
+        return f"Submission({self.spec!r}, queue={self.queue!r}, wait={self.wait!r})"
 
 
 def parse_bsub(argv: Sequence[str], *, script: str | None, cwd: str,
@@ -88,8 +97,11 @@ def parse_bsub(argv: Sequence[str], *, script: str | None, cwd: str,
         command_line = command[0]
     else:
         command_line = shlex.join(command)
-    return _submission(options, command_line, cwd, environ,
-                       now or datetime.now().astimezone())
+    if now is None:
+        from datetime import datetime  # only here: -b counts from now
+
+        now = datetime.now().astimezone()
+    return _submission(options, command_line, cwd, environ, now)
 
 
 def names_command(argv: Sequence[str]) -> bool:
@@ -242,6 +254,8 @@ def parse_begin(value: str, now: datetime) -> datetime:
     except ValueError as exc:
         raise LsfUsageError(f"-b {value}: {exc}") from None
     if not date and when <= now:
+        from datetime import timedelta
+
         when += timedelta(days=1)
     return when
 

@@ -13,15 +13,18 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from types import FrameType
 
 from apr_sched.discovery import find_daemon
 from apr_sched.errors import AprError
 from apr_sched.rawclient import RawClient, json_object
-from apr_sched.statedir import resolve_state_dir
+from apr_sched.statehome import state_dir_name
 from apr_sched.states import JobStatus
 from apr_sched.views import JobView, job_views
+
+TYPE_CHECKING = False  # typing's, without importing typing (see apr_sched/__init__.py)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+    from types import FrameType
 
 __all__ = ["COMMANDS", "main"]
 
@@ -42,7 +45,7 @@ class _Interrupted(BaseException):
 def _client() -> RawClient:
     """The daemon, answering with raw JSON: a shim builds no models (no pydantic), so a
     flow step that runs one pays only for the interpreter and a few small modules."""
-    url, token = find_daemon(None, None, None, resolve_state_dir(None))
+    url, token = find_daemon(None, None, None, state_dir_name(None))
     return RawClient(url, token)
 
 
@@ -69,9 +72,9 @@ def bsub(argv: Sequence[str]) -> int:
     spec = submission.spec
     spec["umask"] = _umask()
     with _client() as client:
-        # -K: the event number first, so the wait follows on from the submit reply
-        since = int(client.health().get("last_event_seq", 0)) if submission.wait else 0
-        job = JobView(json_object(client.request("POST", "/jobs", body=spec)[1]))
+        # -K: the reply's event number (Last-Event-Seq) is where the wait follows on from
+        reply, since = client.submit_dict(spec)
+        job = JobView(reply)
         _say(f"Job <{job.job_id}> is submitted to queue <{submission.queue}>.")
         for note in submission.notes:
             print(f"bsub: {note}", file=sys.stderr, flush=True)
@@ -86,7 +89,7 @@ def _umask() -> str:
     return f"{mask:03o}"
 
 
-def _wait_for(client: RawClient, submitted: JobView, since: int) -> int:
+def _wait_for(client: RawClient, submitted: JobView, since: int | None) -> int:
     """``bsub -K``: LSF's progress lines, then the job's outcome as the exit code; a signal
     to bsub kills the job first, as LSF's does."""
     from apr_sched.lsf.watch import JobWatch

@@ -7,14 +7,13 @@ print what these return.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import datetime
-from typing import TYPE_CHECKING
-
 from apr_sched.lsf.bsub import DEFAULT_QUEUE
 from apr_sched.states import HostState, JobStatus
 
+TYPE_CHECKING = False  # typing's, without importing typing (see apr_sched/__init__.py)
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from datetime import datetime
     from typing import TypeAlias
 
     from apr_sched.models import Host

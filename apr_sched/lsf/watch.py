@@ -6,17 +6,23 @@ Jobs are read as raw replies (``views.JobView``): a shim builds no models.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
-from typing import TypeVar
 
-from apr_sched.futures import MAX_POLL_SEC
 from apr_sched.rawclient import DaemonUnreachable, RawClient
 from apr_sched.views import JobView
+
+TYPE_CHECKING = False  # typing's, without importing typing (see apr_sched/__init__.py)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+    from typing import TypeVar
+
+    T = TypeVar("T")
 
 __all__ = ["JobWatch"]
 
 RECONNECT_MAX_SEC = 2.0
-T = TypeVar("T")
+MAX_POLL_SEC = 30.0
+"""The longest single long poll, as ``futures.MAX_POLL_SEC`` (not imported from there: it
+loads typing, which a shim's start does without)."""
 
 
 class JobWatch:
