@@ -12,8 +12,8 @@ An error reply raises the matching ``AprError``; a daemon that cannot be reached
 
 from __future__ import annotations
 
+import _socket
 import json
-import socket
 import sys
 import time
 from collections.abc import Mapping
@@ -202,7 +202,7 @@ class RawClient:
             reason = "connection refused"
         elif isinstance(exc, FileNotFoundError) and self._scheme == "unix":
             reason = "no such socket"
-        elif isinstance(exc, socket.gaierror):
+        elif isinstance(exc, _socket.gaierror):  # socket.gaierror is this very class
             reason = f"unknown host {self._host!r}"
         elif isinstance(exc, TimeoutError):
             reason = "no reply in time"

@@ -7,20 +7,31 @@ it by default when it exists and no ``--url``/``--token`` was given.
 A socket path must fit in ``sun_path`` (107 bytes); state dirs can be deeper than that, so a
 longer path is reached through ``/proc/self/fd/<dir fd>/apr_sched.sock`` of its opened
 directory, which names the same file.
+
+The CLI's client (``wire``) connects with ``connect_unix_lean``: a socket of ``_socket``,
+the C module under ``socket``. What ``socket.py`` adds (its constants as enums,
+``makefile``, ``create_connection``) is nothing that client uses, and loading it is ~5 ms
+of every ``apr-sched status`` (the most of any one module). ``_socket.socket`` is what
+``socket.socket`` itself subclasses, in CPython and PyPy alike. ``connect_unix`` gives a
+full ``socket.socket`` (for ``http.client`` and the like).
 """
 
 from __future__ import annotations
 
+import _socket
 import os
-import socket
 import stat
 
 TYPE_CHECKING = False  # typing's, without importing typing (see apr_sched/__init__.py)
 if TYPE_CHECKING:
+    import socket
     from types import TracebackType
+    from typing import TypeVar
 
-__all__ = ["SOCKET_NAME", "UNIX_SCHEME", "connect_unix", "find_socket", "reachable_path",
-           "socket_path"]
+    S = TypeVar("S", bound=_socket.socket)
+
+__all__ = ["SOCKET_NAME", "UNIX_SCHEME", "connect_unix", "connect_unix_lean", "find_socket",
+           "reachable_path", "socket_path"]
 
 SOCKET_NAME = "apr_sched.sock"
 UNIX_SCHEME = "unix:"
@@ -68,7 +79,18 @@ class reachable_path:  # lower case: it is used as a function, ``with reachable_
 
 def connect_unix(path: str | os.PathLike[str], timeout: float | None) -> socket.socket:
     """A connected stream socket to the daemon at ``path``; OSError if none answers."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    import socket
+
+    return _connected(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM), path, timeout)
+
+
+def connect_unix_lean(path: str | os.PathLike[str], timeout: float | None) -> _socket.socket:
+    """``connect_unix``'s socket as the C module makes it: send, receive, time out, close
+    (see the module docstring)."""
+    return _connected(_socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM), path, timeout)
+
+
+def _connected(sock: S, path: str | os.PathLike[str], timeout: float | None) -> S:
     try:
         sock.settimeout(timeout)
         with reachable_path(path) as address:

@@ -16,7 +16,7 @@ a reply (on a reused keep-alive connection: it timed out while idle, send again)
 
 from __future__ import annotations
 
-import socket
+import _socket  # socket.socket's own base: all a Unix socket needs (see unix_socket.py)
 
 __all__ = ["Address", "Connection", "ConnectionClosed", "ProtocolError", "Reply"]
 
@@ -65,7 +65,7 @@ class Connection:
     def __init__(self, address: Address, timeout: float | None) -> None:
         self.address = address
         self.timeout = timeout
-        self.sock: socket.socket | None = None
+        self.sock: _socket.socket | None = None
         self.requests = 0
         """Requests sent on the current socket (more than one: it is a reused connection)."""
         self._buffer = bytearray()
@@ -86,12 +86,14 @@ class Connection:
         if sock is not None:
             sock.close()
 
-    def _connect(self) -> socket.socket:
+    def _connect(self) -> _socket.socket:
         scheme, host, port = self.address.scheme, self.address.host, self.address.port
         if scheme == "unix":
-            from apr_sched.unix_socket import connect_unix
+            from apr_sched.unix_socket import connect_unix_lean
 
-            return connect_unix(host, self.timeout)
+            return connect_unix_lean(host, self.timeout)
+        import socket  # TCP only: the Unix socket needs none of it
+
         sock = socket.create_connection((host.strip("[]"), port), self.timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if scheme == "https":

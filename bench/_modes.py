@@ -19,7 +19,8 @@ byte-compiled by pip at install time, and its own ``python -c pass`` as the floo
 Building it takes a minute (pip resolves the dependencies from the configured index), so
 it is kept between runs: in ``$TMPDIR/apr_sched_bench_<uid>/installed`` (owner-only),
 stamped with a hash of the sources; a run whose sources hash the same reuses it, one whose
-sources changed reinstalls the package alone (``--no-deps``).
+package files changed reinstalls the package alone (``--no-deps``), one whose
+pyproject.toml changed (the dependencies may have) builds the venv afresh.
 """
 
 from __future__ import annotations
@@ -136,11 +137,13 @@ def installed_venv(venv: Path | None = None, repo: Path = REPO) -> Path:
     """The venv with this repo installed non-editable, built or refreshed as needed; its
     ``bin/python`` and ``bin/apr-sched`` are what installed mode runs."""
     venv = venv or _own_dir(default_root()) / "installed"
-    wanted = source_hash(repo)
+    project = hashlib.sha256((repo / "pyproject.toml").read_bytes()).hexdigest()
+    wanted = f"{project} {source_hash(repo)}"
     stamp = venv / STAMP
-    if stamp.exists() and stamp.read_text().strip() == wanted:
+    stamped = stamp.read_text().split() if stamp.exists() else []
+    if stamped == wanted.split():
         return venv
-    fresh = not (venv / "bin" / "python").exists()
+    fresh = not (venv / "bin" / "python").exists() or stamped[:1] != [project]
     if fresh:
         shutil.rmtree(venv, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)

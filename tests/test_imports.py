@@ -48,14 +48,15 @@ def test_starting_a_client_loads_nothing_heavy(module: str) -> None:
 
 CLIENT_PATH_NEVER = (*SERVER_SIDE, *LOADED_ON_USE, "logging", "http.client", "email",
                      "dataclasses", "inspect", "typing", "pathlib", "urllib", "ipaddress",
-                     "textwrap", "contextlib", "shlex")
+                     "textwrap", "contextlib", "shlex", "socket")
 """What the flow commands never load: they read raw replies (``views``), print no rich
 table when piped, log nothing, and speak HTTP over a socket (``wire``); nor the standard
 modules a few lines do without, each milliseconds of every start: ``typing``
 (annotations are strings; ``TYPE_CHECKING`` is our own), ``pathlib`` (which brings
 ``urllib.parse`` and ``ipaddress``: paths are ``os.path`` strings), ``urllib.parse``
 itself (``rawclient.query_string``; only an ``http://`` URL is parsed with it),
-``textwrap``, ``contextlib``, ``shlex`` (a one-word command needs no quoting)."""
+``textwrap``, ``contextlib``, ``shlex`` (a one-word command needs no quoting), ``socket``
+(its C module ``_socket`` reaches a Unix socket; ``socket`` is for TCP only)."""
 PRINTS_NO_TIME = ("datetime",)
 """Loaded only by the commands that print a time (``job``, the ``jobs`` table)."""
 SETS_NO_HANDLER = ("signal",)
