@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from apr_sched.cli_common import Context, error, print_json
 from apr_sched.cli_submit import begin_time
 from apr_sched.errors import AprError, InvalidInput
 from apr_sched.rawclient import json_object, valid_id
+
+TYPE_CHECKING = False  # typing's, without importing typing (see apr_sched/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["changes_of", "graph_lines", "run_graph", "run_modify", "run_move"]
 

@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 
+from apr_sched.states import id_order
+
 __all__ = [
     "Cancelled",
     "Condition",
@@ -207,7 +209,7 @@ class DependencyIndex:
             return []
         upstream = self._upstream_of(upstream_id)
         decisions: list[Decision] = []
-        for job_id in sorted(dependents, key=_submit_order):
+        for job_id in sorted(dependents, key=id_order):
             waiting = self._waiting[job_id]
             still: list[Edge] = []
             cancelled: str | None = None
@@ -247,15 +249,7 @@ class DependencyIndex:
         return list(waiting.unmet) if waiting else []
 
     def dependents_of(self, upstream_id: str) -> list[str]:
-        return sorted(self._dependents.get(upstream_id, ()), key=_submit_order)
-
-
-def _submit_order(job_id: str) -> tuple[float | str, ...]:
-    """Ids are sequence numbers (``12``, array elements ``57.3``): decide in that order."""
-    try:
-        return tuple(float(int(part)) for part in job_id.split("."))
-    except ValueError:
-        return (float("inf"), job_id)
+        return sorted(self._dependents.get(upstream_id, ()), key=id_order)
 
 
 def edges_of(depends_on: Mapping[str, Sequence[str]]) -> list[Edge]:

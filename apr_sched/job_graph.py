@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from apr_sched.dependencies import Condition, Edge, Verdict, cancel_reason, verdict
 from apr_sched.eligibility import StatusOf, job_upstream
 from apr_sched.models import GraphEdge, GraphNode, JobGraph, JobStatus
+from apr_sched.states import id_order
 
 NODE_LIMIT = 500
 """The most jobs one graph reply holds (named in it, with ``truncated``)."""
@@ -64,7 +65,7 @@ def walk(job_id: str, depth: int, *, upstreams: Links, dependents: Links,
     statuses = {node.job_id: node.status for node in graph_nodes}
     return JobGraph(
         job_id=job_id, depth=depth, node_limit=node_limit, truncated=truncated,
-        nodes=sorted(graph_nodes, key=lambda node: (node.depth, _order(node.job_id))),
+        nodes=sorted(graph_nodes, key=lambda node: (node.depth, id_order(node.job_id))),
         edges=[GraphEdge(upstream=upstream, job_id=dependent, condition=condition,
                          state=_state(Condition(condition), statuses.get(upstream)))
                for (upstream, dependent, condition) in edges
@@ -82,10 +83,6 @@ def _state(condition: Condition, status: JobStatus | None) -> str:
     if status is None:
         return "never"
     return verdict(condition, job_upstream(status)).value
-
-
-def _order(job_id: str) -> tuple[int, str]:
-    return (int(job_id), "") if job_id.isdigit() else (1 << 62, job_id)
 
 
 def never_holds(edges: Iterable[Edge], status_of: StatusOf,

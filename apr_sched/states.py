@@ -14,7 +14,8 @@ TYPE_CHECKING = False  # typing's, without importing typing (see apr_sched/__ini
 if TYPE_CHECKING:
     from datetime import datetime
 
-__all__ = ["FINAL_STATUSES", "ID_PATTERN", "HostState", "JobStatus", "is_valid_id", "utcnow"]
+__all__ = ["FINAL_STATUSES", "ID_PATTERN", "HostState", "JobStatus", "id_order", "is_valid_id",
+           "utcnow"]
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 """For pydantic and JSON Schema, where ``$`` is the end of the text; Python's ``$`` also
@@ -29,6 +30,15 @@ def is_valid_id(value: str) -> bool:
     ``ID_PATTERN`` in plain code. For ASCII text ``isalnum`` means ``[A-Za-z0-9]``."""
     return (0 < len(value) <= MAX_ID_LENGTH and value.isascii() and value[0].isalnum()
             and value.translate(_ID_PUNCTUATION).isalnum())
+
+
+def id_order(job_id: str) -> tuple[float | str, ...]:
+    """Sort key for job ids in submit order: ``9`` < ``10`` < ``11.2`` < ``11.10``; an id
+    that is not made of numbers sorts after those, by its text."""
+    try:
+        return tuple(float(int(part)) for part in job_id.split("."))
+    except ValueError:
+        return (float("inf"), job_id)
 
 
 def utcnow() -> datetime:
